@@ -1,0 +1,49 @@
+# reelforge: `make serve` or `make demo` to run it, `make test` to test it, `make check` before a push.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SDK_VENV := .venv-aimlapi
+# The AI/ML API's own SDK, pinned, in its own environment: its wheel carries its own `openai`.
+AIMLAPI_SDK := aimlapi-sdk-python==2.24.0rc1
+
+.PHONY: install serve demo test check lint format sdk-env clean
+
+install: $(VENV)/.installed
+
+# Re-installs only when the project's dependencies change.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+sdk-env: $(SDK_VENV)/.installed
+
+$(SDK_VENV)/.installed: Makefile
+	@test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet '$(AIMLAPI_SDK)' requests
+	@touch $@
+
+serve: install
+	$(BIN)/reelforge serve
+
+demo: install
+	$(BIN)/python -m reelforge.demo --out out
+
+test: install sdk-env
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check reelforge tests benchmarks
+	$(BIN)/ruff format --check reelforge tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format reelforge tests benchmarks
+	$(BIN)/ruff check --fix reelforge tests benchmarks
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) $(SDK_VENV) .mypy_cache .ruff_cache .pytest_cache out

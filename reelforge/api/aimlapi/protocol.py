@@ -1,0 +1,185 @@
+"""The AI/ML API video wire format (Kling v2 master), parsed into a `GenerationSpec`.
+
+Field rules follow the hosted API: `model` and `prompt` required (`prompt` optional for
+image-to-video), `aspect_ratio` (alias `ratio`) 16:9 | 9:16 | 1:1, `duration` 5 | 10 as an
+integer or a string, `cfg_scale` 0..1, `camera_control` a preset name (or Kling's object for
+image-to-video), `advanced_camera_control`, `image_url`, `seed`. Unknown fields are ignored,
+as the hosted API does, so newer SDKs keep working.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reelforge.engines import Registry
+from reelforge.errors import FieldError, InvalidRequest
+from reelforge.spec import (
+    CAMERA_AXES,
+    CAMERA_PRESETS,
+    OUTPUT_SIZES,
+    AspectRatio,
+    CameraMotion,
+    GenerationSpec,
+    frames_for_seconds,
+)
+
+__all__ = ["CreateVideoRequest", "parse_create_request"]
+
+MAX_PROMPT_CHARS = 2500
+_SEED_MAX = 2**32 - 1
+_AXIS = Field(default=0.0, ge=-10, le=10)
+
+
+class KlingCameraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    horizontal: float = _AXIS
+    vertical: float = _AXIS
+    pan: float = _AXIS
+    tilt: float = _AXIS
+    roll: float = _AXIS
+    zoom: float = _AXIS
+
+
+class KlingCameraControl(BaseModel):
+    """Kling's camera object: a preset `type`, or `simple` with one axis in `config`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
+    config: KlingCameraConfig | None = None
+
+
+class AdvancedCameraControl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    movement_type: Literal["horizontal", "vertical", "pan", "tilt", "roll", "zoom"]
+    movement_value: float = Field(ge=-10, le=10)
+
+
+class CreateVideoRequest(BaseModel):
+    """The body of `POST /v2/video/generations`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    aspect_ratio: AspectRatio | None = None
+    ratio: AspectRatio | None = None  # deprecated alias of aspect_ratio
+    duration: Literal[5, 10] = 5
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    cfg_scale: float | None = Field(default=None, ge=0, le=1)
+    camera_control: str | KlingCameraControl | None = None
+    advanced_camera_control: AdvancedCameraControl | None = None
+    image_url: str | None = Field(default=None, min_length=1)
+    seed: int | None = Field(default=None, ge=0, le=_SEED_MAX)
+    enhance_prompt: bool | None = None
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration_from_string(cls, value: Any) -> Any:
+        # The SDK and the docs send "5" as often as 5.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("must be 5 or 10")
+        return value
+
+    @field_validator("cfg_scale", mode="before")
+    @classmethod
+    def _cfg_scale_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number between 0 and 1")
+        return value
+
+    @field_validator("camera_control", mode="before")
+    @classmethod
+    def _preset_or_camera_object(cls, value: Any) -> Any:
+        # Validated here rather than by the union, so errors name the field, not a branch.
+        if value is None or isinstance(value, KlingCameraControl):
+            return value
+        if isinstance(value, str):
+            if value not in CAMERA_PRESETS:
+                raise ValueError(f"must be one of {', '.join(CAMERA_PRESETS)}")
+            return value
+        if isinstance(value, dict):
+            try:
+                return KlingCameraControl.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(
+                    "; ".join(str(e) for e in map(_field_error, exc.errors()))
+                ) from None
+        raise ValueError("must be a preset name or a {type, config} object")
+
+
+def parse_create_request(
+    body: Any, registry: Registry, image_models: frozenset[str]
+) -> tuple[CreateVideoRequest, GenerationSpec]:
+    """Validate a request body; return it and its spec (image_key still unset).
+
+    Raises `InvalidRequest` naming every offending field.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest(FieldError("body", "must be a JSON object"))
+    try:
+        request = CreateVideoRequest.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest([_field_error(err) for err in exc.errors()]) from None
+
+    errors: list[FieldError] = []
+    if registry.get(request.model) is None:
+        errors.append(FieldError("model", f"unknown model; served: {', '.join(registry.ids)}"))
+    needs_image = request.model in image_models
+    if needs_image and not request.image_url:
+        errors.append(FieldError("image_url", "is required for image-to-video models"))
+    if not needs_image and request.image_url:
+        errors.append(
+            FieldError(
+                "image_url", f"is not accepted by {request.model}; use an image-to-video model"
+            )
+        )
+    if not needs_image and not (request.prompt or "").strip():
+        errors.append(FieldError("prompt", "is required"))
+    if request.camera_control is not None and request.advanced_camera_control is not None:
+        errors.append(
+            FieldError("advanced_camera_control", "cannot be combined with camera_control")
+        )
+    if errors:
+        raise InvalidRequest(errors)
+
+    ratio = request.aspect_ratio or request.ratio or AspectRatio.LANDSCAPE
+    width, height = OUTPUT_SIZES[ratio]
+    spec = GenerationSpec(
+        model=request.model,
+        prompt=(request.prompt or "").strip(),
+        negative_prompt=(request.negative_prompt or "").strip(),
+        width=width,
+        height=height,
+        num_frames=frames_for_seconds(request.duration),
+        cfg_scale=0.5 if request.cfg_scale is None else request.cfg_scale,
+        camera=_camera_motion(request),
+        seed=secrets.randbelow(_SEED_MAX + 1) if request.seed is None else request.seed,
+    )
+    return request, spec
+
+
+def _camera_motion(request: CreateVideoRequest) -> CameraMotion | None:
+    control, advanced = request.camera_control, request.advanced_camera_control
+    if isinstance(control, str):
+        return CameraMotion(preset=control)
+    if isinstance(control, KlingCameraControl):
+        if control.type != "simple":
+            return CameraMotion(preset=control.type)
+        config = control.config or KlingCameraConfig()
+        return CameraMotion(axes={axis: getattr(config, axis) for axis in CAMERA_AXES})
+    if advanced is not None:
+        return CameraMotion(axes={advanced.movement_type: advanced.movement_value})
+    return None
+
+
+def _field_error(error: Any) -> FieldError:
+    field = ".".join(str(part) for part in error["loc"]) or "body"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "literal_error" and field == "duration":
+        message = "must be 5 or 10"
+    return FieldError(field, message)

@@ -1,0 +1,52 @@
+"""Bearer-key authentication; with no keys configured, only loopback clients are served."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+from fastapi import Request
+
+from reelforge.errors import Forbidden, Unauthorized
+
+__all__ = ["Authenticator"]
+
+LOCAL_TENANT = "local"
+
+
+class Authenticator:
+    """Checks `Authorization: Bearer <key>` and names the caller's tenant."""
+
+    def __init__(self, api_keys: list[str]) -> None:
+        self._keys = [key.encode() for key in api_keys]
+
+    @property
+    def open_to_loopback_only(self) -> bool:
+        return not self._keys
+
+    def __call__(self, request: Request) -> str:
+        """FastAPI dependency: return the tenant id, or raise 401/403."""
+        if self.open_to_loopback_only:
+            host = request.client.host if request.client else ""
+            if not _is_loopback(host):
+                raise Forbidden(
+                    "this server has no API keys configured and serves loopback clients only; "
+                    "set REELFORGE_API_KEYS to accept remote requests"
+                )
+            return LOCAL_TENANT
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
+        presented = token.strip().encode()
+        # Compare against every key in constant time, so timing does not reveal a prefix.
+        if not any(hmac.compare_digest(presented, key) for key in self._keys):
+            raise Unauthorized("invalid API key")
+        return hashlib.sha256(presented).hexdigest()[:16]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

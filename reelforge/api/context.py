@@ -1,0 +1,30 @@
+"""What the API's routes need, built once per server process and passed to the routers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reelforge.api.auth import Authenticator
+from reelforge.api.files import FileSigner
+from reelforge.api.images import ImagePolicy
+from reelforge.engines import Registry
+from reelforge.jobs import JobStore
+from reelforge.settings import Settings
+from reelforge.storage import Storage
+
+__all__ = ["ApiContext"]
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    registry: Registry
+    auth: Authenticator
+    signer: FileSigner
+    image_policy: ImagePolicy
+
+    def base_url(self, request_base_url: str) -> str:
+        """Where clients reach this server: the configured public URL, else the request's."""
+        return (self.settings.public_base_url or request_base_url).rstrip("/")

@@ -1,0 +1,51 @@
+"""Service routes: health (ready once a worker is) and the list of served models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from reelforge.api.context import ApiContext
+from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
+
+__all__ = ["build_system_router"]
+
+
+def build_system_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(tags=["service"])
+
+    @router.get("/healthz")
+    def healthz() -> JSONResponse:
+        live = ctx.store.live_workers(within_s=ctx.settings.lease_seconds)
+        counts = ctx.store.count_by_status()
+        body = {
+            "status": "ok" if live else "starting",
+            "workers": len(live),
+            "jobs": {status.value: n for status, n in counts.items()},
+        }
+        return JSONResponse(body, status_code=200 if live else 503)
+
+    @router.get("/v1/models")
+    def list_models(_tenant: str = Depends(ctx.auth)) -> dict[str, Any]:
+        live = ctx.store.live_workers(within_s=ctx.settings.lease_seconds)
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": entry.id,
+                    "object": "model",
+                    "owned_by": "reelforge",
+                    "engine": entry.engine,
+                    "checkpoint": entry.checkpoint,
+                    "task": "image-to-video"
+                    if entry.id in IMAGE_TO_VIDEO_MODELS
+                    else "text-to-video",
+                    "workers": sum(entry.id in w.models for w in live),
+                }
+                for entry in ctx.registry
+            ],
+        }
+
+    return router

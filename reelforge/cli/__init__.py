@@ -1,0 +1,1 @@
+"""The `reelforge` command line (`reelforge.cli.main:main`): serve, worker, generate, models."""

@@ -1,0 +1,104 @@
+"""What the client-side commands share: connection flags, the client factory, exit codes.
+
+Exit codes (stable, for scripts):
+
+    0    success
+    1    the generation job failed (its error name and message go to stderr)
+    2    usage error, or the API refused the call (its message goes to stderr)
+    3    the server could not be reached
+    4    `--timeout` passed while the job was still running (the job goes on)
+    130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from reelforge.client import (
+    APIError,
+    ConnectionFailed,
+    GenerationFailed,
+    ReelforgeClient,
+    UnexpectedResponse,
+    WaitTimeout,
+)
+
+__all__ = [
+    "EXIT_CONNECTION",
+    "EXIT_GENERATION_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "UsageError",
+    "add_connection_flags",
+    "make_client",
+    "report_errors",
+]
+
+EXIT_OK = 0
+EXIT_GENERATION_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+EXIT_TIMEOUT = 4
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A command-line value that argparse could not check by itself (exit code 2)."""
+
+
+def make_client(base_url: str | None, api_key: str | None) -> ReelforgeClient:
+    """Build the client every command talks through.
+
+    Commands call it as `common.make_client(...)`, looked up at call time, so tests can
+    replace it with one that passes `transport=httpx.MockTransport(...)`.
+    """
+    return ReelforgeClient(base_url, api_key)
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """`--base-url` and `--api-key`, defaulting to the environment like the client does."""
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="server to talk to (default: $REELFORGE_BASE_URL, else http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="bearer key (default: $REELFORGE_API_KEY; none for a loopback server)",
+    )
+
+
+def report_errors(command: Callable[[], int]) -> int:
+    """Run a client-side command, turning each kind of failure into its message and exit code."""
+    try:
+        return command()
+    except GenerationFailed as exc:
+        error = exc.generation.error
+        detail = str(error) if error else "the generation failed"
+        return _fail(EXIT_GENERATION_FAILED, f"generation {exc.generation.id} failed: {detail}")
+    except WaitTimeout as exc:
+        return _fail(
+            EXIT_TIMEOUT,
+            f"{exc.message}; it is still running on the server "
+            f"(check later: generation id {exc.generation.id})",
+        )
+    except APIError as exc:
+        return _fail(EXIT_USAGE, f"the server refused the request: {exc}")
+    except UnexpectedResponse as exc:
+        return _fail(EXIT_USAGE, f"unexpected answer from the server: {exc.message}")
+    except ConnectionFailed as exc:
+        return _fail(EXIT_CONNECTION, f"cannot reach the server: {exc.message}")
+    except UsageError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, "interrupted")
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"reelforge: error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,188 @@
+"""`reelforge generate`: submit one video, show its progress, save the mp4 (and GIF preview).
+
+    reelforge generate "a paper boat on a rainy street" --duration 5 -o boat.mp4 --preview
+    reelforge generate "the boat sails away" --image boat.png   # image-to-video
+
+Saved paths go to stdout, one per line, so scripts can pick them up; everything else (the
+generation id, the progress bar, errors) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from reelforge.cli import common
+from reelforge.client import Generation, ReelforgeClient, default_model, image_to_data_uri
+from reelforge.spec import CAMERA_PRESETS, AspectRatio
+
+__all__ = ["ProgressBar", "add_command", "image_url_for", "run_generate"]
+
+
+def add_command(commands: Any) -> None:
+    """Register `generate` on the top-level subcommand parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "generate",
+        help="generate a video on a running server and save it",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="what to show")
+    parser.add_argument(
+        "--model",
+        help="model id (default: klingai/v2-master-text-to-video, or "
+        "klingai/v2-master-image-to-video with --image)",
+    )
+    parser.add_argument(
+        "--image", metavar="PATH|URL", help="start image: a local file (uploaded) or an http(s) URL"
+    )
+    parser.add_argument("--duration", type=int, choices=(5, 10), help="seconds (default 5)")
+    parser.add_argument(
+        "--aspect-ratio", choices=[r.value for r in AspectRatio], help="default 16:9"
+    )
+    parser.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
+    parser.add_argument(
+        "--cfg-scale", type=_unit_interval, metavar="0..1", help="prompt adherence (default 0.5)"
+    )
+    parser.add_argument("--camera-control", choices=list(CAMERA_PRESETS), help="camera preset")
+    parser.add_argument("--seed", type=int, help="random seed, for repeatable results")
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="where to save the mp4 (default ./ID.mp4)"
+    )
+    parser.add_argument(
+        "--preview", action="store_true", help="also save the GIF preview, as FILE with .gif"
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=1.0, metavar="SECONDS", help="default 1"
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="give up waiting after this long"
+    )
+    common.add_connection_flags(parser)
+    parser.set_defaults(handler=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Run `reelforge generate`; returns the exit code (see `reelforge.cli.common`)."""
+    return common.report_errors(lambda: _generate(args))
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if not args.prompt and not args.image:
+        raise common.UsageError("generate needs a PROMPT, an --image, or both")
+    image_url = image_url_for(args.image) if args.image else None
+    with common.make_client(args.base_url, args.api_key) as client:
+        generation = _create_and_wait(client, args, image_url)
+        saved = _save(client, generation, args.output, preview=args.preview)
+    for path in saved:
+        print(path)
+    return common.EXIT_OK
+
+
+def image_url_for(value: str) -> str:
+    """What `--image` sends: URLs and data URIs as given, a local file as a data URI."""
+    if value.startswith(("http://", "https://", "data:")):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise common.UsageError(
+            f"--image {value}: no such file (give a local image file or an http(s) URL)"
+        )
+    return image_to_data_uri(path)
+
+
+def _create_and_wait(
+    client: ReelforgeClient, args: argparse.Namespace, image_url: str | None
+) -> Generation:
+    model = args.model or default_model(image_url)
+    created = client.create_generation(
+        args.prompt,
+        model=model,
+        image_url=image_url,
+        duration=args.duration,
+        aspect_ratio=args.aspect_ratio,
+        negative_prompt=args.negative_prompt,
+        cfg_scale=args.cfg_scale,
+        camera_control=args.camera_control,
+        seed=args.seed,
+    )
+    # The id first, so an interrupted or timed-out wait still tells the user what to look up.
+    print(f"reelforge: generation {created.id} ({created.model or model})", file=sys.stderr)
+    with ProgressBar(created) as bar:
+        return client.wait(
+            created.id,
+            poll_interval_s=args.poll_interval,
+            timeout_s=args.timeout,
+            on_update=bar.update,
+        )
+
+
+def _save(
+    client: ReelforgeClient, generation: Generation, output: Path | None, *, preview: bool
+) -> list[Path]:
+    if generation.video is None:
+        raise common.UsageError(f"generation {generation.id} completed without a video URL")
+    video_path = output if output is not None else Path(f"{generation.id}.mp4")
+    video_path.parent.mkdir(parents=True, exist_ok=True)
+    saved = [client.download(generation.video.url, video_path)]
+    if preview:
+        if generation.preview is None:
+            print("reelforge: warning: the server sent no GIF preview", file=sys.stderr)
+        else:
+            gif_path = video_path.with_suffix(".gif")
+            if gif_path == video_path:  # `-o clip.gif` must not be overwritten by its preview
+                gif_path = video_path.with_name(video_path.name + ".preview.gif")
+            saved.append(client.download(generation.preview.url, gif_path))
+    return saved
+
+
+class ProgressBar:
+    """A tqdm bar on stderr: status, percent done and queue position, updated on each poll."""
+
+    def __init__(self, first: Generation) -> None:
+        # sys.stderr is read here, not at import, so redirected or captured stderr is used.
+        self._bar = tqdm(
+            total=100,
+            initial=_percent(first),
+            desc=_describe(first),
+            file=sys.stderr,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}",
+            dynamic_ncols=True,
+        )
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._bar.close()
+
+    def update(self, generation: Generation) -> None:
+        """Show one polled state (the callback handed to `wait`)."""
+        self._bar.set_description_str(_describe(generation), refresh=False)
+        self._bar.n = _percent(generation)
+        self._bar.refresh()
+
+
+def _describe(generation: Generation) -> str:
+    ahead = generation.queue_position
+    if generation.status == "queued" and ahead is not None:
+        return "queued (next)" if ahead == 0 else f"queued ({ahead} ahead)"
+    return generation.status
+
+
+def _percent(generation: Generation) -> int:
+    return max(0, min(100, generation.progress))
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value

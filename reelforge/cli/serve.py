@@ -1,0 +1,150 @@
+"""`reelforge serve` and `reelforge worker`: settings from the environment, then from flags.
+
+    reelforge serve --port 9000 --model klingai/v2-master-text-to-video=testsrc
+    reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge \\
+        --storage-url s3://videos
+
+Every flag overrides one `REELFORGE_*` variable of `reelforge.settings.Settings`; `--model`
+adds to `REELFORGE_MODELS` rather than replacing it. The server and worker modules are
+imported only when their command runs, so the client commands never load torch or uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reelforge.cli import common
+from reelforge.settings import Settings
+
+__all__ = ["add_commands", "run_serve", "run_worker", "settings_from_args"]
+
+# Flags whose dest is a Settings field of the same name; applied only when given.
+_SETTING_FLAGS = (
+    "host",
+    "port",
+    "data_dir",
+    "database_url",
+    "storage_url",
+    "models_file",
+    "workers",
+    "public_base_url",
+    "device",
+)
+
+
+def add_commands(commands: Any) -> None:
+    """Register `serve` and `worker` on the top-level subcommand parser."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the API server and its worker processes",
+        description="Run the API server, starting --workers worker processes beside it.",
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--workers", type=_non_negative_int, metavar="N", help="worker processes (default 1)"
+    )
+    serve.add_argument(
+        "--public-base-url", metavar="URL", help="URL clients reach this server at (proxies)"
+    )
+    _add_shared_flags(serve)
+    serve.set_defaults(handler=run_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run one standalone worker (scale-out: one per GPU)",
+        description="Run one worker that claims jobs from the shared database.",
+    )
+    _add_shared_flags(worker)
+    worker.set_defaults(handler=run_worker)
+
+
+def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./.reelforge")
+    parser.add_argument(
+        "--database-url", metavar="URL", help="job database (default SQLite in the data dir)"
+    )
+    parser.add_argument(
+        "--storage-url", metavar="URL", help="artifact store (default the data dir)"
+    )
+    parser.add_argument("--models-file", type=Path, metavar="TOML", help="model registry file")
+    parser.add_argument(
+        "--model",
+        dest="extra_models",
+        action="append",
+        type=_model_entry,
+        default=[],
+        metavar="ID=ENGINE[:CHECKPOINT]",
+        help="serve a model with an engine (repeatable), e.g. "
+        "klingai/v2-master-text-to-video=testsrc",
+    )
+    parser.add_argument("--device", help="torch device: auto, cpu, cuda (default auto)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """`Settings` from the environment, overridden by the flags that were given."""
+    settings = Settings()
+    update: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in _SETTING_FLAGS
+        if getattr(args, name, None) is not None
+    }
+    if args.extra_models:
+        update["models"] = [*settings.models, *args.extra_models]
+    return settings.model_copy(update=update)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run `reelforge serve` until interrupted; returns the server's exit code."""
+    settings = _settings_or_none(args)
+    if settings is None:
+        return common.EXIT_USAGE
+    from reelforge.server import serve
+
+    return serve(settings)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Run `reelforge worker` until interrupted; returns the worker's exit code."""
+    settings = _settings_or_none(args)
+    if settings is None:
+        return common.EXIT_USAGE
+    from reelforge.worker.main import run_worker as run_worker_process
+
+    return run_worker_process(settings)
+
+
+def _settings_or_none(args: argparse.Namespace) -> Settings | None:
+    try:
+        return settings_from_args(args)
+    except ValidationError as exc:
+        # A bad REELFORGE_* variable: name it instead of dumping a traceback.
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            print(f"reelforge: error: REELFORGE_{field.upper()}: {error['msg']}", file=sys.stderr)
+        return None
+
+
+def _model_entry(text: str) -> str:
+    model_id, sep, engine = text.partition("=")
+    if not sep or not model_id.strip() or not engine.partition(":")[0].strip():
+        raise argparse.ArgumentTypeError(
+            f"expected ID=ENGINE[:CHECKPOINT], e.g. klingai/v2-master-text-to-video=testsrc; "
+            f"got {text!r}"
+        )
+    return text
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

@@ -1,0 +1,198 @@
+"""What the sync and async clients share: defaults, request bodies and reading answers.
+
+Everything here is free of I/O on the network, so both clients stay thin loops around it and
+behave identically.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from reelforge import __version__
+from reelforge.client._errors import ConnectionFailed, UnexpectedResponse, error_from_response
+from reelforge.client._models import Generation, ModelInfo
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_IMAGE_MODEL",
+    "DEFAULT_TEXT_MODEL",
+    "GENERATIONS_PATH",
+    "USER_AGENT",
+    "Deadline",
+    "api_headers",
+    "connection_failed",
+    "default_model",
+    "generation_body",
+    "image_to_data_uri",
+    "partial_file",
+    "read_generation",
+    "read_models",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_TEXT_MODEL = "klingai/v2-master-text-to-video"
+DEFAULT_IMAGE_MODEL = "klingai/v2-master-image-to-video"
+GENERATIONS_PATH = "/v2/video/generations"
+USER_AGENT = f"reelforge-python/{__version__}"
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """The explicit URL, else `REELFORGE_BASE_URL`, else a server on this machine."""
+    url = base_url or os.environ.get("REELFORGE_BASE_URL") or DEFAULT_BASE_URL
+    return url.rstrip("/")
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    """The explicit key, else `REELFORGE_API_KEY`; None (no header) when neither is set."""
+    return api_key or os.environ.get("REELFORGE_API_KEY") or None
+
+
+def api_headers(api_key: str | None) -> dict[str, str]:
+    """Headers for calls to the API itself (never for artifact downloads)."""
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def default_model(image_url: str | None) -> str:
+    """The model a request gets when the caller names none: image-to-video iff an image is given."""
+    return DEFAULT_IMAGE_MODEL if image_url else DEFAULT_TEXT_MODEL
+
+
+def generation_body(
+    prompt: str | None,
+    *,
+    model: str,
+    image_url: str | None,
+    duration: int | None,
+    aspect_ratio: str | None,
+    negative_prompt: str | None,
+    cfg_scale: float | None,
+    camera_control: str | None,
+    seed: int | None,
+) -> dict[str, Any]:
+    """The JSON body of `POST /v2/video/generations`, with only the fields the caller set.
+
+    Unset fields are left out rather than sent as null, so the server's defaults apply and
+    servers that reject unknown nulls (the hosted API) accept the same body.
+    """
+    fields: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        "image_url": image_url,
+        "duration": duration,
+        "aspect_ratio": aspect_ratio,
+        "negative_prompt": negative_prompt,
+        "cfg_scale": cfg_scale,
+        "camera_control": camera_control,
+        "seed": seed,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def read_generation(response: httpx.Response) -> Generation:
+    """The generation object of a read response; raises the matching `APIError` if non-2xx."""
+    return _read_model(response, Generation)
+
+
+def read_models(response: httpx.Response) -> list[ModelInfo]:
+    """The model list of `GET /v1/models`."""
+    body = _read_json(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise UnexpectedResponse(f"{response.request.url}: expected a 'data' list of models")
+    return [_validate(ModelInfo, item, response) for item in data]
+
+
+def connection_failed(exc: httpx.TransportError) -> ConnectionFailed:
+    """The client's error for a transport failure, naming where it was going."""
+    try:
+        where = f" {exc.request.method} {exc.request.url}"
+    except RuntimeError:  # httpx raises when the error carries no request
+        where = ""
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    return ConnectionFailed(f"request{where} {kind}: {exc or type(exc).__name__}")
+
+
+def image_to_data_uri(path: str | os.PathLike[str]) -> str:
+    """A local image file as a `data:` URI, the form `image_url` accepts for uploads."""
+    file = Path(path)
+    content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    encoded = base64.b64encode(file.read_bytes()).decode("ascii")
+    return f"data:{content_type};base64,{encoded}"
+
+
+@contextmanager
+def partial_file(target: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside `target` that becomes `target` only if the block succeeds.
+
+    A download cut off half way must never leave a truncated video under the final name.
+    """
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, then renamed
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, target)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+class Deadline:
+    """When `wait` must give up; `None` means never. Uses the monotonic clock."""
+
+    def __init__(self, timeout_s: float | None) -> None:
+        self.timeout_s = timeout_s
+        self._end = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def remaining_s(self) -> float | None:
+        return None if self._end is None else max(0.0, self._end - time.monotonic())
+
+    def expired(self) -> bool:
+        remaining = self.remaining_s()
+        return remaining is not None and remaining <= 0
+
+    def next_sleep_s(self, poll_interval_s: float) -> float:
+        """How long to sleep before the next poll: the interval, cut short by the deadline."""
+        remaining = self.remaining_s()
+        return poll_interval_s if remaining is None else min(poll_interval_s, remaining)
+
+
+def _read_json(response: httpx.Response) -> Any:
+    if not response.is_success:
+        raise error_from_response(response)
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedResponse(f"{response.request.url}: answer is not JSON") from None
+
+
+def _read_model(response: httpx.Response, model: type[_M]) -> _M:
+    return _validate(model, _read_json(response), response)
+
+
+def _validate(model: type[_M], data: Any, response: httpx.Response) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UnexpectedResponse(
+            f"{response.request.url}: not a valid {model.__name__}: {exc.errors()[0]['msg']}"
+        ) from None

@@ -1,0 +1,216 @@
+"""`ReelforgeClient`: the blocking client for a reelforge (or AI/ML API) video server.
+
+from reelforge.client import ReelforgeClient
+
+with ReelforgeClient("http://127.0.0.1:8000") as client:
+    generation = client.generate("a red fox in the snow", duration=5)
+    client.download(generation.video.url, Path("fox.mp4"))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from reelforge.client._common import (
+    GENERATIONS_PATH,
+    USER_AGENT,
+    Deadline,
+    api_headers,
+    connection_failed,
+    default_model,
+    generation_body,
+    partial_file,
+    read_generation,
+    read_models,
+    resolve_api_key,
+    resolve_base_url,
+)
+from reelforge.client._errors import GenerationFailed, WaitTimeout, error_from_response
+from reelforge.client._models import Generation, ModelInfo
+
+__all__ = ["ReelforgeClient"]
+
+OnUpdate = Callable[[Generation], None]
+
+
+class ReelforgeClient:
+    """Submit video generations, wait for them and download the results (blocking).
+
+    `transport` replaces the network, e.g. `httpx.MockTransport(handler)` in tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self._headers = api_headers(resolve_api_key(api_key))
+        # The key goes on API calls only, never on the client: artifact URLs may point at
+        # another host (S3), which must not see it and would reject a second auth scheme.
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    def __enter__(self) -> ReelforgeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool; the client cannot be used afterwards."""
+        self._http.close()
+
+    def create_generation(
+        self,
+        prompt: str | None = None,
+        *,
+        model: str | None = None,
+        image_url: str | None = None,
+        duration: int | None = None,
+        aspect_ratio: str | None = None,
+        negative_prompt: str | None = None,
+        cfg_scale: float | None = None,
+        camera_control: str | None = None,
+        seed: int | None = None,
+    ) -> Generation:
+        """Submit a generation and return it as queued; only the arguments given are sent.
+
+        `model` defaults to the text-to-video model, or the image-to-video one when
+        `image_url` (an http(s) URL or a data URI, see `image_to_data_uri`) is given.
+        """
+        body = generation_body(
+            prompt,
+            model=model or default_model(image_url),
+            image_url=image_url,
+            duration=duration,
+            aspect_ratio=aspect_ratio,
+            negative_prompt=negative_prompt,
+            cfg_scale=cfg_scale,
+            camera_control=camera_control,
+            seed=seed,
+        )
+        return read_generation(self._request("POST", GENERATIONS_PATH, json=body))
+
+    def get_generation(self, generation_id: str) -> Generation:
+        """The generation's current state (one poll)."""
+        params = {"generation_id": generation_id}
+        return read_generation(self._request("GET", GENERATIONS_PATH, params=params))
+
+    def wait(
+        self,
+        generation_id: str,
+        *,
+        poll_interval_s: float = 1.0,
+        timeout_s: float | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> Generation:
+        """Poll until the generation finishes; return it once completed.
+
+        `on_update` sees every polled state, the final one included. Raises
+        `GenerationFailed` if the job ends in error and `WaitTimeout` after `timeout_s`
+        (the job itself goes on).
+        """
+        deadline = Deadline(timeout_s)
+        while True:
+            generation = self.get_generation(generation_id)
+            if on_update is not None:
+                on_update(generation)
+            if generation.is_terminal:
+                if generation.succeeded:
+                    return generation
+                raise GenerationFailed(generation)
+            if deadline.expired():
+                raise WaitTimeout(generation, deadline.timeout_s or 0.0)
+            time.sleep(deadline.next_sleep_s(poll_interval_s))
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        model: str | None = None,
+        image_url: str | None = None,
+        duration: int | None = None,
+        aspect_ratio: str | None = None,
+        negative_prompt: str | None = None,
+        cfg_scale: float | None = None,
+        camera_control: str | None = None,
+        seed: int | None = None,
+        poll_interval_s: float = 1.0,
+        timeout_s: float | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> Generation:
+        """Submit a generation and wait for it: `create_generation` then `wait`.
+
+        `on_update` sees the freshly created (queued) state first, then every poll.
+        """
+        created = self.create_generation(
+            prompt,
+            model=model,
+            image_url=image_url,
+            duration=duration,
+            aspect_ratio=aspect_ratio,
+            negative_prompt=negative_prompt,
+            cfg_scale=cfg_scale,
+            camera_control=camera_control,
+            seed=seed,
+        )
+        if on_update is not None:
+            on_update(created)
+        return self.wait(
+            created.id, poll_interval_s=poll_interval_s, timeout_s=timeout_s, on_update=on_update
+        )
+
+    def download(self, url: str, path: Path) -> Path:
+        """Save an artifact URL to `path` (streamed; the file appears only when complete)."""
+        target = Path(path)
+        try:
+            with self._http.stream("GET", url, follow_redirects=True) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                with partial_file(target) as file:
+                    for chunk in response.iter_bytes():
+                        file.write(chunk)
+        except httpx.TransportError as exc:
+            raise connection_failed(exc) from exc
+        return target
+
+    def models(self) -> list[ModelInfo]:
+        """The models the server offers."""
+        return read_models(self._request("GET", "/v1/models"))
+
+    def health(self) -> bool:
+        """Whether the server is up and has a worker ready (`GET /healthz` answers 200)."""
+        return self._request("GET", "/healthz").status_code == 200
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, path, headers=self._headers, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise connection_failed(exc) from exc

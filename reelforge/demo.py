@@ -1,0 +1,77 @@
+"""`make demo`: start a server, generate one sample video through the client, save it, stop.
+
+Runs on the embedded defaults (SQLite and a local folder, in a temporary data dir), so it needs
+nothing but this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reelforge.client import ReelforgeClient
+
+DEMO_PROMPT = "A cheerful white raccoon running through a sequoia forest"
+_START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("out"), help="where to save the files")
+    parser.add_argument("--prompt", default=DEMO_PROMPT)
+    args = parser.parse_args(argv)
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="reelforge-demo-") as data_dir:
+        env = {**os.environ, "REELFORGE_DATA_DIR": data_dir, "REELFORGE_PORT": str(port)}
+        server = subprocess.Popen([sys.executable, "-m", "reelforge", "serve"], env=env)
+        try:
+            with ReelforgeClient(base_url) as client:
+                _wait_until_ready(client, server)
+                print(f"server ready at {base_url}; generating: {args.prompt!r}", flush=True)
+                started = time.monotonic()
+                generation = client.generate(args.prompt, poll_interval_s=0.5, timeout_s=600)
+                assert generation.video is not None and generation.preview is not None
+                args.out.mkdir(parents=True, exist_ok=True)
+                video = client.download(generation.video.url, args.out / "demo.mp4")
+                preview = client.download(generation.preview.url, args.out / "demo.gif")
+            print(
+                f"done in {time.monotonic() - started:.1f} s (engine {generation.engine}): "
+                f"{video} ({generation.video.width}x{generation.video.height}, "
+                f"{generation.video.frames} frames at {generation.video.fps} fps), {preview}"
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
+
+
+def _wait_until_ready(client: ReelforgeClient, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode}")
+        try:
+            if client.health():
+                return
+        except Exception:
+            pass  # not listening yet
+        time.sleep(0.25)
+    raise SystemExit(f"the server was not ready within {_START_TIMEOUT_S:.0f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

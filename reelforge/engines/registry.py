@@ -1,0 +1,152 @@
+"""The model registry: which engine (and checkpoint) serves each public model id.
+
+Entries come from a TOML file (the built-in `defaults.toml` unless one is configured) and
+`--model ID=ENGINE[:CHECKPOINT]` overrides. Engines are imported only when a worker builds
+one, so the API process never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from reelforge.engines.base import Engine
+
+__all__ = [
+    "ENGINES",
+    "IMAGE_TO_VIDEO_MODELS",
+    "ModelEntry",
+    "Registry",
+    "RegistryError",
+    "engine_class",
+]
+
+# Engine name -> "module:Class"; imported lazily.
+ENGINES: dict[str, str] = {
+    "testsrc": "reelforge.engines.testsrc:TestSourceEngine",
+    "wan": "reelforge.engines.wan:WanEngine",
+}
+
+# Public ids whose requests must carry an input image (the hosted API's image-to-video ids).
+IMAGE_TO_VIDEO_MODELS = frozenset({"klingai/v2-master-image-to-video"})
+
+
+class RegistryError(ValueError):
+    """The registry file or an override is malformed; raised at start-up, never per request."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One served model: its public id, the engine that runs it and that engine's inputs."""
+
+    id: str
+    engine: str
+    checkpoint: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_image(self) -> bool:
+        return self.id in IMAGE_TO_VIDEO_MODELS
+
+
+def engine_class(name: str) -> type[Engine]:
+    """Import the engine registered under `name`, or named by a `package.module:Class` path
+    (how a registry file plugs in an engine of one's own)."""
+    path = ENGINES.get(name, name)
+    module_name, sep, class_name = path.partition(":")
+    if not sep:
+        raise RegistryError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}")
+    try:
+        engine = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"engine {name!r} cannot be imported: {exc}") from exc
+    if not (isinstance(engine, type) and issubclass(engine, Engine)):
+        raise RegistryError(f"engine {name!r} is not a reelforge Engine subclass")
+    return engine
+
+
+class Registry:
+    """The served models, in a stable order."""
+
+    def __init__(self, entries: Iterable[ModelEntry]) -> None:
+        self._entries = {entry.id: entry for entry in entries}
+
+    @classmethod
+    def load(cls, path: Path | None = None, overrides: Iterable[str] = ()) -> Registry:
+        """Read `path` (or the built-in defaults) and apply `ID=ENGINE[:CHECKPOINT]` overrides."""
+        if path is None:
+            text = resources.files("reelforge.engines").joinpath("defaults.toml").read_text()
+            base_dir = None
+        else:
+            text = Path(path).read_text()
+            base_dir = Path(path).resolve().parent
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RegistryError(f"{path}: {exc}") from exc
+        entries = {e.id: e for e in _parse_models(data.get("models", {}), base_dir, path)}
+        for override in overrides:
+            entry = parse_override(override)
+            entries[entry.id] = entry
+        return cls(entries.values())
+
+    def get(self, model_id: str) -> ModelEntry | None:
+        return self._entries.get(model_id)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
+
+def _parse_models(table: Any, base_dir: Path | None, path: Path | None) -> list[ModelEntry]:
+    if not isinstance(table, dict):
+        raise RegistryError(f"{path}: [models] must be a table of model ids")
+    entries = []
+    for model_id, body in table.items():
+        if not isinstance(body, dict) or not isinstance(body.get("engine"), str):
+            raise RegistryError(f'{path}: model {model_id!r} needs engine = "NAME"')
+        _check_engine_name(body["engine"], f"{path}: model {model_id!r}")
+        checkpoint = body.get("checkpoint")
+        if checkpoint is not None and base_dir is not None and not Path(checkpoint).is_absolute():
+            candidate = base_dir / checkpoint
+            if candidate.exists():
+                checkpoint = str(candidate)
+        options = body.get("options", {})
+        if not isinstance(options, dict):
+            raise RegistryError(f"{path}: options of {model_id!r} must be a table")
+        entries.append(ModelEntry(model_id, body["engine"], checkpoint, options))
+    return entries
+
+
+def _check_engine_name(name: str, where: str) -> None:
+    """Fail at start-up on an unknown engine, without importing it (the API process never
+    imports engines: they pull in torch)."""
+    if name not in ENGINES and ":" not in name:
+        raise RegistryError(
+            f"{where}: unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}"
+        )
+
+
+def parse_override(text: str) -> ModelEntry:
+    """Parse `ID=ENGINE[:CHECKPOINT]`, e.g. `klingai/v2-master-text-to-video=wan:/models/wan`.
+
+    ENGINE is a registered name here; engines given by import path go in a registry file.
+    """
+    model_id, sep, rest = text.partition("=")
+    if not sep or not model_id or not rest:
+        raise RegistryError(f"--model {text!r}: expected ID=ENGINE[:CHECKPOINT]")
+    engine, _, checkpoint = rest.partition(":")
+    if engine not in ENGINES:  # import paths contain ':' and so belong in a registry file
+        _check_engine_name(engine, f"--model {text!r}")
+    return ModelEntry(model_id.strip(), engine.strip(), checkpoint.strip() or None)

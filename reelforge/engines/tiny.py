@@ -1,0 +1,203 @@
+"""Tiny random-weight Wan checkpoints, built offline, for tests and demos without a download.
+
+`build_tiny_wan` assembles the real diffusers/transformers classes from small local configs and
+`save_pretrained`s the whole pipeline, so the folder loads back through exactly the
+`from_pretrained` path a real checkpoint takes. The frames are noise-like: this exercises the
+plumbing (shapes, steps, seeds, progress, cancellation), never quality.
+
+    >>> from pathlib import Path
+    >>> from reelforge.engines.tiny import build_tiny_wan
+    >>> build_tiny_wan(Path("/tmp/tiny-wan"))  # doctest: +SKIP
+    PosixPath('/tmp/tiny-wan')
+
+Tasks mirror the released checkpoints' layouts:
+
+- `t2v`: Wan2.1-T2V (`WanPipeline`, 16-channel VAE with 8x spatial compression);
+- `i2v`: Wan2.1-I2V (`WanImageToVideoPipeline` with a CLIP vision encoder);
+- `ti2v`: Wan2.2-TI2V-5B (`WanPipeline` with `expand_timesteps`, the 48-channel VAE with 16x
+  spatial compression), which serves both text and image to video.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["TINY_INFO_FILE", "TinyTask", "build_tiny_wan"]
+
+TinyTask = Literal["t2v", "i2v", "ti2v"]
+
+TINY_INFO_FILE = "reelforge_tiny.json"
+"""Written next to `model_index.json`; the `wan` engine reads its native size and fps from it."""
+
+# Native sizes small enough for CPU tests, multiples of the VAE x patch factor (16 or 32).
+_NATIVE_SIZE = {"t2v": (64, 48), "i2v": (64, 48), "ti2v": (96, 64)}
+# Wan2.1 renders 16 fps, Wan2.2-TI2V-5B 24 fps.
+_NATIVE_FPS = {"t2v": 16, "i2v": 16, "ti2v": 24}
+_TEXT_DIM = 32
+_IMAGE_SIDE = 32  # the CLIP encoder's input size (224 in the real one)
+# Rotary tables must cover the largest latent grid tested (frames, rows or columns per patch).
+_ROPE_MAX_SEQ_LEN = 256
+
+
+def build_tiny_wan(directory: Path, task: TinyTask = "t2v", seed: int = 0) -> Path:
+    """Build a tiny random-weight Wan pipeline for `task` and save it into `directory`.
+
+    The same `seed` gives byte-identical weights. Returns `directory`.
+    """
+    # Imported here so that importing reelforge.engines stays free of torch.
+    import torch
+    from diffusers import WanImageToVideoPipeline, WanPipeline
+    from transformers import ByT5Tokenizer
+
+    if task not in _NATIVE_SIZE:
+        raise ValueError(f"unknown tiny Wan task {task!r}; expected one of {sorted(_NATIVE_SIZE)}")
+    directory = Path(directory)
+    # ByT5 maps bytes to ids, so it needs no vocabulary file (the real UMT5 tokenizer does).
+    tokenizer = ByT5Tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = _text_encoder(vocab_size=len(tokenizer))
+    torch.manual_seed(seed + 1)
+    vae = _vae(wan22=task == "ti2v")
+    z_dim = vae.config.z_dim
+    components: dict[str, Any] = {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "scheduler": _scheduler(),
+    }
+    pipeline: Any
+    if task == "i2v":
+        torch.manual_seed(seed + 2)
+        image_encoder = _image_encoder()
+        # Wan2.1-I2V's transformer sees the noisy latents, the encoded first frame and a
+        # 4-channel frame mask (one per frame folded into each latent frame).
+        torch.manual_seed(seed + 3)
+        transformer = _transformer(2 * z_dim + 4, z_dim, image_dim=image_encoder.config.hidden_size)
+        pipeline = WanImageToVideoPipeline(
+            **components,
+            transformer=transformer,
+            image_encoder=image_encoder,
+            image_processor=_image_processor(),
+        )
+        # Record the public class name, as the released checkpoint does: without torchvision
+        # transformers swaps in CLIPImageProcessorPil, which would otherwise be written here.
+        pipeline.register_to_config(image_processor=("transformers", "CLIPImageProcessor"))
+    else:
+        torch.manual_seed(seed + 3)
+        transformer = _transformer(z_dim, z_dim, image_dim=None)
+        pipeline = WanPipeline(
+            **components, transformer=transformer, expand_timesteps=task == "ti2v"
+        )
+
+    pipeline.save_pretrained(directory)
+    width, height = _NATIVE_SIZE[task]
+    info = {
+        "task": task,
+        "seed": seed,
+        "native_width": width,
+        "native_height": height,
+        "native_fps": _NATIVE_FPS[task],
+        "note": "tiny random weights built by reelforge.engines.tiny; output is noise",
+    }
+    (directory / TINY_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return directory
+
+
+def _text_encoder(vocab_size: int) -> Any:
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(
+        vocab_size=vocab_size,
+        d_model=_TEXT_DIM,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+    )
+    return UMT5EncoderModel(config)
+
+
+def _vae(wan22: bool) -> Any:
+    from diffusers import AutoencoderKLWan
+
+    if wan22:
+        # Wan2.2's VAE: 2x2 pixel patches folded into channels (12 = 3 x 2 x 2), residual
+        # blocks, 16x spatial compression overall.
+        z_dim = 48
+        extra: dict[str, Any] = {
+            "in_channels": 12,
+            "out_channels": 12,
+            "is_residual": True,
+            "patch_size": 2,
+            "scale_factor_spatial": 16,
+        }
+    else:
+        z_dim = 4
+        extra = {}
+    return AutoencoderKLWan(
+        base_dim=8,
+        z_dim=z_dim,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        # The defaults are the real VAE's 16 per-channel statistics; a tiny one has z_dim.
+        latents_mean=[0.0] * z_dim,
+        latents_std=[1.0] * z_dim,
+        **extra,
+    )
+
+
+def _scheduler() -> Any:
+    from diffusers import UniPCMultistepScheduler
+
+    # The released Wan2.x diffusers checkpoints ship exactly this flow-matching UniPC setup.
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        num_train_timesteps=1000,
+        flow_shift=3.0,
+    )
+
+
+def _transformer(in_channels: int, out_channels: int, image_dim: int | None) -> Any:
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        text_dim=_TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        image_dim=image_dim,
+        rope_max_seq_len=_ROPE_MAX_SEQ_LEN,
+    )
+
+
+def _image_encoder() -> Any:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    # CLIPVisionModel, not ...WithProjection: it is what the pipeline and Wan2.1-I2V declare.
+    config = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=_IMAGE_SIDE,
+        patch_size=8,
+    )
+    return CLIPVisionModel(config)
+
+
+def _image_processor() -> Any:
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size=_IMAGE_SIDE, crop_size=_IMAGE_SIDE)

@@ -1,0 +1,343 @@
+"""`wan`: Wan 2.x text- and image-to-video through diffusers' `WanPipeline` family.
+
+One engine serves one checkpoint folder in the diffusers layout (`model_index.json` at its
+root, e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers or Wan2.2-TI2V-5B-Diffusers). It renders at the
+model's native size and rate; the media layer scales and resamples to the requested output.
+
+    >>> engine = WanEngine("/models/Wan2.1-T2V-1.3B-Diffusers", "auto", {"steps": 30})
+    >>> engine.load()  # doctest: +SKIP
+    >>> clip = engine.generate(spec, None, on_step=print)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from reelforge.engines.base import Clip, Engine, OnStep
+from reelforge.engines.tiny import TINY_INFO_FILE
+from reelforge.errors import GenerationError
+from reelforge.spec import GenerationSpec, camera_phrase
+
+__all__ = ["NativeFormat", "WanEngine", "WanOptions", "native_frame_count", "native_size"]
+
+_TEXT_TO_VIDEO = "WanPipeline"
+_IMAGE_TO_VIDEO = "WanImageToVideoPipeline"
+
+
+@dataclass(frozen=True)
+class WanOptions:
+    """The registry entry's `options` for a `wan` model; every field may be left out.
+
+    Defaults for the size, rate and length follow the checkpoint: Wan2.2-TI2V-5B (the 16x VAE)
+    renders 1280x704 at 24 fps up to 121 frames, Wan2.1 and Wan2.2-A14B 832x480 at 16 fps up to
+    81 frames; a tiny test checkpoint's `reelforge_tiny.json` overrides both.
+    """
+
+    native_width: int | None = None
+    """The model's native 16:9 landscape width; portrait swaps it with the height."""
+    native_height: int | None = None
+    native_fps: float | None = None
+    max_native_frames: int | None = None
+    """Longest clip rendered in one pass; longer requests are capped (see `meta`)."""
+    steps: int = 50
+    guidance_min: float = 1.0
+    """Guidance at cfg_scale 0; 1.0 turns classifier-free guidance off (half the compute)."""
+    guidance_max: float = 9.0
+    """Guidance at cfg_scale 1; with guidance_min 1.0, cfg_scale 0.5 gives Wan's default 5.0."""
+    flow_shift: float | None = None
+    """Replaces the scheduler's shift: Wan recommends 3.0 for 480p and 5.0 for 720p."""
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> WanOptions:
+        """Validate a registry entry's options, naming the culprit of any mistake."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) for the wan engine: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        for name, value in options.items():
+            # TOML gives real numbers; a quoted "30" is a typo worth catching at start-up.
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ValueError(f"wan option {name} must be a number, got {value!r}")
+        for name in ("native_width", "native_height", "native_fps", "max_native_frames", "steps"):
+            value = options.get(name)
+            if value is not None and value <= 0:
+                raise ValueError(f"wan option {name} must be positive, got {value!r}")
+        if ("native_width" in options) != ("native_height" in options):
+            raise ValueError("wan options native_width and native_height go together; set both")
+        return cls(**options)
+
+    def guidance_scale(self, cfg_scale: float) -> float:
+        """Map the request's cfg_scale (0..1) linearly onto [guidance_min, guidance_max]."""
+        return self.guidance_min + cfg_scale * (self.guidance_max - self.guidance_min)
+
+
+@dataclass(frozen=True)
+class NativeFormat:
+    """What the loaded model renders: its 16:9 landscape size, frame rate and longest clip."""
+
+    width: int
+    height: int
+    fps: float
+    max_frames: int
+
+
+def native_size(
+    spec_width: int, spec_height: int, native_width: int, native_height: int, multiple: int
+) -> tuple[int, int]:
+    """The native pixel budget arranged to the request's aspect ratio, as (width, height).
+
+    Landscape requests get the native landscape size, portrait ones the swapped size, square
+    ones a square of about the same area; whichever shape is closest to the requested ratio.
+    """
+    long_side, short_side = max(native_width, native_height), min(native_width, native_height)
+    square = max(multiple, round(math.sqrt(long_side * short_side) / multiple) * multiple)
+    shapes = [(long_side, short_side), (short_side, long_side), (square, square)]
+    wanted = math.log(spec_width / spec_height)
+    return min(shapes, key=lambda shape: abs(math.log(shape[0] / shape[1]) - wanted))
+
+
+def native_frame_count(
+    seconds: float, fps: float, temporal_factor: int, max_frames: int
+) -> tuple[int, bool]:
+    """Frames for `seconds` at `fps` as the VAE needs them (k * factor + 1), at most
+    `max_frames`; returns (frames, capped)."""
+    # The VAE folds `temporal_factor` frames into one latent frame after the first.
+    latent_frames = max(1, round((seconds * fps - 1) / temporal_factor))
+    cap = max(1, (max_frames - 1) // temporal_factor) * temporal_factor + 1
+    frames = latent_frames * temporal_factor + 1
+    return min(frames, cap), frames > cap
+
+
+class WanEngine(Engine):
+    """Wan 2.x through diffusers; see `WanOptions` for the registry options it reads.
+
+    `cfg_scale` maps linearly onto [guidance_min, guidance_max] (default 1..9, so 0.5 is Wan's
+    recommended 5.0). Camera moves become a phrase appended to the prompt (Wan has no camera
+    conditioning), reported as meta["camera"] == "prompt".
+    """
+
+    name = "wan"
+
+    def __init__(
+        self, checkpoint: str | None, device: str = "cpu", options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(checkpoint, device, options)
+        self.wan_options = WanOptions.from_mapping(self.options)
+        self.native: NativeFormat | None = None
+        """The size, rate and length the model renders at; known after `load()`."""
+        self._text_pipeline: Any = None
+        self._image_pipeline: Any = None
+        self._torch_device = "cpu"
+
+    def load(self) -> None:
+        """Load the checkpoint's pipeline onto the device and fill in defaults from it."""
+        # Checked before importing torch, so a misconfigured registry fails in milliseconds.
+        folder = _resolve_checkpoint(self.checkpoint)
+        class_name = _pipeline_class_name(folder)
+
+        import torch
+        from diffusers import WanImageToVideoPipeline, WanPipeline
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._torch_device = device
+        dtype: Any = torch.float32
+        if device.startswith("cuda"):
+            # bfloat16 for the transformer and text encoder; the VAE and CLIP stay float32 as
+            # the Wan model cards advise, since they are small and lose detail in bfloat16.
+            dtype = {
+                "default": torch.bfloat16,
+                "vae": torch.float32,
+                "image_encoder": torch.float32,
+            }
+        pipeline_class = WanPipeline if class_name == _TEXT_TO_VIDEO else WanImageToVideoPipeline
+        pipeline = pipeline_class.from_pretrained(folder, dtype=dtype).to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        if self.wan_options.flow_shift is not None:
+            pipeline.scheduler = _shifted_scheduler(pipeline.scheduler, self.wan_options.flow_shift)
+
+        if class_name == _TEXT_TO_VIDEO:
+            self._text_pipeline = pipeline
+            # Wan2.2-TI2V-5B is one set of weights for both tasks, told apart per call.
+            if pipeline.config.get("expand_timesteps", False):
+                # Built directly, not with from_pipe: that casts the shared modules in place
+                # (to float32 unless told otherwise), which would undo the bfloat16 load.
+                self._image_pipeline = WanImageToVideoPipeline(
+                    **pipeline.components,
+                    boundary_ratio=pipeline.config.get("boundary_ratio"),
+                    expand_timesteps=True,
+                )
+                self._image_pipeline.set_progress_bar_config(disable=True)
+        else:
+            self._image_pipeline = pipeline
+        self.supports_text_to_video = self._text_pipeline is not None  # type: ignore[misc]
+        self.supports_image_to_video = self._image_pipeline is not None  # type: ignore[misc]
+        self.native = self._native_format(folder, pipeline)
+
+    def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
+        """Render `spec` at the native size and rate; `on_step` runs after each denoising step."""
+        import torch
+
+        pipeline = self._pipeline_for(image)
+        native, options = self.native, self.wan_options
+        assert native is not None  # set by load(), which _pipeline_for has checked
+        width, height = native_size(
+            spec.width, spec.height, native.width, native.height, self._size_multiple(pipeline)
+        )
+        num_frames, capped = native_frame_count(
+            spec.seconds, native.fps, pipeline.vae_scale_factor_temporal, native.max_frames
+        )
+        phrase = camera_phrase(spec.camera)
+        prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
+        guidance = options.guidance_scale(spec.cfg_scale)
+
+        def report_step(
+            pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
+        ) -> dict[str, Any]:
+            on_step(index + 1, pipe.num_timesteps)  # may raise: that is how the worker cancels
+            return {}
+
+        call: dict[str, Any] = {
+            "prompt": prompt,
+            "negative_prompt": spec.negative_prompt,
+            "width": width,
+            "height": height,
+            "num_frames": num_frames,
+            "num_inference_steps": options.steps,
+            "guidance_scale": guidance,
+            "generator": torch.Generator(device=self._torch_device).manual_seed(spec.seed % 2**64),
+            "output_type": "np",
+            "callback_on_step_end": report_step,
+            "callback_on_step_end_tensor_inputs": [],
+        }
+        if image is not None:
+            call["image"] = ImageOps.fit(
+                image.convert("RGB"), (width, height), Image.Resampling.LANCZOS
+            )
+        with torch.inference_mode():
+            video = pipeline(**call).frames[0]
+        frames = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        meta = {
+            "camera": "prompt" if phrase else "none",
+            "native_width": width,
+            "native_height": height,
+            "native_frames": num_frames,
+            "native_fps": native.fps,
+            "frames_capped": capped,
+            "steps": options.steps,
+            "guidance_scale": guidance,
+        }
+        return Clip(frames=frames, fps=native.fps, meta=meta)
+
+    def _pipeline_for(self, image: Image.Image | None) -> Any:
+        if self._text_pipeline is None and self._image_pipeline is None:
+            raise RuntimeError("WanEngine.generate called before load()")
+        if image is None and self._text_pipeline is None:
+            raise GenerationError(
+                "this model is image-to-video only: send an input image", name="image_required"
+            )
+        if image is not None and self._image_pipeline is None:
+            raise GenerationError(
+                "this model is text-to-video only and cannot take an input image",
+                name="image_not_supported",
+            )
+        return self._text_pipeline if image is None else self._image_pipeline
+
+    @staticmethod
+    def _size_multiple(pipeline: Any) -> int:
+        # Width and height must divide into whole latent pixels, then whole transformer patches.
+        transformer = pipeline.transformer or pipeline.transformer_2  # A14B may drop one
+        patch = transformer.config.patch_size
+        return int(pipeline.vae_scale_factor_spatial * max(patch[1], patch[2]))
+
+    def _native_format(self, folder: Path, pipeline: Any) -> NativeFormat:
+        info_path = folder / TINY_INFO_FILE
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        if pipeline.vae_scale_factor_spatial >= 16:  # Wan2.2's high-compression VAE (TI2V-5B)
+            default = NativeFormat(width=1280, height=704, fps=24, max_frames=121)
+        else:
+            default = NativeFormat(width=832, height=480, fps=16, max_frames=81)
+        options = self.wan_options
+        native = NativeFormat(
+            width=options.native_width or info.get("native_width", default.width),
+            height=options.native_height or info.get("native_height", default.height),
+            fps=options.native_fps or info.get("native_fps", default.fps),
+            max_frames=options.max_native_frames or default.max_frames,
+        )
+        multiple = self._size_multiple(pipeline)
+        for name, value in (("native_width", native.width), ("native_height", native.height)):
+            if value % multiple:
+                raise ValueError(
+                    f"wan option {name} = {value} must be a multiple of {multiple} for "
+                    f"{folder} (its VAE compression x transformer patch size)"
+                )
+        return native
+
+
+def _resolve_checkpoint(checkpoint: str | None) -> Path:
+    """The local folder of `checkpoint`: a path, or a hub id already in the local HF cache."""
+    if not checkpoint:
+        raise ValueError(
+            'the wan engine needs a checkpoint: set checkpoint = "/path/to/Wan2.1-T2V-1.3B-'
+            'Diffusers" in the registry file, or --model ID=wan:/path/to/checkpoint'
+        )
+    folder = Path(checkpoint).expanduser()
+    if folder.is_dir():
+        return folder
+    if checkpoint.count("/") == 1 and not folder.exists():
+        from huggingface_hub import snapshot_download
+
+        try:
+            # Never downloads: fetching weights is an explicit step for the operator.
+            return Path(snapshot_download(checkpoint, local_files_only=True))
+        except Exception as exc:
+            raise ValueError(
+                f"wan checkpoint {checkpoint!r} is neither a local folder nor in the Hugging "
+                f"Face cache; download it first (huggingface-cli download {checkpoint}) or "
+                f"point checkpoint at a local folder"
+            ) from exc
+    if folder.exists():
+        raise ValueError(f"wan checkpoint {checkpoint!r} is a file; point it at the folder")
+    raise ValueError(f"wan checkpoint folder {checkpoint!r} does not exist")
+
+
+def _pipeline_class_name(folder: Path) -> str:
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ValueError(
+            f"{folder} is not a diffusers pipeline (no model_index.json); the wan engine needs "
+            f"the diffusers layout, e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers (not the original "
+            f"Wan-AI/Wan2.1-T2V-1.3B release)"
+        )
+    try:
+        class_name = json.loads(index.read_text()).get("_class_name")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{index} is not a valid model_index.json: {exc}") from exc
+    if class_name not in (_TEXT_TO_VIDEO, _IMAGE_TO_VIDEO):
+        raise ValueError(
+            f"{folder} holds a {class_name} pipeline, not a Wan one; the wan engine loads "
+            f"{_TEXT_TO_VIDEO} or {_IMAGE_TO_VIDEO} checkpoints"
+        )
+    return str(class_name)
+
+
+def _shifted_scheduler(scheduler: Any, shift: float) -> Any:
+    # UniPC (the released checkpoints) calls it flow_shift; flow-match Euler calls it shift.
+    for key in ("flow_shift", "shift"):
+        if key in scheduler.config:
+            return type(scheduler).from_config(scheduler.config, **{key: shift})
+    raise ValueError(f"wan option flow_shift: {type(scheduler).__name__} has no shift setting")

@@ -1,0 +1,106 @@
+"""The errors reelforge raises on purpose, in one small tree.
+
+    ReelforgeError
+    ├── ClientError              the caller must change the request (4xx)
+    │   ├── InvalidRequest       400, names the offending fields
+    │   ├── Unauthorized         401
+    │   ├── Forbidden            403
+    │   ├── NotFound             404
+    │   └── PayloadTooLarge      413
+    ├── ServerError              reelforge could not serve a valid request (5xx)
+    │   └── ServiceUnavailable   503
+    └── GenerationError          a job failed inside a worker; its message is shown to the user
+
+The API maps `ClientError` and `ServerError` to each dialect's error body in one registered
+handler; anything else is logged and answered as a generic 500 without details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ClientError",
+    "FieldError",
+    "Forbidden",
+    "GenerationError",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "ReelforgeError",
+    "ServerError",
+    "ServiceUnavailable",
+    "Unauthorized",
+]
+
+
+class ReelforgeError(Exception):
+    """Base of every error reelforge raises deliberately."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(ReelforgeError):
+    status_code = 400
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one request field, e.g. ("aspect_ratio", "must be one of 16:9, ...")."""
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class InvalidRequest(ClientError):
+    status_code = 400
+
+    def __init__(self, errors: list[FieldError] | FieldError) -> None:
+        self.errors = [errors] if isinstance(errors, FieldError) else list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+    @property
+    def fields(self) -> list[str]:
+        return [e.field for e in self.errors]
+
+
+class Unauthorized(ClientError):
+    status_code = 401
+
+
+class Forbidden(ClientError):
+    status_code = 403
+
+
+class NotFound(ClientError):
+    status_code = 404
+
+
+class PayloadTooLarge(ClientError):
+    status_code = 413
+
+
+class ServerError(ReelforgeError):
+    status_code = 500
+
+
+class ServiceUnavailable(ServerError):
+    status_code = 503
+
+
+class GenerationError(ReelforgeError):
+    """A job could not be generated; `name` and `message` reach the user in the job's error.
+
+    `retryable` says whether another attempt on another worker may succeed (a lost worker or
+    a transient device fault) or not (bad input, out of memory for this request).
+    """
+
+    def __init__(self, message: str, *, name: str = "generation_failed", retryable: bool = False):
+        super().__init__(message)
+        self.name = name
+        self.retryable = retryable

@@ -1,0 +1,342 @@
+"""The job store: every job state transition, on SQLite or PostgreSQL, in one place.
+
+Workers claim jobs atomically and get a random lease token; every later write of theirs
+(heartbeat, progress, result, failure) carries that token in its WHERE clause, so a worker
+whose lease expired and whose job was handed to another cannot overwrite the new run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Row, and_, case, func, or_, select
+
+from reelforge.jobs.db import db_now
+from reelforge.jobs.schema import jobs, workers
+from reelforge.jobs.states import JobStatus
+from reelforge.spec import GenerationSpec
+
+__all__ = ["Job", "JobStore", "Lease", "WorkerInfo"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job row."""
+
+    id: str
+    seq: int
+    model: str
+    status: JobStatus
+    spec: GenerationSpec
+    tenant: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    progress: float
+    cancel_requested: bool
+    error_name: str | None
+    error_message: str | None
+    result: dict[str, Any] | None
+    worker_id: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Job:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            seq=m["seq"],
+            model=m["model"],
+            status=JobStatus(m["status"]),
+            spec=GenerationSpec.model_validate_json(m["spec"]),
+            tenant=m["tenant"],
+            priority=m["priority"],
+            attempts=m["attempts"],
+            max_attempts=m["max_attempts"],
+            progress=m["progress"],
+            cancel_requested=bool(m["cancel_requested"]),
+            error_name=m["error_name"],
+            error_message=m["error_message"],
+            result=json.loads(m["result"]) if m["result"] else None,
+            worker_id=m["worker_id"],
+            created_at=m["created_at"],
+            started_at=m["started_at"],
+            finished_at=m["finished_at"],
+            updated_at=m["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on one job; `token` fences every write the worker makes."""
+
+    job: Job
+    token: str
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    models: list[str]
+    host: str
+    pid: int
+    started_at: float
+    seen_at: float
+
+
+class JobStore:
+    """Creates, claims and finishes jobs. Safe to share between threads of one process and
+    between processes (and hosts) on the same database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_attempts: int = 3,
+        on_enqueue: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.max_attempts = max_attempts
+        # Wakes idle workers at once instead of at their next poll (a hint, never required).
+        self.on_enqueue = on_enqueue
+        self._now = db_now(engine)
+
+    # --- the API's side ---------------------------------------------------------------
+
+    def create_job(
+        self,
+        spec: GenerationSpec,
+        *,
+        tenant: str = "",
+        priority: int = 0,
+        job_id: str | None = None,
+    ) -> Job:
+        """Insert a queued job and wake the workers."""
+        job_id = job_id or new_job_id()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                jobs.insert()
+                .values(
+                    id=job_id,
+                    model=spec.model,
+                    status=JobStatus.QUEUED.value,
+                    spec=spec.model_dump_json(),
+                    tenant=tenant,
+                    priority=priority,
+                    max_attempts=self.max_attempts,
+                    created_at=self._now,
+                    updated_at=self._now,
+                )
+                .returning(*jobs.c)
+            ).one()
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+        return Job.from_row(row)
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        return Job.from_row(row) if row is not None else None
+
+    def queue_position(self, job: Job) -> int | None:
+        """How many queued jobs a worker will take before this one (0 = next), in the claim's
+        own order; None once the job has left the queue."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead = or_(
+            jobs.c.priority > job.priority,
+            and_(jobs.c.priority == job.priority, jobs.c.seq < job.seq),
+        )
+        query = select(func.count()).where(jobs.c.status == JobStatus.QUEUED.value, ahead)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        with self.engine.connect() as conn:
+            counts = {JobStatus(status): n for status, n in conn.execute(query)}
+        return {status: counts.get(status, 0) for status in JobStatus}
+
+    # --- the worker's side ------------------------------------------------------------
+
+    def claim_next_job(
+        self, worker_id: str, models: Sequence[str], lease_seconds: float
+    ) -> Lease | None:
+        """Atomically take the next queued job for one of `models`, or return None."""
+        self.requeue_expired()
+        if not models:
+            return None
+        token = secrets.token_hex(16)
+        next_job = (
+            select(jobs.c.seq)
+            .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.model.in_(list(models)))
+            .order_by(jobs.c.priority.desc(), jobs.c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            jobs.update()
+            .where(jobs.c.seq == next_job, jobs.c.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.RUNNING.value,
+                lease_token=token,
+                lease_expires_at=self._now + lease_seconds,
+                worker_id=worker_id,
+                attempts=jobs.c.attempts + 1,
+                progress=0.0,
+                started_at=func.coalesce(jobs.c.started_at, self._now),
+                updated_at=self._now,
+            )
+            .returning(*jobs.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(claim).first()
+        return Lease(Job.from_row(row), token) if row is not None else None
+
+    def renew_lease(self, lease: Lease, lease_seconds: float) -> bool:
+        """Extend the lease; False means this worker no longer owns the job."""
+        return self._fenced_update(
+            lease, lease_expires_at=self._now + lease_seconds, updated_at=self._now
+        )
+
+    def report_progress(self, lease: Lease, progress: float) -> bool:
+        """Record progress (0..1) of the running job; False if the lease was lost."""
+        return self._fenced_update(lease, progress=max(0.0, min(1.0, progress)))
+
+    def complete_job(self, lease: Lease, result: dict[str, Any]) -> bool:
+        """Mark the job succeeded with its artifacts, in one fenced update."""
+        return self._fenced_update(
+            lease,
+            status=JobStatus.SUCCEEDED.value,
+            progress=1.0,
+            result=json.dumps(result),
+            lease_token=None,
+            lease_expires_at=None,
+            finished_at=self._now,
+            updated_at=self._now,
+        )
+
+    def fail_job(
+        self, lease: Lease, *, name: str, message: str, retryable: bool = False
+    ) -> JobStatus | None:
+        """End the run in failure: back to the queue if `retryable` and attempts remain,
+        otherwise failed. Returns the new status, or None if the lease was lost."""
+        requeue = retryable and lease.job.attempts < lease.job.max_attempts
+        status = JobStatus.QUEUED if requeue else JobStatus.FAILED
+        changed = self._fenced_update(
+            lease,
+            status=status.value,
+            error_name=None if requeue else name,
+            error_message=None if requeue else message,
+            lease_token=None,
+            lease_expires_at=None,
+            worker_id=None,
+            finished_at=None if requeue else self._now,
+            updated_at=self._now,
+        )
+        if changed and requeue and self.on_enqueue is not None:
+            self.on_enqueue()
+        return status if changed else None
+
+    def requeue_expired(self) -> int:
+        """Return jobs of lost workers to the queue, or fail those out of attempts."""
+        expired = and_(
+            jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_expires_at < self._now
+        )
+        out_of_attempts = jobs.c.attempts >= jobs.c.max_attempts
+        with self.engine.begin() as conn:
+            # One statement, so a job is either requeued or failed, never both.
+            result = conn.execute(
+                jobs.update()
+                .where(expired)
+                .values(
+                    status=case(
+                        (out_of_attempts, JobStatus.FAILED.value), else_=JobStatus.QUEUED.value
+                    ),
+                    error_name=case((out_of_attempts, "worker_lost"), else_=None),
+                    error_message=case(
+                        (
+                            out_of_attempts,
+                            "the worker running this job stopped responding; "
+                            "giving up after the attempt limit",
+                        ),
+                        else_=None,
+                    ),
+                    finished_at=case((out_of_attempts, self._now), else_=None),
+                    lease_token=None,
+                    lease_expires_at=None,
+                    worker_id=None,
+                    updated_at=self._now,
+                )
+            )
+            return result.rowcount or 0
+
+    def _fenced_update(self, lease: Lease, **values: Any) -> bool:
+        fence = and_(
+            jobs.c.id == lease.job_id,
+            jobs.c.lease_token == lease.token,
+            jobs.c.status == JobStatus.RUNNING.value,
+        )
+        with self.engine.begin() as conn:
+            return bool(conn.execute(jobs.update().where(fence).values(**values)).rowcount)
+
+    # --- worker registry (health and capacity) ----------------------------------------
+
+    def register_worker(self, worker_id: str, models: Iterable[str], host: str, pid: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.id == worker_id))
+            conn.execute(
+                workers.insert().values(
+                    id=worker_id,
+                    models=json.dumps(list(models)),
+                    host=host,
+                    pid=pid,
+                    started_at=self._now,
+                    seen_at=self._now,
+                )
+            )
+
+    def touch_worker(self, worker_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                workers.update().where(workers.c.id == worker_id).values(seen_at=self._now)
+            )
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.id == worker_id))
+
+    def live_workers(self, within_s: float) -> list[WorkerInfo]:
+        """Workers that reported in the last `within_s` seconds."""
+        query = select(workers).where(workers.c.seen_at >= self._now - within_s)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            WorkerInfo(
+                id=r.id,
+                models=json.loads(r.models),
+                host=r.host,
+                pid=r.pid,
+                started_at=r.started_at,
+                seen_at=r.seen_at,
+            )
+            for r in rows
+        ]
+
+
+def new_job_id() -> str:
+    """A public job id: random, so ids cannot be guessed or enumerated."""
+    return str(uuid.uuid4())

@@ -1,0 +1,50 @@
+"""`reelforge serve`: the API server process plus its spawned worker children."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from reelforge.api.app import build_context, create_app
+from reelforge.engines import Registry
+from reelforge.jobs import open_store
+from reelforge.logs import configure_logging
+from reelforge.settings import Settings
+from reelforge.storage import open_storage
+from reelforge.worker.supervisor import WorkerSupervisor
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings) -> int:
+    """Run the API on settings.host:port with `settings.workers` worker processes."""
+    configure_logging()
+    registry = Registry.load(settings.models_file, settings.models)
+    store = open_store(settings.resolved_database_url, max_attempts=settings.max_attempts)
+    storage = open_storage(settings.resolved_storage_url)
+    ctx = build_context(settings, store, storage, registry)
+    if ctx.auth.open_to_loopback_only:
+        log.warning("no API keys configured (REELFORGE_API_KEYS): serving loopback clients only")
+    for entry in registry:
+        log.info("model %s -> engine %s %s", entry.id, entry.engine, entry.checkpoint or "")
+
+    supervisor = WorkerSupervisor(settings)
+    store.on_enqueue = supervisor.wake.set
+    supervisor.start()
+    try:
+        uvicorn.run(
+            create_app(ctx),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        log.info("stopping workers")
+        supervisor.stop()
+        store.engine.dispose()
+    return 0

@@ -1,0 +1,114 @@
+"""One `Settings` object, read from `REELFORGE_*` variables (and CLI flags), passed down.
+
+Nothing in reelforge reads the environment anywhere else; `main()` builds a `Settings` and
+hands it to the server, the worker and the stores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of a reelforge server or worker; every field has a working default."""
+
+    model_config = SettingsConfigDict(env_prefix="REELFORGE_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Address the API server binds.")
+    port: int = Field(default=8000, description="Port the API server binds.")
+    data_dir: Path = Field(
+        default=Path(".reelforge"),
+        description="Where the embedded SQLite database and local artifacts live.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the job database; empty means SQLite in data_dir. "
+        "PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    storage_url: str = Field(
+        default="",
+        description="Where artifacts are stored; empty means data_dir/artifacts. file:///path.",
+    )
+    public_base_url: str = Field(
+        default="",
+        description="Base URL that clients reach this server at (behind a proxy); "
+        "empty means the URL each request came in on.",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted bearer keys, comma-separated. With none, only loopback "
+        "clients are served.",
+    )
+    models_file: Path | None = Field(
+        default=None, description="TOML model registry; empty means the built-in defaults."
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra registry entries ID=ENGINE[:CHECKPOINT], comma-separated; "
+        "they override the file.",
+    )
+    workers: int = Field(default=1, ge=0, description="Worker processes `serve` starts.")
+    device: str = Field(default="auto", description="Torch device for engines: auto, cpu, cuda.")
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="How long a claim lasts without a heartbeat."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Runs a job gets before a lost worker fails it."
+    )
+    poll_interval_s: float = Field(
+        default=0.5, gt=0, description="How often an idle worker looks for work."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, description="Largest accepted request body."
+    )
+    image_max_bytes: int = Field(
+        default=10 * 1024 * 1024, description="Largest accepted input image."
+    )
+    image_max_pixels: int = Field(
+        default=36_000_000, description="Most pixels an input image may decode to."
+    )
+    image_fetch_timeout_s: float = Field(
+        default=15.0, gt=0, description="Time limit for downloading image_url."
+    )
+    allow_private_image_urls: bool = Field(
+        default=False,
+        description="Allow image_url on loopback, private and link-local addresses "
+        "(off: a server must not be made to fetch from its own network).",
+    )
+    file_url_ttl_s: int = Field(
+        default=7 * 24 * 3600, description="How long a signed artifact URL stays valid."
+    )
+    url_signing_secret: str = Field(
+        default="",
+        description="Secret for signing artifact URLs; empty means one kept in data_dir.",
+    )
+
+    @field_validator("api_keys", "models", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'reelforge.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        # Three renewals fit in one lease, so one slow beat does not lose the job.
+        return self.lease_seconds / 3

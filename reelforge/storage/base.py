@@ -1,0 +1,53 @@
+"""The artifact store interface: put and get bytes under slash-separated keys.
+
+Keys look like `jobs/<job id>/video.mp4`. The local directory store is the embedded default;
+an S3-compatible store implements the same four methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+__all__ = ["Storage", "StoredObject", "validate_key"]
+
+
+class StoredObject:
+    """Where a stored object can be read, and how big it is."""
+
+    def __init__(self, key: str, size: int, path: Path | None = None) -> None:
+        self.key = key
+        self.size = size
+        self.path = path  # set by stores that keep objects as local files
+
+
+def validate_key(key: str) -> str:
+    """Refuse keys that could escape the store (absolute, `..`, empty parts)."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+class Storage(ABC):
+    """Artifact storage shared by the API (reads) and workers (writes)."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        """Store `data` under `key`, replacing any earlier object, atomically."""
+
+    @abstractmethod
+    def put_file(self, key: str, source: Path, content_type: str) -> StoredObject:
+        """Store the file at `source` under `key`, atomically."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Return the object's bytes; raise FileNotFoundError if there is none."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object if it exists."""
+
+    @abstractmethod
+    def stat(self, key: str) -> StoredObject | None:
+        """Return the object's size and location, or None if it does not exist."""

@@ -1,0 +1,1 @@
+"""Workers: claim jobs, run engines, encode media, store artifacts, report progress."""

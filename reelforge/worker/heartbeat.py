@@ -1,0 +1,62 @@
+"""The worker's heartbeat thread: renews the current job's lease and marks the worker alive.
+
+A lease it cannot renew means another worker may now own the job; the thread then sets
+`lease_lost`, and the engine's next step callback stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from reelforge.jobs import JobStore, Lease
+
+__all__ = ["Heartbeat"]
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Beats every `interval_s` on its own thread until `stop()`."""
+
+    def __init__(
+        self, store: JobStore, worker_id: str, lease_seconds: float, interval_s: float
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.interval_s = interval_s
+        self.lease_lost = threading.Event()
+        self._lease: Lease | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5)
+
+    def watch(self, lease: Lease | None) -> None:
+        """Start renewing `lease` (None: stop renewing the previous one)."""
+        with self._lock:
+            self._lease = lease
+            self.lease_lost.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        """One renewal; failures are logged and retried at the next beat, never fatal."""
+        with self._lock:
+            lease = self._lease
+        try:
+            self.store.touch_worker(self.worker_id)
+            if lease is not None and not self.store.renew_lease(lease, self.lease_seconds):
+                log.warning("job %s: lease lost; stopping this run", lease.job_id)
+                self.lease_lost.set()
+        except Exception:
+            log.exception("heartbeat of worker %s failed; will retry", self.worker_id)

@@ -1,0 +1,76 @@
+"""Worker process entry points: `reelforge worker` (standalone) and the child `serve` spawns."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+from typing import Any
+
+from reelforge.engines import Registry
+from reelforge.jobs import open_store
+from reelforge.logs import configure_logging
+from reelforge.settings import Settings
+from reelforge.storage import open_storage
+from reelforge.worker.heartbeat import Heartbeat
+from reelforge.worker.runner import JobRunner, load_engines, wait_for_work
+
+__all__ = ["run_worker", "worker_loop"]
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> int:
+    """Run one worker in this process until SIGINT or SIGTERM; returns the exit code."""
+    configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    worker_loop(settings, stop)
+    return 0
+
+
+def spawned_worker_main(settings: Settings, wake: Any) -> None:
+    """Target of the child process `serve` spawns: a worker woken by the API on new jobs."""
+    configure_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C in a terminal reaches the whole process group; the parent stops us in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_loop(settings, stop, wake)
+
+
+def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> None:
+    """Load the engines, then claim and run jobs one at a time until `stop` is set."""
+    registry = Registry.load(settings.models_file, settings.models)
+    store = open_store(settings.resolved_database_url, max_attempts=settings.max_attempts)
+    storage = open_storage(settings.resolved_storage_url)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    engines = load_engines(registry, settings.device)
+    models = list(engines)
+
+    heartbeat = Heartbeat(store, worker_id, settings.lease_seconds, settings.heartbeat_interval_s)
+    store.register_worker(worker_id, models, socket.gethostname(), os.getpid())
+    heartbeat.start()
+    runner = JobRunner(store, storage, registry, engines, heartbeat)
+    log.info("worker %s ready for %s", worker_id, ", ".join(models))
+    try:
+        while not stop.is_set():
+            try:
+                lease = store.claim_next_job(worker_id, models, settings.lease_seconds)
+            except Exception:
+                log.exception("worker %s could not claim; retrying", worker_id)
+                lease = None
+            if lease is None:
+                wait_for_work(wake, stop, settings.poll_interval_s)
+                continue
+            log.info("job %s: claimed (attempt %d)", lease.job_id, lease.job.attempts)
+            runner.run(lease)
+    finally:
+        heartbeat.stop()
+        store.remove_worker(worker_id)
+        store.engine.dispose()
+        log.info("worker %s stopped", worker_id)

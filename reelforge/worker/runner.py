@@ -1,0 +1,178 @@
+"""The worker loop: claim a job, run its engine, encode, store, report; one job at a time."""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from reelforge.engines import Clip, Engine, ModelEntry, Registry, engine_class
+from reelforge.errors import GenerationError
+from reelforge.jobs import JobStore, Lease
+from reelforge.media import conform_frames, encode_outputs
+from reelforge.storage import Storage
+from reelforge.worker.heartbeat import Heartbeat
+
+__all__ = ["JobRunner", "LeaseLost", "load_engines"]
+
+log = logging.getLogger(__name__)
+
+# Share of the progress bar given to the engine; encoding and storing take the rest.
+_ENGINE_SHARE = 0.9
+_PROGRESS_EVERY_S = 0.25
+
+
+class LeaseLost(Exception):
+    """Raised inside the engine's step callback when another worker took over the job."""
+
+
+def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
+    """Build and load one engine per distinct (engine, checkpoint, options) in the registry;
+    map every model id to its engine."""
+    loaded: dict[tuple[str, str | None, str], Engine] = {}
+    by_model: dict[str, Engine] = {}
+    for entry in registry:
+        key = (entry.engine, entry.checkpoint, repr(sorted(entry.options.items())))
+        if key not in loaded:
+            engine = engine_class(entry.engine)(entry.checkpoint, device, entry.options)
+            log.info("loading engine %s for %s", entry.engine, entry.id)
+            engine.load()
+            loaded[key] = engine
+        by_model[entry.id] = loaded[key]
+    return by_model
+
+
+class JobRunner:
+    """Runs claimed jobs to completion; owns no loop of its own (see `worker.main`)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        registry: Registry,
+        engines: dict[str, Engine],
+        heartbeat: Heartbeat,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.registry = registry
+        self.engines = engines
+        self.heartbeat = heartbeat
+
+    def run(self, lease: Lease) -> None:
+        """Run one claimed job and record its outcome; never raises for a job's failure."""
+        job_id = lease.job_id
+        self.heartbeat.watch(lease)
+        started = time.monotonic()
+        try:
+            result = self._generate(lease)
+        except LeaseLost:
+            log.warning("job %s: abandoned after its lease was lost", job_id)
+        except GenerationError as exc:
+            status = self.store.fail_job(
+                lease, name=exc.name, message=exc.message, retryable=exc.retryable
+            )
+            log.warning("job %s: %s: %s (now %s)", job_id, exc.name, exc.message, status)
+        except Exception:
+            log.exception("job %s: internal error in the worker", job_id)
+            self.store.fail_job(
+                lease,
+                name="internal_error",
+                message=f"the worker hit an internal error; the server log has details for "
+                f"job {job_id}",
+            )
+        else:
+            if self.store.complete_job(lease, result):
+                log.info("job %s: succeeded in %.2f s", job_id, time.monotonic() - started)
+            else:
+                log.warning("job %s: finished, but its lease was lost; result dropped", job_id)
+        finally:
+            self.heartbeat.watch(None)
+
+    def _generate(self, lease: Lease) -> dict[str, Any]:
+        spec = lease.job.spec
+        entry = self.registry.get(spec.model)
+        engine = self.engines.get(spec.model)
+        if entry is None or engine is None:
+            raise GenerationError(f"this worker does not serve model {spec.model!r}")
+        image = self._load_image(spec.image_key)
+        timings: dict[str, float] = {}
+
+        mark = time.monotonic()
+        clip = engine.generate(spec, image, self._step_callback(lease, _ENGINE_SHARE))
+        timings["generate_s"] = time.monotonic() - mark
+
+        mark = time.monotonic()
+        frames = conform_frames(clip.frames, spec.width, spec.height, spec.num_frames)
+        with tempfile.TemporaryDirectory(prefix=f"reelforge-{lease.job_id}-") as tmp:
+            media = encode_outputs(frames, spec.fps, Path(tmp))
+            timings["encode_s"] = time.monotonic() - mark
+            self._check_lease(lease)
+            self.store.report_progress(lease, 0.95)
+            mark = time.monotonic()
+            result = self._store_outputs(lease.job_id, media, entry, clip)
+            timings["store_s"] = time.monotonic() - mark
+        result["timings"] = {name: round(seconds, 4) for name, seconds in timings.items()}
+        return result
+
+    def _store_outputs(
+        self, job_id: str, media: Any, entry: ModelEntry, clip: Clip
+    ) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        for name, path, content_type in (
+            ("video", media.video, "video/mp4"),
+            ("preview", media.preview, "image/gif"),
+            ("thumbnail", media.thumbnail, "image/webp"),
+        ):
+            key = f"jobs/{job_id}/{Path(path).name}"
+            stored = self.storage.put_file(key, Path(path), content_type)
+            outputs[name] = {"key": key, "size": stored.size, "content_type": content_type}
+        outputs["video"].update(
+            width=media.width, height=media.height, fps=media.fps, frames=media.num_frames
+        )
+        return {**outputs, "engine": entry.engine, "meta": clip.meta}
+
+    def _load_image(self, key: str | None) -> Image.Image | None:
+        if key is None:
+            return None
+        try:
+            data = self.storage.get_bytes(key)
+        except FileNotFoundError:
+            raise GenerationError(
+                "the input image is no longer in storage", name="input_missing"
+            ) from None
+        image = Image.open(io.BytesIO(data))
+        return image.convert("RGB")
+
+    def _step_callback(self, lease: Lease, share: float) -> Callable[[int, int], None]:
+        last_report = 0.0
+
+        def on_step(done: int, total: int) -> None:
+            nonlocal last_report
+            self._check_lease(lease)
+            now = time.monotonic()
+            if now - last_report >= _PROGRESS_EVERY_S or done >= total:
+                last_report = now
+                self.store.report_progress(lease, share * done / max(1, total))
+
+        return on_step
+
+    def _check_lease(self, lease: Lease) -> None:
+        if self.heartbeat.lease_lost.is_set():
+            raise LeaseLost(lease.job_id)
+
+
+def wait_for_work(wake: Any, stop: threading.Event, timeout_s: float) -> None:
+    """Sleep until woken (new job), stopped, or `timeout_s` passes."""
+    if wake is not None:
+        if wake.wait(timeout_s):
+            wake.clear()
+    else:
+        stop.wait(timeout_s)

@@ -1,0 +1,96 @@
+"""Starts worker child processes for `serve` and restarts any that die."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+from reelforge.settings import Settings
+from reelforge.worker.main import spawned_worker_main
+
+__all__ = ["WorkerSupervisor"]
+
+log = logging.getLogger(__name__)
+
+_CHECK_EVERY_S = 0.5
+_MAX_RESTART_DELAY_S = 30.0
+
+
+class WorkerSupervisor:
+    """Keeps `settings.workers` spawned worker processes alive until `stop()`.
+
+    Spawn (not fork): a worker imports torch and CUDA, which must not inherit the API
+    process's threads and sockets. A child that keeps dying is restarted with a growing
+    delay, so a broken model does not spin the CPU.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._context = multiprocessing.get_context("spawn")
+        self.wake: Any = self._context.Event()
+        self._processes: list[SpawnProcess | None] = [None] * settings.workers
+        self._restarts = [0] * settings.workers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+
+    def start(self) -> None:
+        for slot in range(len(self._processes)):
+            self._start(slot)
+        self._thread.start()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p is not None and p.pid is not None]
+
+    def _start(self, slot: int) -> None:
+        process = self._context.Process(
+            target=spawned_worker_main,
+            args=(self.settings, self.wake),
+            name=f"reelforge-worker-{slot}",
+            daemon=False,
+        )
+        process.start()
+        self._processes[slot] = process
+        log.info("started worker process %s (pid %s)", process.name, process.pid)
+
+    def _watch(self) -> None:
+        next_start = [0.0] * len(self._processes)
+        while not self._stop.wait(_CHECK_EVERY_S):
+            for slot, process in enumerate(self._processes):
+                if process is None or process.is_alive():
+                    continue
+                if next_start[slot] == 0.0:
+                    self._restarts[slot] += 1
+                    delay = min(_MAX_RESTART_DELAY_S, 0.5 * 2 ** (self._restarts[slot] - 1))
+                    log.error(
+                        "worker process %s exited with code %s; restarting in %.1f s",
+                        process.name,
+                        process.exitcode,
+                        delay,
+                    )
+                    next_start[slot] = time.monotonic() + delay
+                if time.monotonic() >= next_start[slot] and not self._stop.is_set():
+                    next_start[slot] = 0.0
+                    self._start(slot)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask every worker to finish (SIGTERM), then kill any that do not in time."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for process in self._processes:
+            if process is not None and process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + timeout_s
+        for process in self._processes:
+            if process is None:
+                continue
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("worker %s did not stop in time; killing it", process.name)
+                process.kill()
+                process.join()

@@ -1,0 +1,80 @@
+"""Fixtures shared by every layer: job stores on real SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import text
+
+from reelforge.jobs import JobStore, open_engine
+from reelforge.jobs.schema import migrate
+from reelforge.spec import GenerationSpec
+
+POSTGRES_URL = os.environ.get(
+    "REELFORGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_unavailable(reason: str) -> None:
+    # CI has PostgreSQL and must exercise it: a missing server fails the run there.
+    message = f"PostgreSQL at {POSTGRES_URL} is required for this test: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message + " (skipped outside CI)")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections use a fresh, private schema in the test PostgreSQL."""
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = open_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # any connection failure means the server is not there
+        admin.dispose()
+        _postgres_unavailable(str(exc).splitlines()[0])
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path / 'jobs.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request) -> str:  # type: ignore[no-untyped-def]
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[JobStore]:
+    engine = open_engine(database_url)
+    migrate(engine)
+    yield JobStore(engine, max_attempts=2)
+    engine.dispose()
+
+
+def make_spec(model: str = "klingai/v2-master-text-to-video", **changes: object) -> GenerationSpec:
+    """A small valid spec for tests."""
+    fields: dict[str, object] = {
+        "model": model,
+        "prompt": "a red circle moving left",
+        "width": 64,
+        "height": 36,
+        "num_frames": 8,
+        "seed": 7,
+    }
+    fields.update(changes)
+    return GenerationSpec.model_validate(fields)

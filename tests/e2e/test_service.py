@@ -1,0 +1,284 @@
+"""The whole service on loopback: a real `reelforge serve` process, real clients, real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from reelforge.media import probe_video
+from tests.e2e.conftest import REPO_ROOT, LiveServer, wait_for
+
+pytestmark = pytest.mark.slow
+
+T2V = "klingai/v2-master-text-to-video"
+I2V = "klingai/v2-master-image-to-video"
+E2E_KEY = "e2e-secret-key"
+SDK_PYTHON = REPO_ROOT / ".venv-aimlapi" / "bin" / "python"
+HERE = Path(__file__).parent
+
+
+def create(server: LiveServer, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    response = httpx.post(server.base_url + "/v2/video/generations", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    generation: dict[str, Any] = response.json()
+    return generation
+
+
+def poll(server: LiveServer, generation_id: str, key: str | None = None) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    response = httpx.get(
+        server.base_url + "/v2/video/generations",
+        params={"generation_id": generation_id},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    generation: dict[str, Any] = response.json()
+    return generation
+
+
+def wait_terminal(server: LiveServer, generation_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        generation = poll(server, generation_id)
+        return generation if generation["status"] in ("completed", "error") else None
+
+    result: dict[str, Any] = wait_for(done, timeout_s, f"generation {generation_id} to finish")
+    return result
+
+
+def write_models_file(path: Path, engine: str, checkpoint: Path | None = None) -> Path:
+    lines = []
+    for model in (T2V, I2V):
+        lines.append(f'[models."{model}"]\nengine = "{engine}"')
+        if checkpoint is not None:
+            lines.append(f'checkpoint = "{checkpoint}"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_aimlapi_sdk_gets_the_mp4_bytes(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    if not SDK_PYTHON.exists():
+        pytest.fail(f"{SDK_PYTHON} is missing: run `make sdk-env` (make test does)")
+    server = server_factory(api_keys=E2E_KEY)
+    out = tmp_path / "sdk.mp4"
+    completed = subprocess.run(
+        [
+            str(SDK_PYTHON),
+            str(HERE / "aimlapi_sdk_script.py"),
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            E2E_KEY,
+            "--model",
+            T2V,
+            "--prompt",
+            "a raccoon in a sequoia forest",
+            "--out",
+            str(out),
+            "--poll-interval",
+            "0.3",
+            "--poll-timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert summary["final_status"] == "completed"
+    info = probe_video(out)
+    assert (info.width, info.height, info.num_frames, info.fps) == (1280, 720, 120, 24)
+    assert info.codec == "h264"
+    assert summary["bytes"] == out.stat().st_size
+
+
+def test_requests_loop_shaped_like_the_seed(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = server_factory(api_keys=E2E_KEY)
+    out = tmp_path / "requests.mp4"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "requests_seed_script.py"),
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            E2E_KEY,
+            "--model",
+            T2V,
+            "--prompt",
+            "a white raccoon",
+            "--duration",
+            "5",
+            "--aspect-ratio",
+            "9:16",
+            "--out",
+            str(out),
+            "--poll-interval",
+            "0.3",
+            "--timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    info = probe_video(out)
+    assert (info.width, info.height, info.num_frames) == (720, 1280, 120)
+
+
+def test_generation_reports_progress_and_serves_artifacts(live_server: LiveServer) -> None:
+    created = create(live_server, {"model": T2V, "prompt": "a red fox", "aspect_ratio": "1:1"})
+    statuses = {created["status"]}
+    final = wait_terminal(live_server, created["id"])
+    statuses.add(final["status"])
+    assert statuses <= {"queued", "generating", "completed"}
+    assert final["status"] == "completed", final
+    assert final["progress"] == 100
+    assert final["engine"] == "testsrc"
+    assert final["error"] is None
+    video = httpx.get(final["video"]["url"])  # signed link: no API key needed
+    assert video.status_code == 200
+    assert len(video.content) == final["video"]["file_size"]
+    assert video.headers["content-type"] == "video/mp4"
+    gif = Image.open(io.BytesIO(httpx.get(final["preview"]["url"]).content))
+    assert gif.format == "GIF" and gif.width <= 480
+    thumb = Image.open(io.BytesIO(httpx.get(final["thumbnail"]["url"]).content))
+    assert thumb.format == "WEBP"
+    assert (final["video"]["width"], final["video"]["height"]) == (960, 960)
+
+
+def test_tampered_file_link_is_refused(live_server: LiveServer) -> None:
+    final = wait_terminal(live_server, create(live_server, {"model": T2V, "prompt": "x"})["id"])
+    url = final["video"]["url"].replace("video.mp4", "preview.gif")
+    assert httpx.get(url).status_code == 403
+
+
+def test_image_to_video_through_the_service(live_server: LiveServer, tmp_path: Path) -> None:
+    image = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(image, format="PNG")
+    import base64
+
+    data_uri = "data:image/png;base64," + base64.b64encode(image.getvalue()).decode()
+    created = create(live_server, {"model": I2V, "image_url": data_uri, "duration": 10})
+    final = wait_terminal(live_server, created["id"])
+    assert final["status"] == "completed", final
+    out = tmp_path / "i2v.mp4"
+    out.write_bytes(httpx.get(final["video"]["url"]).content)
+    info = probe_video(out)
+    assert (info.width, info.height, info.num_frames) == (1280, 720, 240)
+
+
+def _gate_server(
+    server_factory: Callable[..., LiveServer], tmp_path: Path, max_attempts: int
+) -> tuple[LiveServer, Path]:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    models = write_models_file(tmp_path / "models.toml", "tests.fixtures.engines:GateEngine", gate)
+    server = server_factory(
+        models_file=models,
+        lease_seconds="1.5",
+        max_attempts=str(max_attempts),
+        poll_interval_s="0.1",
+    )
+    return server, gate
+
+
+def _started_pids(gate: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in gate.glob("started-*"))
+
+
+def test_worker_killed_mid_job_runs_it_again(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server, gate = _gate_server(server_factory, tmp_path, max_attempts=3)
+    created = create(server, {"model": T2V, "prompt": "survive a crash"})
+    [first_pid] = wait_for(lambda: _started_pids(gate), 60, "the job to start")
+    os.kill(first_pid, signal.SIGKILL)
+    assert poll(server, created["id"])["status"] in ("generating", "queued")  # API still serves
+    pids = wait_for(
+        lambda: len(_started_pids(gate)) == 2 and _started_pids(gate),
+        60,
+        "the restarted worker to run the job again",
+    )
+    assert first_pid in pids
+    (gate / "release").touch()
+    final = wait_terminal(server, created["id"])
+    assert final["status"] == "completed", final
+    assert final["meta"]["attempts"] == 2
+
+
+def test_worker_killed_past_attempt_limit_ends_in_error(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server, gate = _gate_server(server_factory, tmp_path, max_attempts=1)
+    created = create(server, {"model": T2V, "prompt": "crash once"})
+    [pid] = wait_for(lambda: _started_pids(gate), 60, "the job to start")
+    os.kill(pid, signal.SIGKILL)
+    final = wait_terminal(server, created["id"])
+    assert final["status"] == "error"
+    assert final["error"]["name"] == "worker_lost"
+    assert "stopped responding" in final["error"]["message"]
+    # The service goes on: the restarted worker serves the next job.
+    (gate / "release").touch()
+    wait_for(server.healthy, 60, "the restarted worker")
+    nxt = wait_terminal(server, create(server, {"model": T2V, "prompt": "next"})["id"])
+    assert nxt["status"] == "completed"
+
+
+def test_restarted_server_completes_queued_jobs(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "shared-data"
+    api_only = server_factory(data_dir=data_dir, wait_ready=False, workers="0")
+    ids = [create(api_only, {"model": T2V, "prompt": f"job {n}"})["id"] for n in range(3)]
+    assert [poll(api_only, i)["queue_position"] for i in ids] == [0, 1, 2]
+    api_only.stop()
+    restarted = server_factory(data_dir=data_dir)
+    finals = [wait_terminal(restarted, i) for i in ids]
+    assert [f["status"] for f in finals] == ["completed"] * 3
+
+
+def test_internal_errors_are_logged_not_leaked(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    models = write_models_file(tmp_path / "models.toml", "tests.fixtures.engines:CrashingEngine")
+    server = server_factory(models_file=models)
+    created = create(server, {"model": T2V, "prompt": "boom"})
+    final = wait_terminal(server, created["id"])
+    assert final["status"] == "error"
+    assert final["error"]["name"] == "internal_error"
+    assert created["id"] in final["error"]["message"]
+    assert "secret internal detail" not in json.dumps(final)
+    log = wait_for(
+        lambda: "secret internal detail" in server.log() and server.log(),
+        10,
+        "the traceback in the server log",
+    )
+    assert f"job {created['id']}" in log
+
+
+def test_generation_errors_reach_the_user(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    models = write_models_file(tmp_path / "models.toml", "tests.fixtures.engines:FailingEngine")
+    server = server_factory(models_file=models)
+    final = wait_terminal(server, create(server, {"model": T2V, "prompt": "fail"})["id"])
+    assert final["error"] == {"name": "fixture_failure", "message": "this fixture always fails"}
+    assert "url" not in json.dumps(final)  # the SDK downloads the first "url" it finds

@@ -1,0 +1,278 @@
+"""The `wan` engine on real diffusers pipelines with tiny random weights, on the CPU.
+
+No mocks: each checkpoint is built by `reelforge.engines.tiny`, saved, and loaded back through
+`from_pretrained` exactly as a real one is. The frames are noise; the tests check the plumbing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reelforge.engines.base import Clip
+from reelforge.engines.tiny import build_tiny_wan
+from reelforge.engines.wan import WanEngine, WanOptions, native_frame_count
+from reelforge.errors import GenerationError
+from reelforge.spec import CameraMotion
+from tests.conftest import make_spec
+
+STEPS = 3
+# The tiny checkpoints' native landscape sizes (see reelforge.engines.tiny).
+WAN21_NATIVE = (64, 48)
+WAN22_NATIVE = (96, 64)
+
+
+class Cancelled(Exception):
+    """What a worker's step callback raises to stop a job."""
+
+
+def _load(checkpoint: Path, **options: object) -> WanEngine:
+    engine = WanEngine(str(checkpoint), "cpu", {"steps": STEPS, **options})
+    engine.load()
+    return engine
+
+
+def _ignore_steps(done: int, total: int) -> None:
+    pass
+
+
+def _picture(colour: tuple[int, int, int]) -> Image.Image:
+    """A 4:3 picture, so the engine has to cover-crop it to 16:9."""
+    ramp = np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None]
+    pixels = np.broadcast_to(ramp, (120, 160, 3)) // 2 + np.array(colour, dtype=np.uint8) // 2
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def t2v(tiny_wan_checkpoints: dict[str, Path]) -> WanEngine:
+    return _load(tiny_wan_checkpoints["t2v"])
+
+
+@pytest.fixture(scope="module")
+def i2v(tiny_wan_checkpoints: dict[str, Path]) -> WanEngine:
+    return _load(tiny_wan_checkpoints["i2v"])
+
+
+@pytest.fixture(scope="module")
+def ti2v(tiny_wan_checkpoints: dict[str, Path]) -> WanEngine:
+    return _load(tiny_wan_checkpoints["ti2v"])
+
+
+@pytest.mark.parametrize(
+    ("output_size", "native"),
+    [((1280, 720), (64, 48)), ((720, 1280), (48, 64)), ((960, 960), (48, 48))],
+    ids=["16:9", "9:16", "1:1"],
+)
+@pytest.mark.slow
+def test_text_to_video_renders_uint8_frames_at_native_size_per_aspect_ratio(
+    t2v: WanEngine, output_size: tuple[int, int], native: tuple[int, int]
+) -> None:
+    width, height = output_size
+    clip = t2v.generate(make_spec(width=width, height=height), None, _ignore_steps)
+    frames, native_width, native_height = clip.frames.shape[0], *native
+    assert clip.frames.dtype == np.uint8
+    assert clip.frames.shape == (frames, native_height, native_width, 3)
+    assert frames % 4 == 1
+    assert clip.fps == 16
+
+
+@pytest.mark.slow
+def test_native_frames_follow_duration_and_are_capped(tiny_wan_checkpoints: dict) -> None:
+    engine = _load(tiny_wan_checkpoints["t2v"], max_native_frames=9)
+    # 2 s at the native 16 fps would be 33 frames; this engine renders at most 9.
+    clip = engine.generate(make_spec(num_frames=48, fps=24), None, _ignore_steps)
+    assert clip.frames.shape[0] == 9
+    assert clip.meta["native_frames"] == 9
+    assert clip.meta["frames_capped"] is True
+
+
+@pytest.mark.parametrize(
+    ("seconds", "fps", "limit", "expected"),
+    [
+        (5, 16, 81, (81, False)),
+        (10, 16, 81, (81, True)),
+        (1 / 3, 16, 81, (5, False)),
+        (5, 24, 121, (121, False)),
+        (0.01, 16, 81, (5, False)),
+        (2, 16, 10, (9, True)),
+    ],
+)
+def test_native_frame_count_is_four_k_plus_one(
+    seconds: float, fps: int, limit: int, expected: tuple[int, bool]
+) -> None:
+    assert native_frame_count(seconds, fps, 4, limit) == expected
+
+
+@pytest.mark.slow
+def test_image_to_video_is_conditioned_on_the_input_image(i2v: WanEngine) -> None:
+    spec = make_spec(model="klingai/v2-master-image-to-video", width=1280, height=720)
+    red = i2v.generate(spec, _picture((255, 0, 0)), _ignore_steps)
+    blue = i2v.generate(spec, _picture((0, 0, 255)), _ignore_steps)
+    assert red.frames.shape[1:] == (WAN21_NATIVE[1], WAN21_NATIVE[0], 3)
+    assert not np.array_equal(red.frames, blue.frames)
+
+
+@pytest.mark.slow
+def test_checkpoint_decides_which_tasks_an_engine_serves(t2v: WanEngine, i2v: WanEngine) -> None:
+    assert (t2v.supports_text_to_video, t2v.supports_image_to_video) == (True, False)
+    assert (i2v.supports_text_to_video, i2v.supports_image_to_video) == (False, True)
+    with pytest.raises(GenerationError, match="send an input image"):
+        i2v.generate(make_spec(), None, _ignore_steps)
+    with pytest.raises(GenerationError, match="cannot take an input image"):
+        t2v.generate(make_spec(), _picture((0, 255, 0)), _ignore_steps)
+
+
+@pytest.mark.slow
+def test_wan22_ti2v_checkpoint_serves_text_and_image(ti2v: WanEngine) -> None:
+    spec = make_spec(width=1280, height=720, num_frames=8)
+    from_text = ti2v.generate(spec, None, _ignore_steps)
+    from_image = ti2v.generate(spec, _picture((255, 0, 0)), _ignore_steps)
+    for clip in (from_text, from_image):
+        assert clip.frames.shape[1:] == (WAN22_NATIVE[1], WAN22_NATIVE[0], 3)
+        assert clip.fps == 24
+    assert not np.array_equal(from_text.frames, from_image.frames)
+
+
+@pytest.mark.slow
+def test_on_step_reports_every_denoising_step_in_order(t2v: WanEngine) -> None:
+    calls: list[tuple[int, int]] = []
+    t2v.generate(make_spec(), None, lambda done, total: calls.append((done, total)))
+    assert calls == [(step, STEPS) for step in range(1, STEPS + 1)]
+
+
+@pytest.mark.slow
+def test_exception_from_on_step_stops_generation(t2v: WanEngine) -> None:
+    calls: list[int] = []
+
+    def cancel_at_first_step(done: int, total: int) -> None:
+        calls.append(done)
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        t2v.generate(make_spec(), None, cancel_at_first_step)
+    assert calls == [1]
+
+
+@pytest.mark.slow
+def test_engine_renders_normally_after_a_cancelled_job(t2v: WanEngine) -> None:
+    spec = make_spec(seed=11)
+    before = t2v.generate(spec, None, _ignore_steps)
+
+    def cancel(done: int, total: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        t2v.generate(make_spec(seed=12), None, cancel)
+    after = t2v.generate(spec, None, _ignore_steps)
+    np.testing.assert_array_equal(before.frames, after.frames)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_frames_and_another_seed_differs(t2v: WanEngine) -> None:
+    first = t2v.generate(make_spec(seed=1), None, _ignore_steps)
+    again = t2v.generate(make_spec(seed=1), None, _ignore_steps)
+    other = t2v.generate(make_spec(seed=2), None, _ignore_steps)
+    np.testing.assert_array_equal(first.frames, again.frames)
+    assert not np.array_equal(first.frames, other.frames)
+
+
+@pytest.mark.slow
+def test_camera_preset_is_appended_to_the_prompt(t2v: WanEngine) -> None:
+    still = t2v.generate(make_spec(), None, _ignore_steps)
+    moving = t2v.generate(make_spec(camera=CameraMotion(preset="down_back")), None, _ignore_steps)
+    assert still.meta["camera"] == "none"
+    assert moving.meta["camera"] == "prompt"
+    # The phrase changes the text embedding, so it reaches the model.
+    assert not np.array_equal(still.frames, moving.frames)
+
+
+def test_cfg_scale_maps_linearly_with_half_at_wan_default() -> None:
+    options = WanOptions()
+    assert [options.guidance_scale(cfg) for cfg in (0.0, 0.5, 1.0)] == [1.0, 5.0, 9.0]
+
+
+@pytest.mark.slow
+def test_clip_meta_is_json_ready(t2v: WanEngine) -> None:
+    clip: Clip = t2v.generate(make_spec(cfg_scale=0.5), None, _ignore_steps)
+    assert json.loads(json.dumps(clip.meta))["guidance_scale"] == 5.0
+
+
+@pytest.mark.slow
+def test_folder_without_a_pipeline_is_refused_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no model_index\.json.*-Diffusers"):
+        WanEngine(str(tmp_path)).load()
+
+
+@pytest.mark.slow
+def test_pipeline_of_another_kind_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    with pytest.raises(ValueError, match="StableDiffusionPipeline pipeline, not a Wan one"):
+        WanEngine(str(tmp_path)).load()
+
+
+@pytest.mark.slow
+def test_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        WanEngine(str(tmp_path / "nowhere")).load()
+
+
+@pytest.mark.slow
+def test_misspelt_option_is_refused_at_start_up(tiny_wan_checkpoints: dict) -> None:
+    with pytest.raises(ValueError, match=r"unknown option.*stepz"):
+        WanEngine(str(tiny_wan_checkpoints["t2v"]), "cpu", {"stepz": 4})
+
+
+@pytest.mark.slow
+def test_hub_id_loads_from_the_local_cache_without_downloading(
+    tiny_wan_checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    # The layout `huggingface-cli download` leaves behind, holding the tiny checkpoint.
+    revision = "0" * 40
+    repo = tmp_path / "models--acme--tiny-wan"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(tiny_wan_checkpoints["t2v"], repo / "snapshots" / revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    engine = WanEngine("acme/tiny-wan", "cpu", {"steps": 1})
+    engine.load()
+    assert engine.supports_text_to_video
+    with pytest.raises(ValueError, match="neither a local folder nor in the Hugging Face cache"):
+        WanEngine("acme/not-downloaded").load()
+
+
+@pytest.mark.slow
+def test_tiny_builder_is_deterministic_per_seed(tmp_path: Path) -> None:
+    def weights(folder: Path) -> bytes:
+        return (folder / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+
+    first = build_tiny_wan(tmp_path / "a", "t2v", seed=0)
+    again = build_tiny_wan(tmp_path / "b", "t2v", seed=0)
+    other = build_tiny_wan(tmp_path / "c", "t2v", seed=1)
+    assert weights(first) == weights(again)
+    assert weights(first) != weights(other)
+
+
+@pytest.mark.slow
+def test_tiny_checkpoints_load_through_the_generic_diffusers_entry_point(
+    tiny_wan_checkpoints: dict,
+) -> None:
+    from diffusers import DiffusionPipeline
+
+    loaded = {
+        task: DiffusionPipeline.from_pretrained(path) for task, path in tiny_wan_checkpoints.items()
+    }
+    assert {task: type(p).__name__ for task, p in loaded.items()} == {
+        "t2v": "WanPipeline",
+        "i2v": "WanImageToVideoPipeline",
+        "ti2v": "WanPipeline",
+    }
+    assert loaded["i2v"].image_processor is not None

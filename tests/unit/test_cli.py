@@ -1,0 +1,299 @@
+"""The `reelforge` command line against a fake server (an `httpx.MockTransport`), no sockets.
+
+The CLI builds its client through `reelforge.cli.common.make_client`; the `fake_server`
+fixture replaces that factory with one whose client talks to the fake. `serve` and `worker`
+get fake server / worker modules injected into `sys.modules`, since they import them lazily.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from reelforge.cli import common
+from reelforge.cli.main import main
+from reelforge.client import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, ReelforgeClient
+from reelforge.settings import Settings
+
+BASE_URL = "http://reelforge.test"
+VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42 fake video"
+GIF_BYTES = b"GIF89a fake preview"
+FAST = ["--poll-interval", "0.001"]
+
+
+def generation(status: str, **fields: Any) -> dict[str, Any]:
+    return {"id": "gen_7", "status": status, "model": DEFAULT_TEXT_MODEL, "progress": 0, **fields}
+
+
+COMPLETED = generation(
+    "completed",
+    progress=100,
+    video={"url": "http://files.test/gen_7.mp4?sig=1", "content_type": "video/mp4"},
+    preview={"url": "http://files.test/gen_7.gif?sig=1", "content_type": "image/gif"},
+)
+
+
+class FakeServer:
+    """A scripted server: POST answers `created`, polls answer `states` in turn."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, Any]] = [COMPLETED]
+        self.create_answer = httpx.Response(200, json=generation("queued", queue_position=2))
+        self.requests: list[httpx.Request] = []
+        self.factory_args: tuple[str | None, str | None] | None = None
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.method == "POST":
+            return self.create_answer
+        if request.url.path == "/v2/video/generations":
+            return httpx.Response(
+                200, json=self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            )
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"object": "list", "data": MODELS})
+        if request.url.path == "/gen_7.mp4":
+            return httpx.Response(200, content=VIDEO_BYTES)
+        if request.url.path == "/gen_7.gif":
+            return httpx.Response(200, content=GIF_BYTES)
+        return httpx.Response(404, json={"message": "not found", "statusCode": 404})
+
+    def make_client(self, base_url: str | None, api_key: str | None) -> ReelforgeClient:
+        self.factory_args = (base_url, api_key)
+        return ReelforgeClient(base_url, api_key, transport=httpx.MockTransport(self.handle))
+
+    def created_body(self) -> dict[str, Any]:
+        (post,) = [r for r in self.requests if r.method == "POST"]
+        body: dict[str, Any] = json.loads(post.content)
+        return body
+
+
+MODELS = [
+    {"id": DEFAULT_TEXT_MODEL, "object": "model", "engine": "testsrc", "task": "text-to-video"},
+    {"id": DEFAULT_IMAGE_MODEL, "object": "model", "engine": "wan", "task": "image-to-video"},
+]
+
+
+@pytest.fixture
+def fake_server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    for name in ("REELFORGE_BASE_URL", "REELFORGE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    server = FakeServer()
+    monkeypatch.setattr(common, "make_client", server.make_client)
+    return server
+
+
+def test_generate_saves_the_video_and_preview_and_prints_their_paths(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("generating", progress=40), COMPLETED]
+    output = tmp_path / "new-dir" / "fox.mp4"
+
+    code = main(["generate", "a red fox", "-o", str(output), "--preview", *FAST])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert output.read_bytes() == VIDEO_BYTES
+    assert output.with_suffix(".gif").read_bytes() == GIF_BYTES
+    assert captured.out.splitlines() == [str(output), str(output.with_suffix(".gif"))]
+    # The progress bar showed the queue position, then the progress of each poll.
+    assert "queued (2 ahead)" in captured.err
+    assert "generating  40%" in captured.err
+    assert "completed 100%" in captured.err
+    assert fake_server.created_body() == {"model": DEFAULT_TEXT_MODEL, "prompt": "a red fox"}
+
+
+def test_generate_names_the_file_after_the_generation_by_default(
+    fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "a red fox", *FAST]) == 0
+    assert (tmp_path / "gen_7.mp4").read_bytes() == VIDEO_BYTES
+    assert not (tmp_path / "gen_7.gif").exists()  # no --preview, no GIF
+
+
+def test_generate_sends_every_option_given(fake_server: FakeServer, tmp_path: Path) -> None:
+    code = main(
+        ["generate", "a red fox", "--model", "custom/model", "--duration", "10",
+         "--aspect-ratio", "9:16", "--negative-prompt", "blur", "--cfg-scale", "0.3",
+         "--camera-control", "down_back", "--seed", "7", "-o", str(tmp_path / "x.mp4"),
+         "--base-url", "http://gpu-box:8000", "--api-key", "sk-cli", *FAST]
+    )  # fmt: skip
+
+    assert code == 0
+    assert fake_server.created_body() == {
+        "model": "custom/model",
+        "prompt": "a red fox",
+        "duration": 10,
+        "aspect_ratio": "9:16",
+        "negative_prompt": "blur",
+        "cfg_scale": 0.3,
+        "camera_control": "down_back",
+        "seed": 7,
+    }
+    assert fake_server.factory_args == ("http://gpu-box:8000", "sk-cli")
+
+
+def test_a_local_image_is_sent_as_a_data_uri_to_the_image_model(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    image = tmp_path / "start.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\nstart frame")
+
+    code = main(["generate", "--image", str(image), "-o", str(tmp_path / "x.mp4"), *FAST])
+
+    assert code == 0
+    body = fake_server.created_body()
+    assert body["model"] == DEFAULT_IMAGE_MODEL
+    assert "prompt" not in body
+    header, _, payload = body["image_url"].partition(",")
+    assert header == "data:image/png;base64"
+    assert base64.b64decode(payload) == image.read_bytes()
+
+
+def test_an_image_url_is_passed_through(fake_server: FakeServer, tmp_path: Path) -> None:
+    url = "https://example.com/start.jpg"
+    assert main(["generate", "go", "--image", url, "-o", str(tmp_path / "x.mp4"), *FAST]) == 0
+    assert fake_server.created_body()["image_url"] == url
+    assert fake_server.created_body()["model"] == DEFAULT_IMAGE_MODEL
+
+
+def test_a_missing_image_file_is_a_usage_error(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["generate", "go", "--image", str(tmp_path / "nope.png")])
+    assert code == 2
+    assert "no such file" in capsys.readouterr().err
+    assert fake_server.requests == []  # nothing was sent
+
+
+def test_a_failed_job_exits_1_with_its_error(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("error", error={"name": "nsfw", "message": "refused"})]
+
+    code = main(["generate", "a red fox", "-o", str(tmp_path / "x.mp4"), *FAST])
+
+    assert code == 1
+    assert "nsfw: refused" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_rejected_request_exits_2_with_the_server_message(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = "model: unknown model; served: klingai/v2-master-text-to-video"
+    fake_server.create_answer = httpx.Response(400, json={"message": message, "statusCode": 400})
+
+    code = main(["generate", "a red fox", "--model", "nope"])
+
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unreachable_server_exits_3(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    monkeypatch.setattr(fake_server, "handle", refuse)
+    assert main(["generate", "a red fox"]) == 3
+    assert "cannot reach the server" in capsys.readouterr().err
+
+
+def test_generate_needs_a_prompt_or_an_image(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate"]) == 2
+    assert "PROMPT" in capsys.readouterr().err
+
+
+def test_models_list_prints_a_table(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["ID", "ENGINE", "TASK"]
+    assert [row.split() for row in rows] == [
+        [DEFAULT_TEXT_MODEL, "testsrc", "text-to-video"],
+        [DEFAULT_IMAGE_MODEL, "wan", "image-to-video"],
+    ]
+
+
+class EntryPointSpy:
+    """Stands in for `serve` / `run_worker`: records the settings it was started with."""
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+
+    def __call__(self, settings: Settings) -> int:
+        self.settings = settings
+        return 0
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HOST", "PORT", "MODELS", "WORKERS", "DATABASE_URL", "DEVICE", "DATA_DIR"):
+        monkeypatch.delenv(f"REELFORGE_{name}", raising=False)
+    return monkeypatch
+
+
+def inject_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes: Any) -> None:
+    module = ModuleType(name)
+    for key, value in attributes.items():
+        setattr(module, key, value)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_serve_applies_flags_over_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("REELFORGE_MODELS", "klingai/v2-master-image-to-video=testsrc")
+    clean_env.setenv("REELFORGE_WORKERS", "3")
+    serve = EntryPointSpy()
+    inject_module(clean_env, "reelforge.server", serve=serve)
+
+    code = main(["serve", "--model", "X=testsrc", "--port", "9000"])
+
+    assert code == 0
+    assert serve.settings is not None
+    assert serve.settings.port == 9000
+    # --model adds to the environment's models; unflagged settings keep their env values.
+    assert serve.settings.models == ["klingai/v2-master-image-to-video=testsrc", "X=testsrc"]
+    assert serve.settings.workers == 3
+    assert serve.settings.host == "127.0.0.1"
+
+
+def test_worker_gets_the_storage_and_database_flags(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run_worker = EntryPointSpy()
+    inject_module(clean_env, "reelforge.worker.main", run_worker=run_worker)
+    database_url = "postgresql+psycopg://reelforge@db/reelforge"
+
+    code = main(
+        ["worker", "--database-url", database_url, "--data-dir", str(tmp_path),
+         "--device", "cpu"]
+    )  # fmt: skip
+
+    assert code == 0
+    assert run_worker.settings is not None
+    assert run_worker.settings.database_url == database_url
+    assert run_worker.settings.data_dir == tmp_path
+    assert run_worker.settings.device == "cpu"
+
+
+def test_a_malformed_model_flag_is_a_usage_error(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve = EntryPointSpy()
+    inject_module(clean_env, "reelforge.server", serve=serve)
+    assert main(["serve", "--model", "no-engine-here"]) == 2
+    assert "ID=ENGINE[:CHECKPOINT]" in capsys.readouterr().err
+    assert serve.settings is None  # the server never started

@@ -1,0 +1,89 @@
+"""The model registry file and overrides, and camera phrasing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reelforge.engines import Registry, RegistryError
+from reelforge.engines.testsrc import TestSourceEngine
+from reelforge.spec import CameraMotion, camera_phrase
+
+
+def test_defaults_serve_both_kling_ids_with_testsrc() -> None:
+    registry = Registry.load()
+    assert {(e.id, e.engine) for e in registry} == {
+        ("klingai/v2-master-text-to-video", "testsrc"),
+        ("klingai/v2-master-image-to-video", "testsrc"),
+    }
+
+
+def test_override_replaces_an_entry_and_keeps_the_rest(tmp_path: Path) -> None:
+    registry = Registry.load(None, ["klingai/v2-master-text-to-video=wan:/models/wan"])
+    entry = registry.get("klingai/v2-master-text-to-video")
+    assert entry is not None and (entry.engine, entry.checkpoint) == ("wan", "/models/wan")
+    assert len(registry) == 2
+
+
+def test_file_resolves_relative_checkpoints(tmp_path: Path) -> None:
+    (tmp_path / "ckpt").mkdir()
+    path = tmp_path / "models.toml"
+    path.write_text('[models."a/b"]\nengine = "wan"\ncheckpoint = "ckpt"\noptions = {steps = 4}\n')
+    entry = Registry.load(path).get("a/b")
+    assert entry is not None
+    assert entry.checkpoint == str(tmp_path / "ckpt")
+    assert entry.options == {"steps": 4}
+
+
+def test_engine_by_import_path(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text('[models."x"]\nengine = "reelforge.engines.testsrc:TestSourceEngine"\n')
+    from reelforge.engines import engine_class
+
+    entry = Registry.load(path).get("x")
+    assert entry is not None and engine_class(entry.engine) is TestSourceEngine
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[models."x"]\nengine = "nope"\n', "unknown engine"),
+        ('[models."x"]\ncheckpoint = "c"\n', "needs engine"),
+        ("[models\n", "models.toml"),
+    ],
+)
+def test_bad_registry_file_fails_at_start_up(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    with pytest.raises(RegistryError, match=problem):
+        Registry.load(path)
+
+
+def test_import_path_must_name_an_engine_class() -> None:
+    from reelforge.engines import engine_class
+
+    with pytest.raises(RegistryError, match="not a reelforge Engine"):
+        engine_class("json:loads")
+    with pytest.raises(RegistryError, match="cannot be imported"):
+        engine_class("no_such_module:Engine")
+
+
+def test_api_side_parsing_does_not_import_engines(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text('[models."x"]\nengine = "no_such_module:Engine"\n')
+    assert Registry.load(path).get("x") is not None
+
+
+@pytest.mark.parametrize("override", ["no-equals", "x=", "x=unknown-engine"])
+def test_bad_override_is_refused(override: str) -> None:
+    with pytest.raises(RegistryError):
+        Registry.load(None, [override])
+
+
+def test_camera_phrases() -> None:
+    assert camera_phrase(None) == ""
+    assert camera_phrase(CameraMotion(axes={"zoom": 0.0})) == ""
+    assert camera_phrase(CameraMotion(preset="down_back")) == "the camera descends and pulls back"
+    assert camera_phrase(CameraMotion(axes={"zoom": 9})) == "the camera quickly zooms in"
+    assert camera_phrase(CameraMotion(axes={"pan": -2})) == "the camera slowly pans left"

@@ -1,0 +1,112 @@
+"""The AI/ML API generation object: status words, and the SDK's "first url wins" rule."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from reelforge.api.aimlapi.render import render_generation
+from reelforge.jobs import Job, JobStatus
+from tests.conftest import make_spec
+
+RESULT = {
+    "video": {
+        "key": "jobs/j/video.mp4",
+        "size": 10,
+        "content_type": "video/mp4",
+        "width": 1280,
+        "height": 720,
+        "fps": 24,
+        "frames": 120,
+    },
+    "preview": {"key": "jobs/j/preview.gif", "size": 5, "content_type": "image/gif"},
+    "thumbnail": {"key": "jobs/j/thumbnail.webp", "size": 3, "content_type": "image/webp"},
+    "engine": "testsrc",
+    "meta": {"camera": "none"},
+}
+
+
+def make_job(status: JobStatus, **changes: Any) -> Job:
+    job = Job(
+        id="j",
+        seq=1,
+        model="m",
+        status=status,
+        spec=make_spec(),
+        tenant="",
+        priority=0,
+        attempts=1,
+        max_attempts=3,
+        progress=0.5,
+        cancel_requested=False,
+        error_name=None,
+        error_message=None,
+        result=None,
+        worker_id=None,
+        created_at=1.7e9,
+        started_at=None,
+        finished_at=None,
+        updated_at=1.7e9,
+    )
+    return replace(job, **changes)
+
+
+def first_url(value: Any) -> str | None:
+    """The SDK's `_find_video_url`: a top-level url first, then nested values in order."""
+    if isinstance(value, dict):
+        if isinstance(value.get("url"), str):
+            return str(value["url"])
+        for item in value.values():
+            found = first_url(item)
+            if found:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = first_url(item)
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize(
+    ("status", "word"),
+    [
+        (JobStatus.QUEUED, "queued"),
+        (JobStatus.RUNNING, "generating"),
+        (JobStatus.SUCCEEDED, "completed"),
+        (JobStatus.FAILED, "error"),
+        (JobStatus.CANCELED, "error"),
+    ],
+)
+def test_status_words_are_the_sdk_ones(status: JobStatus, word: str) -> None:
+    assert render_generation(make_job(status), None, lambda k: k)["status"] == word
+
+
+def test_completed_video_url_is_the_first_url() -> None:
+    job = make_job(JobStatus.SUCCEEDED, result=RESULT, progress=1.0)
+    body = render_generation(job, None, lambda key: f"http://h/files/{key}")
+    assert first_url(body) == "http://h/files/jobs/j/video.mp4"
+    assert body["preview"]["url"].endswith("preview.gif")
+    assert body["video"]["file_name"] == "j.mp4"
+    assert body["progress"] == 100
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED])
+def test_unfinished_or_failed_jobs_carry_no_url(status: JobStatus) -> None:
+    body = render_generation(make_job(status, result=RESULT), 3, lambda key: key)
+    assert first_url(body) is None
+
+
+def test_failed_job_reports_name_and_message() -> None:
+    job = make_job(JobStatus.FAILED, error_name="out_of_memory", error_message="too big")
+    error = render_generation(job, None, lambda key: key)["error"]
+    assert error == {"name": "out_of_memory", "message": "too big"}
+
+
+def test_timestamps_are_iso_utc() -> None:
+    body = render_generation(make_job(JobStatus.QUEUED), 0, lambda key: key)
+    assert body["created_at"].endswith("Z") and body["created_at"].startswith("2023-11-14T")
+    assert body["completed_at"] is None
+    assert body["queue_position"] == 0
