@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -33,6 +35,9 @@ def serve(settings: Settings) -> int:
 
     supervisor = WorkerSupervisor(settings)
     store.on_enqueue = supervisor.wake.set
+    # uvicorn shuts down on SIGTERM and then re-raises the signal; with the default action that
+    # would end this process before `finally` stops the workers, leaving them orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()
     try:
         uvicorn.run(
@@ -48,3 +53,7 @@ def serve(settings: Settings) -> int:
         supervisor.stop()
         store.engine.dispose()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

@@ -40,7 +40,24 @@ def spawned_worker_main(settings: Settings, wake: Any) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C in a terminal reaches the whole process group; the parent stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stop_when_orphaned(stop)
     worker_loop(settings, stop, wake)
+
+
+def _stop_when_orphaned(stop: threading.Event, check_every_s: float = 1.0) -> None:
+    """Set `stop` if the `serve` parent dies without stopping us (e.g. it was SIGKILLed).
+
+    An orphan would otherwise keep claiming jobs with nobody supervising it.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(check_every_s):
+            if os.getppid() != parent:
+                log.warning("the serve process %s is gone; stopping this worker", parent)
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> None:

@@ -282,3 +282,43 @@ def test_generation_errors_reach_the_user(
     final = wait_terminal(server, create(server, {"model": T2V, "prompt": "fail"})["id"])
     assert final["error"] == {"name": "fixture_failure", "message": "this fixture always fails"}
     assert "url" not in json.dumps(final)  # the SDK downloads the first "url" it finds
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers signal 0; it has exited, which is what matters here.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _worker_pids(server: LiveServer) -> list[int]:
+    return [worker.pid for worker in server.store().live_workers(within_s=60)]
+
+
+def test_stopping_the_server_stops_its_workers(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    server = server_factory()
+    [pid] = _worker_pids(server)
+    assert _pid_alive(pid)
+    server.stop()  # SIGTERM, as a service manager sends
+    assert server.process is not None and server.process.returncode == 0
+    wait_for(lambda: not _pid_alive(pid), 30, f"worker {pid} to exit")
+    assert "stopping workers" in server.log()
+
+
+def test_workers_of_a_killed_server_stop_themselves(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    server = server_factory()
+    [pid] = _worker_pids(server)
+    assert server.process is not None
+    server.process.kill()  # SIGKILL: the server cannot stop its children
+    server.process.wait()
+    wait_for(lambda: not _pid_alive(pid), 30, f"orphaned worker {pid} to exit")
