@@ -6,6 +6,7 @@
     │   ├── Unauthorized         401
     │   ├── Forbidden            403
     │   ├── NotFound             404
+    │   ├── Conflict             409, the resource's state forbids it
     │   └── PayloadTooLarge      413
     ├── ServerError              reelforge could not serve a valid request (5xx)
     │   └── ServiceUnavailable   503
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ClientError",
+    "Conflict",
     "FieldError",
     "Forbidden",
     "GenerationError",
@@ -79,6 +81,10 @@ class Forbidden(ClientError):
 
 class NotFound(ClientError):
     status_code = 404
+
+
+class Conflict(ClientError):
+    status_code = 409
 
 
 class PayloadTooLarge(ClientError):

@@ -3,6 +3,7 @@
     reelforge serve     API server plus worker processes      (reelforge.cli.serve)
     reelforge worker    one standalone worker                 (reelforge.cli.serve)
     reelforge generate  make a video on a running server      (reelforge.cli.generate)
+    reelforge cancel    cancel a queued or running generation (reelforge.cli.cancel)
     reelforge models    list a running server's models        (reelforge.cli.models)
 
 Each subcommand sets a `handler(args) -> int` default; `main` parses and calls it.
@@ -14,7 +15,7 @@ import argparse
 from collections.abc import Callable
 
 from reelforge import __version__
-from reelforge.cli import common, generate, models, serve
+from reelforge.cli import cancel, common, generate, models, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_commands(commands)
     generate.add_command(commands)
+    cancel.add_command(commands)
     models.add_command(commands)
     return parser
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -115,6 +116,15 @@ class AsyncReelforgeClient:
         """The generation's current state (one poll)."""
         params = {"generation_id": generation_id}
         return read_generation(await self._request("GET", GENERATIONS_PATH, params=params))
+
+    async def cancel_generation(self, generation_id: str) -> Generation:
+        """Cancel a generation: a queued one ends at once, a running one at its next step.
+
+        Returns the generation as it stands (poll it to see it end as `error`, named
+        "canceled"); raises `Conflict` if it had already completed or failed.
+        """
+        path = f"{GENERATIONS_PATH}/{quote(generation_id, safe='')}/cancel"
+        return read_generation(await self._request("POST", path))
 
     async def wait(
         self,

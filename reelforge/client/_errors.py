@@ -6,6 +6,7 @@
     │   ├── AuthenticationError     401: missing or unknown API key
     │   ├── PermissionDenied        403: the key may not do this
     │   ├── NotFound                404: unknown generation id (or an expired file URL)
+    │   ├── Conflict                409: e.g. cancelling a generation that already finished
     │   ├── PayloadTooLarge         413: body or input image too large
     │   ├── RateLimited             429: slow down and retry
     │   └── ServerError             5xx: the server could not serve a valid request
@@ -32,6 +33,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequest",
+    "Conflict",
     "ConnectionFailed",
     "GenerationFailed",
     "NotFound",
@@ -91,6 +93,10 @@ class NotFound(APIError):
     """404: no such generation (or a file URL that expired)."""
 
 
+class Conflict(APIError):
+    """409: the generation's state forbids the call (e.g. cancelling a finished one)."""
+
+
 class PayloadTooLarge(APIError):
     """413: the request body or its input image is larger than the server accepts."""
 
@@ -139,6 +145,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
     403: PermissionDenied,
     404: NotFound,
+    409: Conflict,
     413: PayloadTooLarge,
     422: BadRequest,
     429: RateLimited,

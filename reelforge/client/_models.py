@@ -68,6 +68,9 @@ class Generation(_WireModel):
     queue_position: int | None = Field(
         default=None, description="Jobs ahead of this one (0 = next); None when not queued."
     )
+    cancel_requested: bool = Field(
+        default=False, description="A cancel was asked for; the job stops at its next step."
+    )
     seed: int | None = None
     engine: str | None = None
     video: VideoFile | None = None

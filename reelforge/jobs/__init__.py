@@ -5,13 +5,14 @@ from __future__ import annotations
 from reelforge.jobs.db import open_engine
 from reelforge.jobs.schema import migrate
 from reelforge.jobs.states import JobStatus
-from reelforge.jobs.store import Job, JobStore, Lease, WorkerInfo, new_job_id
+from reelforge.jobs.store import Job, JobStore, Lease, LeaseCheck, WorkerInfo, new_job_id
 
 __all__ = [
     "Job",
     "JobStatus",
     "JobStore",
     "Lease",
+    "LeaseCheck",
     "WorkerInfo",
     "new_job_id",
     "open_engine",

@@ -7,6 +7,7 @@ whose lease expired and whose job was handed to another cannot overwrite the new
 
 from __future__ import annotations
 
+import enum
 import json
 import secrets
 import uuid
@@ -21,7 +22,7 @@ from reelforge.jobs.schema import jobs, workers
 from reelforge.jobs.states import JobStatus
 from reelforge.spec import GenerationSpec
 
-__all__ = ["Job", "JobStore", "Lease", "WorkerInfo"]
+__all__ = ["Job", "JobStore", "Lease", "LeaseCheck", "WorkerInfo"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,17 @@ class Lease:
     @property
     def job_id(self) -> str:
         return self.job.id
+
+
+class LeaseCheck(enum.Enum):
+    """What a worker may do with a job it holds, checked between denoising steps."""
+
+    OWNED = "owned"
+    """Carry on."""
+    CANCEL_REQUESTED = "cancel_requested"
+    """Stop now and record the job as canceled (`JobStore.finish_canceled`)."""
+    LOST = "lost"
+    """Another worker owns the job now (or it ended); drop it without writing."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,29 @@ class JobStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def request_cancel(self, job_id: str) -> Job | None:
+        """Cancel a job: a queued one ends as canceled at once; a running one is flagged, and
+        its worker stops at the next denoising step (`check_lease`). A finished job is left
+        as it is. Returns the job as it now stands, or None if there is no such job."""
+        queued = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
+        running = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(queued)
+                .values(
+                    status=JobStatus.CANCELED.value,
+                    cancel_requested=True,
+                    finished_at=self._now,
+                    updated_at=self._now,
+                )
+            )
+            conn.execute(
+                jobs.update().where(running).values(cancel_requested=True, updated_at=self._now)
+            )
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        return Job.from_row(row) if row is not None else None
+
     def count_by_status(self) -> dict[JobStatus, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
         with self.engine.connect() as conn:
@@ -212,6 +247,29 @@ class JobStore:
             lease, lease_expires_at=self._now + lease_seconds, updated_at=self._now
         )
 
+    def check_lease(self, lease: Lease) -> LeaseCheck:
+        """Whether the worker still owns the job and whether a cancel was asked for: one
+        indexed read, cheap enough to run after every denoising step."""
+        query = select(jobs.c.status, jobs.c.lease_token, jobs.c.cancel_requested).where(
+            jobs.c.id == lease.job_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.status != JobStatus.RUNNING.value or row.lease_token != lease.token:
+            return LeaseCheck.LOST
+        return LeaseCheck.CANCEL_REQUESTED if row.cancel_requested else LeaseCheck.OWNED
+
+    def finish_canceled(self, lease: Lease) -> bool:
+        """End a running job as canceled (its worker stopped on request); fenced."""
+        return self._fenced_update(
+            lease,
+            status=JobStatus.CANCELED.value,
+            lease_token=None,
+            lease_expires_at=None,
+            finished_at=self._now,
+            updated_at=self._now,
+        )
+
     def report_progress(self, lease: Lease, progress: float) -> bool:
         """Record progress (0..1) of the running job; False if the lease was lost."""
         return self._fenced_update(lease, progress=max(0.0, min(1.0, progress)))
@@ -252,19 +310,24 @@ class JobStore:
         return status if changed else None
 
     def requeue_expired(self) -> int:
-        """Return jobs of lost workers to the queue, or fail those out of attempts."""
+        """Return jobs of lost workers to the queue, fail those out of attempts, and end those
+        whose cancel was asked for as canceled."""
         expired = and_(
             jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_expires_at < self._now
         )
-        out_of_attempts = jobs.c.attempts >= jobs.c.max_attempts
+        canceled = jobs.c.cancel_requested.is_(True)
+        out_of_attempts = and_(jobs.c.attempts >= jobs.c.max_attempts, ~canceled)
+        ends = or_(canceled, out_of_attempts)
         with self.engine.begin() as conn:
-            # One statement, so a job is either requeued or failed, never both.
+            # One statement, so a job is either requeued or ended, never both.
             result = conn.execute(
                 jobs.update()
                 .where(expired)
                 .values(
                     status=case(
-                        (out_of_attempts, JobStatus.FAILED.value), else_=JobStatus.QUEUED.value
+                        (canceled, JobStatus.CANCELED.value),
+                        (out_of_attempts, JobStatus.FAILED.value),
+                        else_=JobStatus.QUEUED.value,
                     ),
                     error_name=case((out_of_attempts, "worker_lost"), else_=None),
                     error_message=case(
@@ -275,7 +338,7 @@ class JobStore:
                         ),
                         else_=None,
                     ),
-                    finished_at=case((out_of_attempts, self._now), else_=None),
+                    finished_at=case((ends, self._now), else_=None),
                     lease_token=None,
                     lease_expires_at=None,
                     worker_id=None,

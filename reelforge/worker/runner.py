@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
+import sys
 import tempfile
 import threading
 import time
@@ -15,12 +17,12 @@ from PIL import Image
 
 from reelforge.engines import Clip, Engine, ModelEntry, Registry, engine_class
 from reelforge.errors import GenerationError
-from reelforge.jobs import JobStore, Lease
+from reelforge.jobs import JobStore, Lease, LeaseCheck
 from reelforge.media import conform_frames, encode_outputs
 from reelforge.storage import Storage
 from reelforge.worker.heartbeat import Heartbeat
 
-__all__ = ["JobRunner", "LeaseLost", "load_engines"]
+__all__ = ["JobCanceled", "JobRunner", "LeaseLost", "load_engines"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,10 @@ _PROGRESS_EVERY_S = 0.25
 
 class LeaseLost(Exception):
     """Raised inside the engine's step callback when another worker took over the job."""
+
+
+class JobCanceled(Exception):
+    """Raised inside the engine's step callback when the job's cancel was asked for."""
 
 
 def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
@@ -75,12 +81,26 @@ class JobRunner:
             result = self._generate(lease)
         except LeaseLost:
             log.warning("job %s: abandoned after its lease was lost", job_id)
+        except JobCanceled:
+            if self.store.finish_canceled(lease):
+                log.info("job %s: canceled after %.2f s", job_id, time.monotonic() - started)
         except GenerationError as exc:
             status = self.store.fail_job(
                 lease, name=exc.name, message=exc.message, retryable=exc.retryable
             )
             log.warning("job %s: %s: %s (now %s)", job_id, exc.name, exc.message, status)
-        except Exception:
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                # The request did not fit; the worker itself is fine once the memory is freed.
+                _release_device_memory()
+                log.warning("job %s: out of memory: %s", job_id, str(exc).split("\n", 1)[0])
+                self.store.fail_job(
+                    lease,
+                    name="out_of_memory",
+                    message="the device ran out of memory for this request; a shorter or "
+                    "smaller video, or a model configured with offloading, may fit",
+                )
+                return
             log.exception("job %s: internal error in the worker", job_id)
             self.store.fail_job(
                 lease,
@@ -108,6 +128,7 @@ class JobRunner:
         mark = time.monotonic()
         clip = engine.generate(spec, image, self._step_callback(lease, _ENGINE_SHARE))
         timings["generate_s"] = time.monotonic() - mark
+        self._check_lease(lease)  # a cancel that came during the decode skips the encode
 
         mark = time.monotonic()
         frames = conform_frames(clip.frames, spec.width, spec.height, spec.num_frames)
@@ -165,8 +186,33 @@ class JobRunner:
         return on_step
 
     def _check_lease(self, lease: Lease) -> None:
+        """Stop the run (by raising) if the lease is gone or a cancel was asked for.
+
+        Runs after every engine step, so a cancel stops the engine within one step; the
+        heartbeat's flag saves the read once it already knows the lease is lost.
+        """
         if self.heartbeat.lease_lost.is_set():
             raise LeaseLost(lease.job_id)
+        check = self.store.check_lease(lease)
+        if check is LeaseCheck.LOST:
+            raise LeaseLost(lease.job_id)
+        if check is LeaseCheck.CANCEL_REQUESTED:
+            raise JobCanceled(lease.job_id)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an out-of-memory error of the device (torch's, any backend) or host."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # only engines import torch; never import it here
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
+
+
+def _release_device_memory() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def wait_for_work(wake: Any, stop: threading.Event, timeout_s: float) -> None:

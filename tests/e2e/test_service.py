@@ -242,6 +242,42 @@ def test_worker_killed_past_attempt_limit_ends_in_error(
     assert nxt["status"] == "completed"
 
 
+def test_cancel_over_http_stops_a_running_job_and_ends_a_queued_one(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    from reelforge.cli.main import main as cli_main
+    from reelforge.client import Conflict, ReelforgeClient
+
+    server, gate = _gate_server(server_factory, tmp_path, max_attempts=3)
+    with ReelforgeClient(server.base_url) as client:
+        running = client.create_generation("run until canceled")
+        wait_for(lambda: _started_pids(gate), 60, "the job to start")
+        queued = client.create_generation("never starts")  # behind the gated job
+        assert client.get_generation(queued.id).queue_position == 0
+
+        asked = client.cancel_generation(running.id)
+        assert asked.status == "generating" and asked.cancel_requested
+        ended = client.cancel_generation(queued.id)
+        assert ended.status == "error" and ended.error is not None
+        assert ended.error.name == "canceled"
+
+        # The gate is never released: only the cancel can end the running job.
+        final = wait_terminal(server, running.id)
+        assert final["status"] == "error" and final["error"]["name"] == "canceled"
+        assert final["video"] is None
+        done = _completed_job(client, gate)
+        with pytest.raises(Conflict):
+            client.cancel_generation(done.id)
+    # The command line says so too, with the usage exit code.
+    assert cli_main(["cancel", done.id, "--base-url", server.base_url]) == 2
+    assert len(_started_pids(gate)) == 1  # the queued job never reached a worker
+
+
+def _completed_job(client: Any, gate: Path) -> Any:
+    (gate / "release").touch()
+    return client.generate("finishes", poll_interval_s=0.1, timeout_s=60)
+
+
 def test_restarted_server_completes_queued_jobs(
     server_factory: Callable[..., LiveServer], tmp_path: Path
 ) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from reelforge.api.app import build_context, create_app
 from reelforge.engines import Registry
-from reelforge.jobs import JobStore, open_store
+from reelforge.jobs import JobStatus, JobStore, open_store
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
 
@@ -185,6 +185,23 @@ def test_unknown_generation_is_404(client: TestClient) -> None:
     assert response.json()["statusCode"] == 404
 
 
+def test_cancel_of_an_unknown_generation_is_404(client: TestClient) -> None:
+    response = client.post("/v2/video/generations/nope/cancel")
+    assert response.status_code == 404
+    assert response.json()["path"] == "/v2/video/generations/nope/cancel"
+    assert "nope" in response.json()["message"]
+
+
+def test_cancel_ends_a_queued_generation(client: TestClient, store: JobStore) -> None:
+    created = client.post("/v2/video/generations", json={"model": T2V, "prompt": "x"}).json()
+    response = client.post(f"/v2/generate/video/kling/generation/{created['id']}/cancel")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "error" and body["cancel_requested"] is True
+    assert body["error"] == {"name": "canceled", "message": "the generation was canceled"}
+    assert store.count_by_status()[JobStatus.CANCELED] == 1
+
+
 def test_valid_request_is_queued_with_exact_size(client: TestClient, store: JobStore) -> None:
     body = {"model": T2V, "prompt": "x", "aspect_ratio": "9:16", "duration": "10", "seed": 42}
     created = client.post("/v2/video/generations", json=body)
@@ -340,6 +357,11 @@ def test_right_key_is_accepted_and_jobs_are_per_tenant(
     )
     assert own.status_code == 200
     assert other.status_code == 404
+    # Nor can another tenant cancel it; its owner can.
+    path = f"/v2/video/generations/{created.json()['id']}/cancel"
+    assert client.post(path, headers={"authorization": "Bearer key-b"}).status_code == 404
+    mine = client.post(path, headers={"authorization": "Bearer key-a"})
+    assert mine.status_code == 200 and mine.json()["status"] == "error"
 
 
 def test_health_is_503_without_workers(client: TestClient) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from reelforge.jobs import JobStatus, JobStore, open_engine
+from reelforge.jobs import JobStatus, JobStore, LeaseCheck, open_engine
 from reelforge.jobs.schema import migrate
 from tests.conftest import make_spec
 
@@ -172,3 +172,57 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     store = JobStore(engine)
     assert store.create_job(make_spec()).status is JobStatus.QUEUED
     engine.dispose()
+
+
+def test_cancel_ends_a_queued_job_at_once(store: JobStore) -> None:
+    job = store.create_job(make_spec())
+    canceled = store.request_cancel(job.id)
+    assert canceled is not None and canceled.status is JobStatus.CANCELED
+    assert canceled.cancel_requested and canceled.finished_at is not None
+    assert store.claim_next_job("w1", [MODEL], lease_seconds=30) is None
+
+
+def test_cancel_flags_a_running_job_for_its_worker(store: JobStore) -> None:
+    job = store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None
+    assert store.check_lease(lease) is LeaseCheck.OWNED
+    flagged = store.request_cancel(job.id)
+    assert flagged is not None and flagged.status is JobStatus.RUNNING and flagged.cancel_requested
+    assert store.check_lease(lease) is LeaseCheck.CANCEL_REQUESTED
+    assert store.finish_canceled(lease)
+    ended = store.get_job(job.id)
+    assert ended is not None and ended.status is JobStatus.CANCELED
+    assert store.check_lease(lease) is LeaseCheck.LOST
+    assert not store.finish_canceled(lease)  # fenced: only once, only by the owner
+
+
+def test_cancel_leaves_a_finished_job_alone(store: JobStore) -> None:
+    job = store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None and store.complete_job(lease, {"video": "v"})
+    after = store.request_cancel(job.id)
+    assert after is not None and after.status is JobStatus.SUCCEEDED
+    assert not after.cancel_requested
+    assert store.request_cancel("no-such-job") is None
+
+
+def test_stale_lease_is_lost_to_the_new_owner(store: JobStore) -> None:
+    store.create_job(make_spec())
+    stale = store.claim_next_job("w1", [MODEL], lease_seconds=-1)  # already expired
+    assert stale is not None
+    fresh = store.claim_next_job("w2", [MODEL], lease_seconds=30)
+    assert fresh is not None
+    assert store.check_lease(stale) is LeaseCheck.LOST
+    assert store.check_lease(fresh) is LeaseCheck.OWNED
+
+
+def test_expired_lease_of_a_canceled_job_ends_it_as_canceled(store: JobStore) -> None:
+    job = store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=-1)  # its worker died
+    assert lease is not None
+    store.request_cancel(job.id)
+    assert store.requeue_expired() == 1
+    ended = store.get_job(job.id)
+    assert ended is not None and ended.status is JobStatus.CANCELED
+    assert ended.error_name is None and ended.finished_at is not None

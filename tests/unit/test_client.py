@@ -18,6 +18,7 @@ from reelforge.client import (
     AsyncReelforgeClient,
     AuthenticationError,
     BadRequest,
+    Conflict,
     ConnectionFailed,
     Generation,
     GenerationFailed,
@@ -188,7 +189,8 @@ def test_an_unknown_id_raises_not_found() -> None:
         (422, BadRequest),
         (429, RateLimited),
         (503, ServerError),
-        (409, APIError),
+        (409, Conflict),
+        (418, APIError),
     ],
 )
 def test_each_status_has_its_error_class(status_code: int, error_class: type[APIError]) -> None:

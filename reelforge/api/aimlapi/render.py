@@ -40,6 +40,7 @@ def render_generation(
         "error": _error(job),
         "progress": round(100 * job.progress),
         "queue_position": queue_position,
+        "cancel_requested": job.cancel_requested,
         "seed": spec.seed,
         "engine": result.get("engine"),
         "created_at": _iso(job.created_at),

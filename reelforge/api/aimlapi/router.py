@@ -1,4 +1,10 @@
-"""The AI/ML API routes: create a generation, poll it. Thin: parse, delegate, render."""
+"""The AI/ML API routes: create a generation, poll it, cancel it. Thin: parse, delegate, render.
+
+Cancelling is reelforge's addition (the hosted API has none):
+`POST /v2/video/generations/{generation_id}/cancel` ends a queued job at once and stops a
+running one at its next denoising step; the answer is the generation object as it stands
+(`cancel_requested: true`), and polling shows `error` with `error.name == "canceled"`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,8 @@ from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
 from reelforge.api.images import fetch_image
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
-from reelforge.errors import FieldError, InvalidRequest, NotFound
-from reelforge.jobs import Job, new_job_id
+from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound
+from reelforge.jobs import Job, JobStatus, new_job_id
 
 __all__ = ["build_aimlapi_router"]
 
@@ -34,16 +40,34 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     ) -> Any:
         if not generation_id:
             raise InvalidRequest(FieldError("generation_id", "query parameter is required"))
-        job = ctx.store.get_job(generation_id)
-        # Another tenant's job is answered exactly like a missing one.
-        if job is None or job.tenant != tenant:
+        job = _owned_job(ctx, generation_id, tenant)
+        return _render(ctx, job, str(request.base_url))
+
+    def cancel_generation(
+        request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
+    ) -> Any:
+        _owned_job(ctx, generation_id, tenant)
+        job = ctx.store.request_cancel(generation_id)
+        if job is None:  # deleted in between; not something reelforge does today
             raise NotFound(f"generation {generation_id!r} not found")
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
+            raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
         return _render(ctx, job, str(request.base_url))
 
     for path in PATHS:
         router.add_api_route(path, create_generation, methods=["POST"])
         router.add_api_route(path, get_generation, methods=["GET"])
+        router.add_api_route(path + "/{generation_id}/cancel", cancel_generation, methods=["POST"])
     return router
+
+
+def _owned_job(ctx: ApiContext, generation_id: str, tenant: str) -> Job:
+    job = ctx.store.get_job(generation_id)
+    # Another tenant's job is answered exactly like a missing one.
+    if job is None or job.tenant != tenant:
+        raise NotFound(f"generation {generation_id!r} not found")
+    return job
 
 
 def _create(ctx: ApiContext, body: Any, tenant: str) -> Job:
