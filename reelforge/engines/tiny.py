@@ -15,26 +15,67 @@ Tasks mirror the released checkpoints' layouts:
 - `t2v`: Wan2.1-T2V (`WanPipeline`, 16-channel VAE with 8x spatial compression);
 - `i2v`: Wan2.1-I2V (`WanImageToVideoPipeline` with a CLIP vision encoder);
 - `ti2v`: Wan2.2-TI2V-5B (`WanPipeline` with `expand_timesteps`, the 48-channel VAE with 16x
-  spatial compression), which serves both text and image to video.
+  spatial compression), which serves both text and image to video;
+- `a14b-t2v`, `a14b-i2v`: Wan2.2-T2V-A14B / I2V-A14B, two experts (`transformer` for high
+  noise, `transformer_2` for low noise, switched at the pipeline's `boundary_ratio`) over the
+  Wan2.1 VAE; the image-to-video one has no CLIP image encoder.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TINY_INFO_FILE", "TinyTask", "build_tiny_wan"]
+__all__ = ["TINY_ARCHS", "TINY_INFO_FILE", "TinyArch", "TinyTask", "build_tiny", "build_tiny_wan"]
 
-TinyTask = Literal["t2v", "i2v", "ti2v"]
+TinyTask = Literal["t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v"]
+
+
+@dataclass(frozen=True)
+class TinyArch:
+    """One architecture `reelforge models make-tiny` builds: its engine and what it serves."""
+
+    engine: str
+    task: TinyTask
+    text_to_video: bool
+    image_to_video: bool
+    released_as: str
+
+
+TINY_ARCHS: dict[str, TinyArch] = {
+    "wan2.1-t2v": TinyArch("wan", "t2v", True, False, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers, -14B"),
+    "wan2.1-i2v": TinyArch("wan", "i2v", False, True, "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers"),
+    "wan2.2-ti2v": TinyArch("wan", "ti2v", True, True, "Wan-AI/Wan2.2-TI2V-5B-Diffusers"),
+    "wan2.2-a14b-t2v": TinyArch("wan", "a14b-t2v", True, False, "Wan-AI/Wan2.2-T2V-A14B-Diffusers"),
+    "wan2.2-a14b-i2v": TinyArch("wan", "a14b-i2v", False, True, "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+}
+"""Architecture name -> how to build it; the names `reelforge models make-tiny` accepts."""
+
+
+def build_tiny(arch: str, directory: Path, seed: int = 0) -> Path:
+    """Build the tiny random-weight checkpoint of `arch` (a `TINY_ARCHS` name) in `directory`."""
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
+    return build_tiny_wan(directory, TINY_ARCHS[arch].task, seed)
+
 
 TINY_INFO_FILE = "reelforge_tiny.json"
 """Written next to `model_index.json`; the `wan` engine reads its native size and fps from it."""
 
 # Native sizes small enough for CPU tests, multiples of the VAE x patch factor (16 or 32).
-_NATIVE_SIZE = {"t2v": (64, 48), "i2v": (64, 48), "ti2v": (96, 64)}
-# Wan2.1 renders 16 fps, Wan2.2-TI2V-5B 24 fps.
-_NATIVE_FPS = {"t2v": 16, "i2v": 16, "ti2v": 24}
+_NATIVE_SIZE = {
+    "t2v": (64, 48),
+    "i2v": (64, 48),
+    "ti2v": (96, 64),
+    "a14b-t2v": (64, 48),
+    "a14b-i2v": (64, 48),
+}
+# Wan2.1 and Wan2.2-A14B render 16 fps, Wan2.2-TI2V-5B 24 fps.
+_NATIVE_FPS = {"t2v": 16, "i2v": 16, "ti2v": 24, "a14b-t2v": 16, "a14b-i2v": 16}
+# Where the A14B pipelines hand over from the high-noise to the low-noise expert, as released.
+_BOUNDARY_RATIO = {"a14b-t2v": 0.875, "a14b-i2v": 0.9}
 _TEXT_DIM = 32
 _IMAGE_SIDE = 32  # the CLIP encoder's input size (224 in the real one)
 # Rotary tables must cover the largest latent grid tested (frames, rows or columns per patch).
@@ -68,7 +109,23 @@ def build_tiny_wan(directory: Path, task: TinyTask = "t2v", seed: int = 0) -> Pa
         "scheduler": _scheduler(),
     }
     pipeline: Any
-    if task == "i2v":
+    if task in _BOUNDARY_RATIO:
+        in_channels = z_dim if task == "a14b-t2v" else 2 * z_dim + 4
+        torch.manual_seed(seed + 3)
+        high_noise = _transformer(in_channels, z_dim, image_dim=None)
+        torch.manual_seed(seed + 4)
+        low_noise = _transformer(in_channels, z_dim, image_dim=None)
+        experts = {
+            **components,
+            "transformer": high_noise,
+            "transformer_2": low_noise,
+            "boundary_ratio": _BOUNDARY_RATIO[task],
+        }
+        if task == "a14b-t2v":
+            pipeline = WanPipeline(**experts)
+        else:
+            pipeline = WanImageToVideoPipeline(**experts, image_encoder=None, image_processor=None)
+    elif task == "i2v":
         torch.manual_seed(seed + 2)
         image_encoder = _image_encoder()
         # Wan2.1-I2V's transformer sees the noisy latents, the encoded first frame and a

@@ -1,5 +1,6 @@
-"""The `wan` engine through the whole service: tiny random-weight checkpoints built offline,
-loaded by a real `reelforge serve` through `from_pretrained`, driven over HTTP.
+"""The `wan` engine through the whole service: a tiny random-weight checkpoint of every Wan
+architecture, built offline by `reelforge models make-tiny`, loaded by a real `reelforge serve`
+through `from_pretrained`, driven over HTTP.
 
 The frames are noise; what is checked is the contract: the exact output size and length for
 the requested ratio and duration, for text-to-video and image-to-video.
@@ -16,7 +17,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from reelforge.engines.tiny import build_tiny_wan
+from reelforge.cli.main import main as cli_main
+from reelforge.engines.tiny import TINY_ARCHS
 from reelforge.media import probe_video
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_service import I2V, T2V, create, wait_terminal
@@ -24,22 +26,43 @@ from tests.e2e.test_service import I2V, T2V, create, wait_terminal
 pytestmark = pytest.mark.slow
 
 
+# Architectures served together by one server: (text-to-video, image-to-video).
+FAMILIES = {
+    "wan2.1": ("wan2.1-t2v", "wan2.1-i2v"),
+    "wan2.2-a14b": ("wan2.2-a14b-t2v", "wan2.2-a14b-i2v"),
+    "wan2.2-ti2v": ("wan2.2-ti2v", "wan2.2-ti2v"),
+}
+
+
 @pytest.fixture(scope="module")
-def wan_models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("wan-service")
-    t2v = build_tiny_wan(root / "t2v", "t2v")
-    i2v = build_tiny_wan(root / "i2v", "i2v")
-    path = root / "models.toml"
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every architecture `make-tiny` knows, built through the command line as a user would."""
+    root = tmp_path_factory.mktemp("tiny")
+    for arch in TINY_ARCHS:
+        assert cli_main(["models", "make-tiny", arch, str(root / arch)]) == 0
+    return {arch: root / arch for arch in TINY_ARCHS}
+
+
+def test_families_cover_every_architecture() -> None:
+    assert {arch for pair in FAMILIES.values() for arch in pair} == set(TINY_ARCHS)
+
+
+@pytest.fixture(params=list(FAMILIES))
+def wan_server(
+    request: pytest.FixtureRequest,
+    server_factory: Callable[..., LiveServer],
+    tiny_checkpoints: dict[str, Path],
+    tmp_path: Path,
+) -> LiveServer:
+    text_arch, image_arch = FAMILIES[request.param]
+    path = tmp_path / "models.toml"
     path.write_text(
-        f'[models."{T2V}"]\nengine = "wan"\ncheckpoint = "{t2v}"\noptions = {{ steps = 2 }}\n'
-        f'[models."{I2V}"]\nengine = "wan"\ncheckpoint = "{i2v}"\noptions = {{ steps = 2 }}\n'
+        f'[models."{T2V}"]\nengine = "wan"\ncheckpoint = "{tiny_checkpoints[text_arch]}"\n'
+        f"options = {{ steps = 2 }}\n"
+        f'[models."{I2V}"]\nengine = "wan"\ncheckpoint = "{tiny_checkpoints[image_arch]}"\n'
+        f"options = {{ steps = 2 }}\n"
     )
-    return path
-
-
-@pytest.fixture
-def wan_server(server_factory: Callable[..., LiveServer], wan_models_file: Path) -> LiveServer:
-    return server_factory(models_file=wan_models_file)
+    return server_factory(models_file=path)
 
 
 def _download_info(url: str, path: Path) -> tuple[int, int, int, float]:

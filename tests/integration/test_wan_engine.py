@@ -139,6 +139,26 @@ def test_wan22_ti2v_checkpoint_serves_text_and_image(ti2v: WanEngine) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("task", ["a14b-t2v", "a14b-i2v"])
+def test_wan22_a14b_runs_both_experts(tiny_wan_checkpoints: dict[str, Path], task: str) -> None:
+    """The high-noise expert takes the first steps, the low-noise one the rest."""
+    engine = _load(tiny_wan_checkpoints[task])
+    pipeline = engine._text_pipeline or engine._image_pipeline
+    calls: list[str] = []
+    for name in ("transformer", "transformer_2"):
+        module = getattr(pipeline, name)
+        module.register_forward_pre_hook(lambda *_, name=name: calls.append(name))
+    image = _picture((0, 0, 255)) if task == "a14b-i2v" else None
+    clip = engine.generate(make_spec(), image, _ignore_steps)
+    assert clip.frames.shape[1:] == (48, 64, 3)
+    # Two passes (with and without the prompt) per step; at the tiny scheduler's shift the
+    # boundary falls inside the run, so each expert has steps of its own, high noise first.
+    assert calls[0] == "transformer" and calls[-1] == "transformer_2"
+    assert calls == sorted(calls)
+    assert engine.supports_text_to_video is (task == "a14b-t2v")
+
+
+@pytest.mark.slow
 def test_on_step_reports_every_denoising_step_in_order(t2v: WanEngine) -> None:
     calls: list[tuple[int, int]] = []
     t2v.generate(make_spec(), None, lambda done, total: calls.append((done, total)))
@@ -274,5 +294,9 @@ def test_tiny_checkpoints_load_through_the_generic_diffusers_entry_point(
         "t2v": "WanPipeline",
         "i2v": "WanImageToVideoPipeline",
         "ti2v": "WanPipeline",
+        "a14b-t2v": "WanPipeline",
+        "a14b-i2v": "WanImageToVideoPipeline",
     }
     assert loaded["i2v"].image_processor is not None
+    assert loaded["a14b-t2v"].transformer_2 is not None
+    assert loaded["a14b-t2v"].config.boundary_ratio == 0.875

@@ -297,3 +297,17 @@ def test_a_malformed_model_flag_is_a_usage_error(
     assert main(["serve", "--model", "no-engine-here"]) == 2
     assert "ID=ENGINE[:CHECKPOINT]" in capsys.readouterr().err
     assert serve.settings is None  # the server never started
+
+
+def test_make_tiny_refuses_a_folder_that_is_not_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["models", "make-tiny", "wan2.1-t2v", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_make_tiny_names_the_architectures_it_knows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "make-tiny", "sora-2", "out"]) == 2
+    assert "wan2.2-ti2v" in capsys.readouterr().err
