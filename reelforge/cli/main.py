@@ -5,6 +5,7 @@
     reelforge generate  make a video on a running server      (reelforge.cli.generate)
     reelforge cancel    cancel a queued or running generation (reelforge.cli.cancel)
     reelforge models    list a running server's models        (reelforge.cli.models)
+    reelforge micro     train / evaluate the micro model      (reelforge.cli.micro)
 
 Each subcommand sets a `handler(args) -> int` default; `main` parses and calls it.
 """
@@ -15,7 +16,7 @@ import argparse
 from collections.abc import Callable
 
 from reelforge import __version__
-from reelforge.cli import cancel, common, generate, models, serve
+from reelforge.cli import cancel, common, generate, micro, models, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_command(commands)
     cancel.add_command(commands)
     models.add_command(commands)
+    micro.add_command(commands)
     return parser
 
 

@@ -28,6 +28,7 @@ __all__ = [
 
 # Engine name -> "module:Class"; imported lazily.
 ENGINES: dict[str, str] = {
+    "micro": "reelforge.engines.micro:MicroEngine",
     "testsrc": "reelforge.engines.testsrc:TestSourceEngine",
     "wan": "reelforge.engines.wan:WanEngine",
 }

@@ -39,6 +39,9 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+TESTSRC_REGISTRY = REPO_ROOT / "tests" / "fixtures" / "testsrc.toml"
+
+
 @dataclass
 class LiveServer:
     """One server process (API + spawned workers) on a free loopback port."""
@@ -61,6 +64,9 @@ class LiveServer:
             "PYTHONPATH": str(REPO_ROOT),
             "REELFORGE_DATA_DIR": str(self.data_dir),
             "REELFORGE_PORT": str(self.port),
+            # The test pattern unless a test names another registry (the embedded default,
+            # the micro model, has its own end-to-end test).
+            "REELFORGE_MODELS_FILE": str(TESTSRC_REGISTRY),
             **self.env,
         }
         with open(self.log_path, "wb") as log:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.engines.tiny import build_tiny_wan
+from reelforge.engines.tiny import TinyTask, build_tiny_wan
 
 
 @pytest.fixture(scope="session")
@@ -18,5 +18,5 @@ def tiny_wan_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     path as a real checkpoint.
     """
     root = tmp_path_factory.mktemp("tiny-wan")
-    tasks = ("t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v")
+    tasks: tuple[TinyTask, ...] = ("t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v")
     return {task: build_tiny_wan(root / task, task) for task in tasks}

@@ -11,11 +11,12 @@ from reelforge.engines.testsrc import TestSourceEngine
 from reelforge.spec import CameraMotion, camera_phrase
 
 
-def test_defaults_serve_both_kling_ids_with_testsrc() -> None:
+def test_defaults_serve_both_kling_ids_with_the_micro_model() -> None:
     registry = Registry.load()
     assert {(e.id, e.engine) for e in registry} == {
-        ("klingai/v2-master-text-to-video", "testsrc"),
-        ("klingai/v2-master-image-to-video", "testsrc"),
+        ("reelforge/micro", "micro"),
+        ("klingai/v2-master-text-to-video", "micro"),
+        ("klingai/v2-master-image-to-video", "micro"),
     }
 
 
@@ -23,7 +24,7 @@ def test_override_replaces_an_entry_and_keeps_the_rest(tmp_path: Path) -> None:
     registry = Registry.load(None, ["klingai/v2-master-text-to-video=wan:/models/wan"])
     entry = registry.get("klingai/v2-master-text-to-video")
     assert entry is not None and (entry.engine, entry.checkpoint) == ("wan", "/models/wan")
-    assert len(registry) == 2
+    assert len(registry) == 3
 
 
 def test_file_resolves_relative_checkpoints(tmp_path: Path) -> None:

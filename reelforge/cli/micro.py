@@ -1,0 +1,79 @@
+"""`reelforge micro train|eval`: train the built-in micro model and measure it.
+
+    $ reelforge micro train --out my-micro.safetensors      # about 20 min on 2 CPU cores
+    $ reelforge micro eval --checkpoint my-micro.safetensors
+
+`train` writes to the shipped checkpoint's path unless `--out` says otherwise; `eval` scores
+the shipped checkpoint unless `--checkpoint` names another. Torch is imported only when one of
+these runs, never for the other commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from reelforge.cli import common
+
+__all__ = ["add_command"]
+
+# Where the shipped checkpoint lives, without importing torch to ask reelforge.micro.
+_SHIPPED = Path(__file__).resolve().parent.parent / "micro" / "weights" / "micro.safetensors"
+
+
+def add_command(commands: Any) -> None:
+    """Register `micro` (with `train` and `eval`) on the top-level subcommand parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "micro", help="train or evaluate the built-in micro model", description=__doc__
+    )
+    actions = parser.add_subparsers(dest="micro_command", required=True, metavar="ACTION")
+
+    training = actions.add_parser("train", help="train the micro model from scratch (seeded)")
+    training.add_argument("--out", type=Path, default=_SHIPPED, help="checkpoint file to write")
+    training.add_argument("--steps", type=int, default=None, help="optimiser steps (2000)")
+    training.add_argument("--batch-size", type=int, default=None, help="clips per step (32)")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--threads", type=int, default=0, help="torch threads; 0: all cores")
+    training.set_defaults(handler=run_train)
+
+    scoring = actions.add_parser("eval", help="score colour, shape and motion of generated clips")
+    scoring.add_argument("--checkpoint", type=Path, default=_SHIPPED)
+    scoring.add_argument("--seeds-per-scene", type=int, default=1)
+    scoring.add_argument("--steps", type=int, default=None, help="denoising steps (20)")
+    scoring.add_argument("--no-paraphrases", action="store_true", help="canonical prompts only")
+    scoring.set_defaults(handler=run_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from reelforge.micro.train import TrainConfig, train
+
+    config = replace(TrainConfig(), seed=args.seed, threads=args.threads)
+    if args.steps is not None:
+        config = replace(config, steps=args.steps, save_every=min(config.save_every, args.steps))
+    if args.batch_size is not None:
+        config = replace(config, batch_size=args.batch_size)
+    path = train(args.out, config)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return common.EXIT_OK
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from reelforge.micro.evaluate import evaluate
+    from reelforge.micro.generator import MicroGenerator
+
+    generator = MicroGenerator.from_checkpoint(args.checkpoint)
+    steps = args.steps or generator.default_steps
+    started = time.monotonic()
+    reports = evaluate(
+        lambda prompts, seeds: generator.generate(prompts, seeds, steps=steps),
+        seeds_per_scene=args.seeds_per_scene,
+        paraphrase=not args.no_paraphrases,
+    )
+    for report in reports:
+        print(report.line())
+    print(f"{time.monotonic() - started:.1f} s, {steps} steps, checkpoint {args.checkpoint}")
+    return common.EXIT_OK

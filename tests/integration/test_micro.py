@@ -1,0 +1,200 @@
+"""The micro model: its world, its evaluator, sampling, the shipped checkpoint, training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reelforge.cli.main import main
+from reelforge.engines.micro import MicroEngine
+from reelforge.errors import GenerationError
+from reelforge.micro.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from reelforge.micro.diffusion import sample
+from reelforge.micro.evaluate import read_clip
+from reelforge.micro.generator import MicroGenerator
+from reelforge.micro.network import MicroNet, MicroNetConfig
+from reelforge.micro.text import MAX_TOKENS, TEXT_DIM, TextEncoder, TextFeatures
+from reelforge.micro.train import PromptBank, fit_attribute_projection
+from reelforge.micro.world import (
+    BACKGROUNDS,
+    CLIP_FRAMES,
+    CLIP_SIZE,
+    COLOURS,
+    DIRECTIONS,
+    SHAPES,
+    Scene,
+    all_scenes,
+    canonical_prompt,
+    paraphrases,
+    render_clip,
+)
+from reelforge.spec import GenerationSpec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shipped() -> MicroGenerator:
+    return MicroGenerator.from_checkpoint(SHIPPED_CHECKPOINT)
+
+
+def test_world_has_every_combination_and_distinct_prompts() -> None:
+    scenes = all_scenes()
+    assert len(scenes) == 6 * 3 * 4 * 2
+    prompts = {canonical_prompt(scene) for scene in scenes}
+    assert len(prompts) == len(scenes)
+    assert "a red circle moving left on a black background" in prompts
+    scene = Scene("red", "circle", "left", "black")
+    held_out = paraphrases(scene, held_out=True)
+    assert any("crimson ball drifting to the left" in p for p in held_out)
+    # Held-out words never appear in training paraphrases.
+    assert not set(held_out) & set(paraphrases(scene, held_out=False))
+
+
+def test_render_clip_is_seeded_and_moves_the_right_way() -> None:
+    scene = Scene("yellow", "square", "up", "gray")
+    a, coverage = render_clip(scene, np.random.default_rng(7))
+    b, _ = render_clip(scene, np.random.default_rng(7))
+    assert a.shape == (CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    rows = [np.nonzero(frame)[0].mean() for frame in coverage]
+    assert rows[-1] < rows[0] - 10  # "up" is towards row 0
+
+
+def test_evaluator_reads_every_rendered_scene_correctly() -> None:
+    """The evaluator must be right about ground truth before it can judge the model."""
+    rng = np.random.default_rng(123)
+    wrong = []
+    for scene in all_scenes():
+        frames, _ = render_clip(scene, rng)
+        reading = read_clip(frames)
+        if not all(reading.matches(scene).values()) or reading.background != scene.background:
+            wrong.append((scene, reading))
+    assert wrong == []
+
+
+def test_evaluator_reports_unknowns_for_an_empty_clip() -> None:
+    blank = np.full((CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE, 3), 128, dtype=np.uint8)
+    reading = read_clip(blank)
+    assert (reading.colour, reading.shape, reading.direction) == (None, None, None)
+    assert reading.background == "gray"
+
+
+def test_sampling_pins_the_first_frame_and_is_seeded() -> None:
+    torch.manual_seed(0)
+    net = MicroNet(MicroNetConfig(channels=(16, 32), cond_dim=32, groups=8)).eval()
+    image = torch.rand(1, 3, CLIP_SIZE, CLIP_SIZE) * 2 - 1
+    noise = torch.randn(1, 3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE)
+    steps_seen: list[int] = []
+    text = TextFeatures(
+        torch.randn(1, TEXT_DIM),
+        torch.randn(1, MAX_TOKENS, TEXT_DIM),
+        torch.ones(1, MAX_TOKENS) > 0,
+    )
+    clip = sample(
+        net,
+        text,
+        TextFeatures.empty(1),
+        noise=noise,
+        steps=3,
+        guidance=2.0,
+        first_frame=image,
+        on_step=lambda done, total: steps_seen.append(done),
+    )
+    assert steps_seen == [1, 2, 3]
+    torch.testing.assert_close(clip[:, :, 0], image)
+    again = sample(net, text, TextFeatures.empty(1), noise=noise, steps=3, guidance=2.0)
+    free = sample(net, text, TextFeatures.empty(1), noise=noise, steps=3, guidance=2.0)
+    torch.testing.assert_close(again, free)  # no first frame: still a function of the noise
+    assert not torch.allclose(again[:, :, 0], image)
+
+
+def test_shipped_checkpoint_is_small_and_self_describing() -> None:
+    assert SHIPPED_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
+    net, record = load_checkpoint(SHIPPED_CHECKPOINT)
+    assert record["steps_done"] == record["train"]["steps"]
+    assert sum(p.numel() for p in net.parameters()) > 1_000_000
+
+
+def test_shipped_model_follows_colour_and_direction(shipped: MicroGenerator) -> None:
+    """A sample of the world (the full measure is `reelforge micro eval`). Colour and
+    direction of motion are what the shipped checkpoint gets right (100 % of canonical
+    prompts); its shapes are not yet reliable (squares come out round), so shape is left
+    to the evaluator's report rather than asserted here."""
+    scenes = all_scenes()[::12]  # 12 scenes spread over every attribute
+    clips = shipped.generate(
+        [canonical_prompt(s) for s in scenes], [900_000 + i for i in range(len(scenes))]
+    )
+    readings = [read_clip(c).matches(s) for s, c in zip(scenes, clips, strict=True)]
+    colours = sum(r["colour"] for r in readings)
+    directions = sum(r["direction"] for r in readings)
+    assert colours >= 11 and directions >= 11, (colours, directions)
+
+
+def test_engine_renders_a_seeded_clip_and_stops_when_asked() -> None:
+    engine = MicroEngine(None)
+    engine.load()
+    spec = GenerationSpec(
+        model="reelforge/micro",
+        prompt="a green triangle moving down on a black background",
+        width=1280,
+        height=720,
+        num_frames=120,
+        seed=5,
+    )
+    steps: list[tuple[int, int]] = []
+    clip = engine.generate(spec, None, lambda done, total: steps.append((done, total)))
+    assert clip.frames.shape == (CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE, 3)
+    assert clip.fps == pytest.approx(CLIP_FRAMES / 5)
+    assert steps[-1] == (20, 20)
+    np.testing.assert_array_equal(engine.generate(spec, None, lambda *_: None).frames, clip.frames)
+
+    calls = 0
+
+    def cancel_at_third(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if done == 3:
+            raise GenerationError("canceled", name="canceled")
+
+    with pytest.raises(GenerationError):
+        engine.generate(spec, None, cancel_at_third)
+    assert calls == 3  # stopped at the step that asked, nothing ran after it
+
+
+def test_training_smoke_run_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "micro.safetensors"
+    code = main(
+        ["micro", "train", "--out", str(out), "--steps", "2", "--batch-size", "2", "--seed", "3"]
+    )
+    assert code == 0
+    generator = MicroGenerator.from_checkpoint(out)
+    assert generator.record["steps_done"] == 2
+    [clip] = generator.generate(["a blue square moving left on a gray background"], [1], steps=2)
+    assert clip.shape == (CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE, 3)
+
+
+def test_attribute_projection_tells_every_attribute_apart() -> None:
+    """The fitted projection separates each attribute of every canonical prompt, "left" from
+    "right" included, which the raw sentence embeddings barely do (0.98 cosine)."""
+    bank = PromptBank(all_scenes(), TextEncoder())
+    mean, projection = fit_attribute_projection(bank)
+    assert projection.shape == (TEXT_DIM, 5 + 2 + 3 + 1)
+    canonical = (bank.features.pooled[: len(bank.scenes)] - mean) @ projection
+    start = 0
+    for attribute, values in (
+        ("colour", COLOURS),
+        ("shape", SHAPES),
+        ("direction", DIRECTIONS),
+        ("background", BACKGROUNDS),
+    ):
+        names = list(values)
+        block = canonical[:, start : start + len(names) - 1]
+        start += len(names) - 1
+        labels = torch.tensor([names.index(getattr(s, attribute)) for s in bank.scenes])
+        centres = torch.stack([block[labels == k].mean(dim=0) for k in range(len(names))])
+        nearest = torch.cdist(block, centres).argmin(dim=1)
+        assert torch.equal(nearest, labels), attribute
