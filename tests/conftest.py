@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -13,6 +14,15 @@ from sqlalchemy import text
 from reelforge.jobs import JobStore, open_engine
 from reelforge.jobs.schema import migrate
 from reelforge.spec import GenerationSpec
+
+# Hermetic model lookup: no test sees the developer's Hugging Face cache or pulled models
+# (with Wan2.2-TI2V-5B there, the embedded defaults would serve it), and nothing downloads.
+# Set before anything imports huggingface_hub, which reads them once; server processes that
+# the tests start inherit them.
+_MODEL_HOME = tempfile.mkdtemp(prefix="reelforge-test-models-")
+os.environ["HF_HUB_CACHE"] = os.path.join(_MODEL_HOME, "hf")
+os.environ["REELFORGE_MODELS_DIR"] = os.path.join(_MODEL_HOME, "pulled")
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 POSTGRES_URL = os.environ.get(
     "REELFORGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

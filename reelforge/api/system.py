@@ -39,6 +39,7 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
                     "owned_by": "reelforge",
                     "engine": entry.engine,
                     "checkpoint": entry.checkpoint,
+                    "catalog": entry.catalog,
                     "task": "image-to-video"
                     if entry.id in IMAGE_TO_VIDEO_MODELS
                     else "text-to-video",

@@ -1,6 +1,15 @@
-"""`reelforge models list|make-tiny`: a running server's models; tiny test checkpoints.
+"""`reelforge models list|pull|served|make-tiny`: the models on this machine, downloads, a
+running server's models, and tiny test checkpoints.
 
-    $ reelforge models list --base-url http://gpu-box:8000
+    $ reelforge models list
+    MODEL                 ENGINE   TASKS     NATIVE             PRESENT    SIZE   SERVES
+    wan2.1-t2v-1.3b       wan      t2v       832x480@16 81f     no         -      -
+    ...
+    (micro)               micro    t2v       -                  built in   -      reelforge/micro
+
+    $ reelforge models pull wan2.2-ti2v-5b     # the only command that downloads weights
+
+    $ reelforge models served --base-url http://gpu-box:8000
     ID                                ENGINE   TASK
     klingai/v2-master-text-to-video   wan      text-to-video
 
@@ -8,7 +17,11 @@
     built a tiny random-weight wan2.1-t2v checkpoint in ./tiny-t2v (0.5 MB); serve it with
       reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-t2v
 
-`list` prints to stdout; `--base-url` and `--api-key` default to the environment. `make-tiny`
+`list` shows every catalog model (present here or not, and its size on disk) and every model
+the registry configures (`--models-file`, `REELFORGE_MODELS_FILE`, or the embedded defaults);
+`pull` downloads a catalog model resumably and verifies it (`REELFORGE_MODELS_DIR`, default
+~/.cache/reelforge/models); `served` asks a running server (`--base-url` and `--api-key`
+default to the environment). `make-tiny`
 builds offline, in about a second, a checkpoint with the real architecture's layout and
 random weights: its output is noise, but it loads and runs exactly as the real model does,
 for tests and for a user's own CI.
@@ -24,9 +37,18 @@ from typing import Any
 
 from reelforge.cli import common
 from reelforge.client import ModelInfo
+from reelforge.engines.catalog import CATALOG, local_checkpoint, size_on_disk
+from reelforge.engines.registry import Registry, RegistryError
 from reelforge.engines.tiny import TINY_ARCHS, build_tiny
 
-__all__ = ["add_command", "format_table", "run_make_tiny", "run_models_list"]
+__all__ = [
+    "add_command",
+    "format_table",
+    "run_make_tiny",
+    "run_models_list",
+    "run_models_pull",
+    "run_models_served",
+]
 
 _T2V_ID = "klingai/v2-master-text-to-video"
 _I2V_ID = "klingai/v2-master-image-to-video"
@@ -38,9 +60,25 @@ def add_command(commands: Any) -> None:
         "models", help="inspect the models of a running server", description=__doc__
     )
     actions = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="list the models a running server offers")
-    common.add_connection_flags(listing)
+    listing = actions.add_parser(
+        "list", help="catalog and configured models: present here, size on disk"
+    )
+    listing.add_argument(
+        "--models-file",
+        type=Path,
+        default=None,
+        help="registry file (default: REELFORGE_MODELS_FILE, else the embedded defaults)",
+    )
     listing.set_defaults(handler=run_models_list)
+
+    pulling = actions.add_parser("pull", help="download a catalog model (resumable, verified)")
+    pulling.add_argument("name", metavar="MODEL", choices=list(CATALOG), help=", ".join(CATALOG))
+    pulling.add_argument("--revision", default="main", help="branch, tag or commit (main)")
+    pulling.set_defaults(handler=run_models_pull)
+
+    served = actions.add_parser("served", help="list the models a running server offers")
+    common.add_connection_flags(served)
+    served.set_defaults(handler=run_models_served)
 
     tiny = actions.add_parser(
         "make-tiny", help="build a tiny random-weight checkpoint of an architecture (offline)"
@@ -52,7 +90,75 @@ def add_command(commands: Any) -> None:
 
 
 def run_models_list(args: argparse.Namespace) -> int:
-    """Run `reelforge models list`; returns the exit code (see `reelforge.cli.common`)."""
+    """Run `reelforge models list`: the catalog and the registry, as seen on this machine."""
+    import os
+
+    path = args.models_file or (
+        Path(os.environ["REELFORGE_MODELS_FILE"])
+        if os.environ.get("REELFORGE_MODELS_FILE")
+        else None
+    )
+    try:
+        registry = Registry.load(path)
+    except (RegistryError, OSError) as exc:
+        print(f"reelforge: {exc}", file=sys.stderr)
+        return common.EXIT_USAGE
+    serving: dict[str, list[str]] = {}
+    for entry in registry:
+        if entry.catalog:
+            serving.setdefault(entry.catalog, []).append(entry.id)
+    rows = [("MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "SERVES")]
+    for model in CATALOG.values():
+        folder = local_checkpoint(model)
+        rows.append(
+            (
+                model.name,
+                model.engine,
+                model.tasks,
+                f"{model.width}x{model.height}@{model.fps:g} {model.max_frames}f",
+                "yes" if folder else "no",
+                _size(folder) if folder else "-",
+                ", ".join(serving.get(model.name, [])) or "-",
+            )
+        )
+    others = [entry for entry in registry if not entry.catalog]
+    for entry in others:
+        folder = Path(entry.checkpoint) if entry.checkpoint else None
+        present = "built in" if folder is None else ("yes" if folder.is_dir() else "no")
+        rows.append(
+            (
+                entry.checkpoint or f"({entry.engine})",
+                entry.engine,
+                "i2v" if entry.needs_image else "t2v",
+                "-",
+                present,
+                _size(folder) if folder is not None and folder.is_dir() else "-",
+                entry.id,
+            )
+        )
+    print(_columns(rows))
+    return common.EXIT_OK
+
+
+def run_models_pull(args: argparse.Namespace) -> int:
+    """Run `reelforge models pull MODEL`."""
+    from reelforge.engines.pull import PullError, pull
+
+    model = CATALOG[args.name]
+    try:
+        folder = pull(model, revision=args.revision)
+    except PullError as exc:
+        print(f"reelforge: {exc}", file=sys.stderr)
+        return common.EXIT_CONNECTION  # the download or its check failed
+    print(
+        f"pulled {model.repo} into {folder} ({_size(folder)}, verified); serve it with\n"
+        f"  reelforge serve --model klingai/v2-master-text-to-video={model.name}"
+    )
+    return common.EXIT_OK
+
+
+def run_models_served(args: argparse.Namespace) -> int:
+    """Run `reelforge models served`; returns the exit code (see `reelforge.cli.common`)."""
 
     def command() -> int:
         with common.make_client(args.base_url, args.api_key) as client:
@@ -78,6 +184,20 @@ def run_make_tiny(args: argparse.Namespace) -> int:
         f"serve it with\n  reelforge serve {flags}"
     )
     return common.EXIT_OK
+
+
+def _size(folder: Path) -> str:
+    size = size_on_disk(folder)
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as left-aligned columns, three spaces apart."""
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    return "\n".join(
+        "   ".join(f"{cell:<{width}}" for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def format_table(models: Sequence[ModelInfo]) -> str:

@@ -105,3 +105,6 @@ class ModelInfo(_WireModel):
     object: str = "model"
     engine: str | None = None
     task: str | None = Field(default=None, description="text-to-video or image-to-video.")
+    catalog: str | None = Field(
+        default=None, description="The catalog model served, e.g. wan2.2-ti2v-5b."
+    )

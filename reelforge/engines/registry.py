@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from reelforge.engines import catalog
 from reelforge.engines.base import Engine
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ModelEntry",
     "Registry",
     "RegistryError",
+    "catalog_entry",
     "engine_class",
 ]
 
@@ -49,6 +51,8 @@ class ModelEntry:
     engine: str
     checkpoint: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    catalog: str | None = None
+    """The catalog model this entry serves, when it names one (see `engines.catalog`)."""
 
     @property
     def needs_image(self) -> bool:
@@ -91,6 +95,8 @@ class Registry:
         except tomllib.TOMLDecodeError as exc:
             raise RegistryError(f"{path}: {exc}") from exc
         entries = {e.id: e for e in _parse_models(data.get("models", {}), base_dir, path)}
+        if path is None:
+            _serve_default_model_when_present(entries)
         for override in overrides:
             entry = parse_override(override)
             entries[entry.id] = entry
@@ -110,24 +116,72 @@ class Registry:
         return list(self._entries)
 
 
+def catalog_entry(
+    model_id: str, name: str, checkpoint: str | None = None, options: dict[str, Any] | None = None
+) -> ModelEntry:
+    """An entry serving catalog model `name`: its engine and native options (overridden by
+    `options`), and its local weights (`checkpoint`, else the pulled folder or the Hugging
+    Face cache; where absent, the repository id, which the engine refuses at load with a hint
+    to pull it)."""
+    try:
+        model = catalog.catalog_model(name)
+    except KeyError as exc:
+        raise RegistryError(str(exc.args[0])) from None
+    if checkpoint is None:
+        local = catalog.local_checkpoint(model)
+        checkpoint = str(local) if local is not None else model.repo
+    merged = {**model.engine_options(), **(options or {})}
+    return ModelEntry(model_id, model.engine, checkpoint, merged, catalog=name)
+
+
+def _serve_default_model_when_present(entries: dict[str, ModelEntry]) -> None:
+    """In the embedded defaults, both Kling ids move from the micro model to the catalog's
+    default model (Wan2.2-TI2V-5B, text and image to video) once its weights are here."""
+    model = catalog.CATALOG[catalog.DEFAULT_MODEL]
+    folder = catalog.local_checkpoint(model)
+    if folder is None:
+        return
+    for model_id in ("klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"):
+        entries[model_id] = catalog_entry(model_id, model.name, str(folder))
+
+
 def _parse_models(table: Any, base_dir: Path | None, path: Path | None) -> list[ModelEntry]:
     if not isinstance(table, dict):
         raise RegistryError(f"{path}: [models] must be a table of model ids")
     entries = []
     for model_id, body in table.items():
+        if isinstance(body, dict) and isinstance(body.get("catalog"), str):
+            if "engine" in body:
+                raise RegistryError(
+                    f"{path}: model {model_id!r} names both a catalog model and an engine; "
+                    f"the catalog model brings its engine, so drop one"
+                )
+            options = body.get("options", {})
+            if not isinstance(options, dict):
+                raise RegistryError(f"{path}: options of {model_id!r} must be a table")
+            checkpoint = _relative_to(body.get("checkpoint"), base_dir)
+            entries.append(catalog_entry(model_id, body["catalog"], checkpoint, options))
+            continue
         if not isinstance(body, dict) or not isinstance(body.get("engine"), str):
-            raise RegistryError(f'{path}: model {model_id!r} needs engine = "NAME"')
+            raise RegistryError(
+                f'{path}: model {model_id!r} needs engine = "NAME" or catalog = "MODEL"'
+            )
         _check_engine_name(body["engine"], f"{path}: model {model_id!r}")
-        checkpoint = body.get("checkpoint")
-        if checkpoint is not None and base_dir is not None and not Path(checkpoint).is_absolute():
-            candidate = base_dir / checkpoint
-            if candidate.exists():
-                checkpoint = str(candidate)
+        checkpoint = _relative_to(body.get("checkpoint"), base_dir)
         options = body.get("options", {})
         if not isinstance(options, dict):
             raise RegistryError(f"{path}: options of {model_id!r} must be a table")
         entries.append(ModelEntry(model_id, body["engine"], checkpoint, options))
     return entries
+
+
+def _relative_to(checkpoint: str | None, base_dir: Path | None) -> str | None:
+    """A relative checkpoint path in a registry file is relative to that file, if it exists."""
+    if checkpoint is not None and base_dir is not None and not Path(checkpoint).is_absolute():
+        candidate = base_dir / checkpoint
+        if candidate.exists():
+            return str(candidate)
+    return checkpoint
 
 
 def _check_engine_name(name: str, where: str) -> None:
@@ -140,7 +194,8 @@ def _check_engine_name(name: str, where: str) -> None:
 
 
 def parse_override(text: str) -> ModelEntry:
-    """Parse `ID=ENGINE[:CHECKPOINT]`, e.g. `klingai/v2-master-text-to-video=wan:/models/wan`.
+    """Parse `ID=ENGINE[:CHECKPOINT]`, e.g. `klingai/v2-master-text-to-video=wan:/models/wan`,
+    or `ID=CATALOG_MODEL[:CHECKPOINT]`, e.g. `klingai/v2-master-text-to-video=wan2.2-ti2v-5b`.
 
     ENGINE is a registered name here; engines given by import path go in a registry file.
     """
@@ -148,6 +203,8 @@ def parse_override(text: str) -> ModelEntry:
     if not sep or not model_id or not rest:
         raise RegistryError(f"--model {text!r}: expected ID=ENGINE[:CHECKPOINT]")
     engine, _, checkpoint = rest.partition(":")
+    if engine.strip() in catalog.CATALOG:
+        return catalog_entry(model_id.strip(), engine.strip(), checkpoint.strip() or None)
     if engine not in ENGINES:  # import paths contain ':' and so belong in a registry file
         _check_engine_name(engine, f"--model {text!r}")
     return ModelEntry(model_id.strip(), engine.strip(), checkpoint.strip() or None)

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from reelforge.engines.base import Clip, Engine, OnStep
+from reelforge.engines.chaining import Segment, append_segment, plan_segments
 from reelforge.engines.tiny import TINY_INFO_FILE
 from reelforge.errors import GenerationError
 from reelforge.spec import GenerationSpec, camera_phrase
@@ -46,7 +47,10 @@ class WanOptions:
     native_height: int | None = None
     native_fps: float | None = None
     max_native_frames: int | None = None
-    """Longest clip rendered in one pass; longer requests are capped (see `meta`)."""
+    """Longest clip rendered in one pass; longer requests are chained (see `chain_overlap`)."""
+    chain_overlap: int = 5
+    """Frames shared by consecutive segments of a long clip, cross-faded at the seam (1: the
+    next segment starts from the last frame, with no cross-fade)."""
     steps: int = 50
     guidance_min: float = 1.0
     """Guidance at cfg_scale 0; 1.0 turns classifier-free guidance off (half the compute)."""
@@ -71,7 +75,8 @@ class WanOptions:
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
                 raise ValueError(f"wan option {name} must be a number, got {value!r}")
-        for name in ("native_width", "native_height", "native_fps", "max_native_frames", "steps"):
+        names = ("native_width", "native_height", "native_fps", "max_native_frames", "steps")
+        for name in (*names, "chain_overlap"):
             value = options.get(name)
             if value is not None and value <= 0:
                 raise ValueError(f"wan option {name} must be positive, got {value!r}")
@@ -189,21 +194,81 @@ class WanEngine(Engine):
         self.native = self._native_format(folder, pipeline)
 
     def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
-        """Render `spec` at the native size and rate; `on_step` runs after each denoising step."""
-        import torch
+        """Render `spec` at the native size and rate; `on_step` runs after each denoising step.
 
+        A request longer than the model's longest clip is rendered as a chain of segments (see
+        `chaining`), each after the first conditioned on the clip so far through the
+        image-to-video path; a model without one renders its longest clip (meta
+        `frames_capped`), which the media layer then stretches to the requested length.
+        """
         pipeline = self._pipeline_for(image)
         native, options = self.native, self.wan_options
         assert native is not None  # set by load(), which _pipeline_for has checked
         width, height = native_size(
             spec.width, spec.height, native.width, native.height, self._size_multiple(pipeline)
         )
-        num_frames, capped = native_frame_count(
-            spec.seconds, native.fps, pipeline.vae_scale_factor_temporal, native.max_frames
-        )
+        temporal = pipeline.vae_scale_factor_temporal
+        wanted, _ = native_frame_count(spec.seconds, native.fps, temporal, 10**9)
+        can_chain = self._image_pipeline is not None
+        if can_chain:
+            segments = plan_segments(wanted, native.max_frames, options.chain_overlap, temporal)
+        else:
+            capped, _ = native_frame_count(spec.seconds, native.fps, temporal, native.max_frames)
+            segments = [Segment(0, capped)]
         phrase = camera_phrase(spec.camera)
         prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
         guidance = options.guidance_scale(spec.cfg_scale)
+        total_steps = options.steps * len(segments)
+
+        video: np.ndarray | None = None
+        condition = image
+        for index, segment in enumerate(segments):
+            if video is not None:
+                condition = _frame_image(video[segment.start])
+            frames = self._render(
+                self._pipeline_for(condition),
+                prompt=prompt,
+                negative_prompt=spec.negative_prompt,
+                image=condition,
+                size=(width, height),
+                num_frames=segment.frames,
+                guidance=guidance,
+                # Each segment its own noise, all fixed by the request's seed.
+                seed=(spec.seed + index) % 2**64,
+                on_step=_offset_progress(on_step, index * options.steps, total_steps),
+            )
+            video = frames if video is None else append_segment(video, frames, segment.start)
+        assert video is not None
+        video = video[:wanted]  # the last segment may run past the end
+        pixels = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        meta = {
+            "camera": "prompt" if phrase else "none",
+            "native_width": width,
+            "native_height": height,
+            "native_frames": int(pixels.shape[0]),
+            "native_fps": native.fps,
+            "frames_capped": pixels.shape[0] < wanted,
+            "segments": len(segments),
+            "steps": options.steps,
+            "guidance_scale": guidance,
+        }
+        return Clip(frames=pixels, fps=native.fps, meta=meta)
+
+    def _render(
+        self,
+        pipeline: Any,
+        *,
+        prompt: str,
+        negative_prompt: str,
+        image: Image.Image | None,
+        size: tuple[int, int],
+        num_frames: int,
+        guidance: float,
+        seed: int,
+        on_step: OnStep,
+    ) -> np.ndarray:
+        """One pipeline call: float frames (T, H, W, 3) in [0, 1]."""
+        import torch
 
         def report_step(
             pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
@@ -211,37 +276,24 @@ class WanEngine(Engine):
             on_step(index + 1, pipe.num_timesteps)  # may raise: that is how the worker cancels
             return {}
 
+        width, height = size
         call: dict[str, Any] = {
             "prompt": prompt,
-            "negative_prompt": spec.negative_prompt,
+            "negative_prompt": negative_prompt,
             "width": width,
             "height": height,
             "num_frames": num_frames,
-            "num_inference_steps": options.steps,
+            "num_inference_steps": self.wan_options.steps,
             "guidance_scale": guidance,
-            "generator": torch.Generator(device=self._torch_device).manual_seed(spec.seed % 2**64),
+            "generator": torch.Generator(device=self._torch_device).manual_seed(seed),
             "output_type": "np",
             "callback_on_step_end": report_step,
             "callback_on_step_end_tensor_inputs": [],
         }
         if image is not None:
-            call["image"] = ImageOps.fit(
-                image.convert("RGB"), (width, height), Image.Resampling.LANCZOS
-            )
+            call["image"] = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
         with torch.inference_mode():
-            video = pipeline(**call).frames[0]
-        frames = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        meta = {
-            "camera": "prompt" if phrase else "none",
-            "native_width": width,
-            "native_height": height,
-            "native_frames": num_frames,
-            "native_fps": native.fps,
-            "frames_capped": capped,
-            "steps": options.steps,
-            "guidance_scale": guidance,
-        }
-        return Clip(frames=frames, fps=native.fps, meta=meta)
+            return np.asarray(pipeline(**call).frames[0], dtype=np.float32)
 
     def _pipeline_for(self, image: Image.Image | None) -> Any:
         if self._text_pipeline is None and self._image_pipeline is None:
@@ -278,6 +330,11 @@ class WanEngine(Engine):
             fps=options.native_fps or info.get("native_fps", default.fps),
             max_frames=options.max_native_frames or default.max_frames,
         )
+        if native.max_frames <= options.chain_overlap + 1:
+            raise ValueError(
+                f"wan option chain_overlap = {options.chain_overlap} must be below "
+                f"max_native_frames - 1 = {native.max_frames - 1}"
+            )
         multiple = self._size_multiple(pipeline)
         for name, value in (("native_width", native.width), ("native_height", native.height)):
             if value % multiple:
@@ -286,6 +343,20 @@ class WanEngine(Engine):
                     f"{folder} (its VAE compression x transformer patch size)"
                 )
         return native
+
+
+def _offset_progress(on_step: OnStep, before: int, total: int) -> OnStep:
+    """Report one segment's steps as part of the whole chain's."""
+
+    def report(done: int, _segment_total: int) -> None:
+        on_step(before + done, total)
+
+    return report
+
+
+def _frame_image(frame: np.ndarray) -> Image.Image:
+    """A float frame (H, W, 3) in [0, 1] as the RGB image a pipeline takes."""
+    return Image.fromarray((np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8))
 
 
 def _resolve_checkpoint(checkpoint: str | None) -> Path:
@@ -307,8 +378,8 @@ def _resolve_checkpoint(checkpoint: str | None) -> Path:
         except Exception as exc:
             raise ValueError(
                 f"wan checkpoint {checkpoint!r} is neither a local folder nor in the Hugging "
-                f"Face cache; download it first (huggingface-cli download {checkpoint}) or "
-                f"point checkpoint at a local folder"
+                f"Face cache; download it first (`reelforge models pull` for a catalog model, "
+                f"or `hf download {checkpoint}`) or point checkpoint at a local folder"
             ) from exc
     if folder.exists():
         raise ValueError(f"wan checkpoint {checkpoint!r} is a file; point it at the folder")

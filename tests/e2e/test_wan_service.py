@@ -113,3 +113,18 @@ def test_image_to_video_with_tiny_wan_has_the_exact_size_and_length(
     assert final["status"] == "completed", final
     assert final["engine"] == "wan"
     assert _download_info(final["video"]["url"], tmp_path / "i2v.mp4") == (960, 960, 120, 24.0)
+
+
+def test_ten_second_image_to_video_is_chained_to_240_frames(
+    wan_server: LiveServer, tmp_path: Path
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (160, 90), (200, 40, 40)).save(picture, format="PNG")
+    data_uri = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    body = {"model": I2V, "image_url": data_uri, "prompt": "it drifts", "duration": 10}
+    final = wait_terminal(wan_server, create(wan_server, body)["id"], 300)
+    assert final["status"] == "completed", final
+    # Every tiny model renders at most 5 s in one pass (81 frames at 16 fps, 121 at 24 fps),
+    # so 10 s takes three segments: two full ones and a short tail.
+    assert (final["meta"]["segments"], final["meta"]["frames_capped"]) == (3, False)
+    assert _download_info(final["video"]["url"], tmp_path / "long.mp4") == (1280, 720, 240, 24.0)

@@ -372,10 +372,10 @@ def test_health_is_503_without_workers(client: TestClient) -> None:
 
 def test_models_lists_ids_and_engines(client: TestClient) -> None:
     data = client.get("/v1/models").json()["data"]
-    assert {(m["id"], m["engine"], m["task"]) for m in data} == {
-        ("reelforge/micro", "micro", "text-to-video"),
-        (T2V, "micro", "text-to-video"),
-        (I2V, "micro", "image-to-video"),
+    assert {(m["id"], m["engine"], m["task"], m["catalog"]) for m in data} == {
+        ("reelforge/micro", "micro", "text-to-video", None),
+        (T2V, "micro", "text-to-video", None),
+        (I2V, "micro", "image-to-video", None),
     }
 
 

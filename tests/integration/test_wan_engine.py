@@ -91,6 +91,48 @@ def test_native_frames_follow_duration_and_are_capped(tiny_wan_checkpoints: dict
     assert clip.meta["frames_capped"] is True
 
 
+class RecordingPipeline:
+    """The engine's real pipeline, with every call's arguments recorded."""
+
+    def __init__(self, pipeline: object) -> None:
+        self.pipeline = pipeline
+        self.calls: list[dict[str, object]] = []
+
+    def __call__(self, **kwargs: object) -> object:
+        self.calls.append(kwargs)
+        return self.pipeline(**kwargs)  # type: ignore[operator]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.pipeline, name)
+
+
+@pytest.mark.slow
+def test_long_clip_is_chained_through_image_to_video(tiny_wan_checkpoints: dict) -> None:
+    engine = _load(tiny_wan_checkpoints["ti2v"], max_native_frames=17, chain_overlap=5)
+    recorder = RecordingPipeline(engine._image_pipeline)
+    engine._image_pipeline = recorder
+    progress: list[tuple[int, int]] = []
+    # 2 s at the native 24 fps: 49 frames, as segments of 17 (0-16, 12-28, 24-40, 36-48).
+    spec = make_spec(num_frames=48, fps=24, seed=5)
+    clip = engine.generate(spec, None, lambda done, total: progress.append((done, total)))
+
+    assert clip.frames.shape[0] == 49
+    assert (clip.meta["segments"], clip.meta["frames_capped"]) == (4, False)
+    assert [call["num_frames"] for call in recorder.calls] == [17, 17, 13]
+    assert progress == [(step, 4 * STEPS) for step in range(1, 4 * STEPS + 1)]
+    # The first segment is the plain text-to-video render of its length; the second is
+    # conditioned on its frame 12, and the frames before that are kept as rendered.
+    first = engine.generate(make_spec(num_frames=17, fps=24, seed=5), None, _ignore_steps)
+    assert first.meta["segments"] == 1
+    np.testing.assert_array_equal(clip.frames[:12], first.frames[:12])
+    np.testing.assert_array_equal(np.asarray(recorder.calls[0]["image"]), first.frames[12])
+
+
+def test_chain_overlap_must_fit_in_a_segment(tiny_wan_checkpoints: dict) -> None:
+    with pytest.raises(ValueError, match="chain_overlap"):
+        _load(tiny_wan_checkpoints["ti2v"], max_native_frames=9, chain_overlap=8)
+
+
 @pytest.mark.parametrize(
     ("seconds", "fps", "limit", "expected"),
     [

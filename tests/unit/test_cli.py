@@ -216,10 +216,10 @@ def test_generate_needs_a_prompt_or_an_image(
     assert "PROMPT" in capsys.readouterr().err
 
 
-def test_models_list_prints_a_table(
+def test_models_served_prints_the_servers_table(
     fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["models", "list"]) == 0
+    assert main(["models", "served"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
     assert header.split() == ["ID", "ENGINE", "TASK"]
     assert [row.split() for row in rows] == [

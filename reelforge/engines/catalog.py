@@ -1,0 +1,253 @@
+"""The catalog: open-weight video models reelforge knows how to serve, with their native format.
+
+A registry entry may name a catalog model instead of spelling out a checkpoint and options:
+
+    [models."klingai/v2-master-text-to-video"]
+    catalog = "wan2.2-ti2v-5b"
+
+The entry then serves the catalog's Hugging Face checkpoint (from the local cache, or a folder
+under `REELFORGE_MODELS_DIR`; `reelforge models pull` downloads it, nothing else does) with
+the model's native size, rate, frame limit, steps, guidance and scheduler shift, any of which
+the entry's own `options` may still override.
+
+The figures come from the model cards and the diffusers examples of each release.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "PULLED_MARKER",
+    "CatalogModel",
+    "catalog_model",
+    "local_checkpoint",
+    "models_dir",
+    "pull_folder",
+    "size_on_disk",
+]
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """One open-weight model: where its weights live and how it renders natively."""
+
+    name: str
+    repo: str
+    """Hugging Face repository in the diffusers layout."""
+    engine: str
+    tiny_arch: str
+    """The `reelforge models make-tiny` architecture with this model's layout."""
+    text_to_video: bool
+    image_to_video: bool
+    width: int
+    """Native landscape size; portrait requests swap it."""
+    height: int
+    fps: float
+    max_frames: int
+    """Longest clip in one pass; longer requests are chained in segments."""
+    frame_multiple: int
+    """Frame counts are `frame_multiple * k + 1` (the VAE's temporal compression)."""
+    steps: int
+    guidance: float
+    """The model card's guidance scale: what the API's default cfg_scale of 0.5 maps to."""
+    flow_shift: float
+
+    def engine_options(self) -> dict[str, Any]:
+        """The registry options that make the engine render this model natively."""
+        return {
+            "native_width": self.width,
+            "native_height": self.height,
+            "native_fps": self.fps,
+            "max_native_frames": self.max_frames,
+            "steps": self.steps,
+            # cfg_scale 0 -> 1.0 (no guidance), 0.5 -> the card's value, 1 -> twice as far.
+            "guidance_min": 1.0,
+            "guidance_max": 2.0 * self.guidance - 1.0,
+            "flow_shift": self.flow_shift,
+        }
+
+    @property
+    def tasks(self) -> str:
+        return "+".join(
+            task
+            for task, served in (("t2v", self.text_to_video), ("i2v", self.image_to_video))
+            if served
+        )
+
+
+def _wan(
+    name: str,
+    repo: str,
+    tiny_arch: str,
+    tasks: str,
+    size: tuple[int, int],
+    fps: float,
+    max_frames: int,
+    steps: int,
+    guidance: float,
+    flow_shift: float,
+) -> CatalogModel:
+    return CatalogModel(
+        name=name,
+        repo=repo,
+        engine="wan",
+        tiny_arch=tiny_arch,
+        text_to_video="t2v" in tasks,
+        image_to_video="i2v" in tasks,
+        width=size[0],
+        height=size[1],
+        fps=fps,
+        max_frames=max_frames,
+        frame_multiple=4,
+        steps=steps,
+        guidance=guidance,
+        flow_shift=flow_shift,
+    )
+
+
+CATALOG: dict[str, CatalogModel] = {
+    model.name: model
+    for model in (
+        # Wan2.1: 16 fps, 81 frames; shift 3.0 at 480p and 5.0 at 720p, as the cards advise.
+        _wan(
+            "wan2.1-t2v-1.3b",
+            "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            "wan2.1-t2v",
+            "t2v",
+            (832, 480),
+            16,
+            81,
+            50,
+            5.0,
+            3.0,
+        ),
+        _wan(
+            "wan2.1-t2v-14b",
+            "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            "wan2.1-t2v",
+            "t2v",
+            (1280, 720),
+            16,
+            81,
+            50,
+            5.0,
+            5.0,
+        ),
+        _wan(
+            "wan2.1-i2v-14b-720p",
+            "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+            "wan2.1-i2v",
+            "i2v",
+            (1280, 720),
+            16,
+            81,
+            50,
+            5.0,
+            5.0,
+        ),
+        # Wan2.2-TI2V-5B: one set of weights for both tasks, 24 fps, 121 frames at 1280x704.
+        _wan(
+            "wan2.2-ti2v-5b",
+            "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            "wan2.2-ti2v",
+            "t2v+i2v",
+            (1280, 704),
+            24,
+            121,
+            50,
+            5.0,
+            5.0,
+        ),
+        # Wan2.2-A14B: two experts; 40 steps; the T2V card's guidance is 4.0 (high-noise
+        # expert; 3.0 on the low-noise one) with shift 12, the I2V card's 3.5 with shift 5.
+        _wan(
+            "wan2.2-t2v-a14b",
+            "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+            "wan2.2-a14b-t2v",
+            "t2v",
+            (1280, 720),
+            16,
+            81,
+            40,
+            4.0,
+            12.0,
+        ),
+        _wan(
+            "wan2.2-i2v-a14b",
+            "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+            "wan2.2-a14b-i2v",
+            "i2v",
+            (1280, 720),
+            16,
+            81,
+            40,
+            3.5,
+            5.0,
+        ),
+    )
+}
+"""Catalog name -> model, in the order `reelforge models list` shows them."""
+
+DEFAULT_MODEL = "wan2.2-ti2v-5b"
+"""Serves both Kling ids in the embedded defaults once its weights are present."""
+
+
+def catalog_model(name: str) -> CatalogModel:
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise KeyError(f"unknown catalog model {name!r}; known: {', '.join(CATALOG)}") from None
+
+
+PULLED_MARKER = "reelforge-pull.json"
+"""Written into a pulled folder once every file is downloaded and verified."""
+
+
+def models_dir() -> Path:
+    """Where `reelforge models pull` puts checkpoints: `REELFORGE_MODELS_DIR`, by default
+    ~/.cache/reelforge/models."""
+    value = os.environ.get("REELFORGE_MODELS_DIR", "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "reelforge" / "models"
+
+
+def pull_folder(model: CatalogModel) -> Path:
+    return models_dir() / model.repo.split("/")[-1]
+
+
+def local_checkpoint(model: CatalogModel) -> Path | None:
+    """The folder holding `model`'s complete weights on this machine, or None; never downloads.
+
+    A folder `reelforge models pull` finished (it has the pull marker), else the model's
+    snapshot in the Hugging Face cache (e.g. from `hf download`), if it has its
+    `model_index.json`.
+    """
+    folder = pull_folder(model)
+    if (folder / PULLED_MARKER).is_file():
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(model.repo, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return folder if (folder / "model_index.json").is_file() else None
+
+
+def size_on_disk(folder: Path) -> int:
+    """Bytes of every file under `folder`, following the HF cache's links to blobs once."""
+    seen: set[Path] = set()
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            real = path.resolve()
+            if real not in seen:
+                seen.add(real)
+                total += real.stat().st_size
+    return total

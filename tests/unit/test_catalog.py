@@ -1,0 +1,198 @@
+"""The model catalog: native formats, presence on this machine, registry entries, `models list`,
+and the verification step of `models pull` (the download itself needs the hub; see pull.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from reelforge.cli.main import main
+from reelforge.engines import Registry, RegistryError
+from reelforge.engines.catalog import (
+    CATALOG,
+    DEFAULT_MODEL,
+    PULLED_MARKER,
+    local_checkpoint,
+    pull_folder,
+)
+from reelforge.engines.pull import ExpectedFile, PullError, verify_folder
+from reelforge.engines.tiny import TINY_ARCHS
+from reelforge.engines.wan import WanOptions
+
+T2V, I2V = "klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "pulled"
+    monkeypatch.setenv("REELFORGE_MODELS_DIR", str(root))
+    return root
+
+
+def _fake_pull(name: str) -> Path:
+    """The folder `models pull` leaves: the files (here only the index) and the marker."""
+    folder = pull_folder(CATALOG[name])
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    (folder / PULLED_MARKER).write_text("{}")
+    return folder
+
+
+def test_every_catalog_model_has_a_tiny_architecture_and_valid_engine_options() -> None:
+    for model in CATALOG.values():
+        assert model.tiny_arch in TINY_ARCHS
+        arch = TINY_ARCHS[model.tiny_arch]
+        assert (arch.text_to_video, arch.image_to_video) == (
+            model.text_to_video,
+            model.image_to_video,
+        )
+        options = WanOptions.from_mapping(model.engine_options())
+        # The API's default cfg_scale of 0.5 gives the model card's guidance.
+        assert options.guidance_scale(0.5) == pytest.approx(model.guidance)
+        assert model.max_frames % model.frame_multiple == 1
+
+
+def test_wan22_ti2v_renders_five_seconds_at_1280x704_and_24_fps() -> None:
+    model = CATALOG[DEFAULT_MODEL]
+    assert (model.width, model.height, model.fps, model.max_frames) == (1280, 704, 24, 121)
+    assert model.tasks == "t2v+i2v"
+
+
+def test_nothing_is_present_on_a_fresh_machine(models_dir: Path) -> None:
+    assert all(local_checkpoint(model) is None for model in CATALOG.values())
+    assert {entry.engine for entry in Registry.load()} == {"micro"}
+
+
+def test_a_pull_without_its_marker_does_not_count(models_dir: Path) -> None:
+    folder = _fake_pull(DEFAULT_MODEL)
+    (folder / PULLED_MARKER).unlink()
+    assert local_checkpoint(CATALOG[DEFAULT_MODEL]) is None
+
+
+def test_defaults_serve_wan22_ti2v_for_both_kling_ids_once_pulled(models_dir: Path) -> None:
+    folder = _fake_pull(DEFAULT_MODEL)
+    registry = Registry.load()
+    for model_id in (T2V, I2V):
+        entry = registry.get(model_id)
+        assert entry is not None
+        assert (entry.engine, entry.checkpoint, entry.catalog) == (
+            "wan",
+            str(folder),
+            DEFAULT_MODEL,
+        )
+        assert entry.options["native_width"] == 1280
+        assert entry.options["max_native_frames"] == 121
+    micro = registry.get("reelforge/micro")
+    assert micro is not None and micro.engine == "micro"
+
+
+def test_hub_cache_snapshot_counts_as_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path
+) -> None:
+    import huggingface_hub.constants
+
+    model = CATALOG["wan2.1-t2v-1.3b"]
+    revision = "1" * 40
+    repo = tmp_path / "hub" / ("models--" + model.repo.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert local_checkpoint(model) is None  # no model_index.json yet: not a complete snapshot
+    (snapshot / "model_index.json").write_text("{}")
+    assert local_checkpoint(model) == snapshot
+
+
+def test_registry_file_names_a_catalog_model_with_overrides(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(f'[models."{T2V}"]\ncatalog = "wan2.2-t2v-a14b"\noptions = {{ steps = 8 }}\n')
+    entry = Registry.load(path).get(T2V)
+    assert entry is not None
+    # Not downloaded: the entry names the repository, which the engine refuses at load with
+    # a hint to pull it, so the server still starts and says what is missing.
+    assert (entry.engine, entry.checkpoint) == ("wan", "Wan-AI/Wan2.2-T2V-A14B-Diffusers")
+    assert entry.options["steps"] == 8
+    assert entry.options["flow_shift"] == 12.0
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('catalog = "wan9"', "unknown catalog model 'wan9'"),
+        ('catalog = "wan2.1-t2v-1.3b"\nengine = "wan"', "both a catalog model and an engine"),
+    ],
+)
+def test_bad_catalog_entries_fail_at_start_up(tmp_path: Path, body: str, problem: str) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(f'[models."x"]\n{body}\n')
+    with pytest.raises(RegistryError, match=problem):
+        Registry.load(path)
+
+
+def test_override_may_name_a_catalog_model(models_dir: Path) -> None:
+    entry = Registry.load(None, [f"{T2V}=wan2.1-t2v-1.3b:/models/wan13"]).get(T2V)
+    assert entry is not None
+    assert (entry.engine, entry.checkpoint, entry.catalog) == (
+        "wan",
+        "/models/wan13",
+        "wan2.1-t2v-1.3b",
+    )
+    assert (entry.options["native_width"], entry.options["native_height"]) == (832, 480)
+
+
+def test_models_list_shows_presence_size_and_what_each_serves(
+    models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _fake_pull(DEFAULT_MODEL)
+    (folder / "weights.bin").write_bytes(b"\0" * 2_500_000)
+    assert main(["models", "list"]) == 0
+    # Columns are three spaces apart; cells may hold single spaces ("2.5 MB").
+    header, *rows = [re.split(r" {3,}", line) for line in capsys.readouterr().out.splitlines()]
+    assert header == ["MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "SERVES"]
+    by_name = {row[0]: row for row in rows}
+    assert set(CATALOG) <= set(by_name)
+    assert by_name[DEFAULT_MODEL][3:] == ["1280x704@24 121f", "yes", "2.5 MB", f"{T2V}, {I2V}"]
+    assert by_name["wan2.1-t2v-1.3b"][4:] == ["no", "-", "-"]
+    assert by_name["(micro)"][4:] == ["built in", "-", "reelforge/micro"]
+
+
+def _expected(folder: Path) -> list[ExpectedFile]:
+    return [
+        ExpectedFile(
+            path.relative_to(folder).as_posix(),
+            path.stat().st_size,
+            hashlib.sha256(path.read_bytes()).hexdigest() if path.suffix == ".bin" else None,
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    ]
+
+
+def test_verification_accepts_an_intact_download(tmp_path: Path) -> None:
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "weights.bin").write_bytes(b"weights" * 1000)
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
+    assert verify_folder(tmp_path, _expected(tmp_path)) == 7000 + len(
+        (tmp_path / "model_index.json").read_bytes()
+    )
+
+
+def test_verification_names_every_damaged_or_missing_file(tmp_path: Path) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"a" * 100)
+    (tmp_path / "config.json").write_text("{}")
+    expected = [*_expected(tmp_path), ExpectedFile("tokenizer.json", 10, None)]
+    weights.write_bytes(b"b" * 100)  # same size, other content: only the hash tells
+    with pytest.raises(PullError) as caught:
+        verify_folder(tmp_path, expected)
+    message = str(caught.value)
+    assert "weights.bin: SHA-256 differs" in message
+    assert "tokenizer.json: missing" in message
+    assert "config.json" not in message
