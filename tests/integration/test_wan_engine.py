@@ -342,3 +342,33 @@ def test_tiny_checkpoints_load_through_the_generic_diffusers_entry_point(
     assert loaded["i2v"].image_processor is not None
     assert loaded["a14b-t2v"].transformer_2 is not None
     assert loaded["a14b-t2v"].config.boundary_ratio == 0.875
+
+
+@pytest.mark.slow
+def test_engine_frames_equal_plain_diffusers_for_the_same_seed(tiny_wan_checkpoints: dict) -> None:
+    """What benchmarks/engine_speed.py times must be the same computation: with no speed
+    option on, the engine returns exactly the frames plain diffusers does."""
+    import torch
+    from diffusers import WanPipeline
+
+    folder = tiny_wan_checkpoints["ti2v"]
+    engine = _load(folder, guidance_min=1.0, guidance_max=9.0)
+    spec = make_spec(width=96, height=64, num_frames=16, fps=24, seed=3, prompt="a red kite")
+    clip = engine.generate(spec, None, _ignore_steps)
+
+    pipeline = WanPipeline.from_pretrained(folder)
+    pipeline.set_progress_bar_config(disable=True)
+    video = pipeline(
+        prompt="a red kite",
+        negative_prompt="",
+        width=96,
+        height=64,
+        num_frames=17,
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,  # cfg_scale 0.5 on the engine's 1..9 range
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).frames[0]
+    plain = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    assert clip.frames.shape == (17, 64, 96, 3)
+    np.testing.assert_array_equal(clip.frames, plain)

@@ -1,0 +1,290 @@
+"""Benchmark: reelforge's `wan` engine against plain diffusers, same model, same settings.
+
+Builds Wan2.2-TI2V-5B with random weights (speed does not depend on weight values, so no
+download is needed) into a temporary folder, then, in one run, times
+
+- plain diffusers: `WanPipeline.from_pretrained(folder)` called as the diffusers docs show;
+- reelforge: `WanEngine(folder).generate(spec)`, the path a worker takes;
+
+with the same prompt, size, frames, steps, guidance and seed, and prints seconds per
+denoising step, VAE decode seconds, end-to-end seconds, peak device memory (CUDA only) and
+the ratio plain / reelforge (above 1: reelforge is faster). It also checks that both return
+the same frames, as they must while no speed option changes the numerics.
+
+    python benchmarks/engine_speed.py --tiny                  # CPU, tiny configs, seconds
+    python benchmarks/engine_speed.py --device cuda           # full size: 1280x704, 121 frames
+
+Full size follows the published Wan2.2-TI2V-5B configs (transformer: 30 layers of width 3072,
+24 heads, FFN 14336; the Wan2.2 VAE: base width 160, decoder 256, 16x spatial compression),
+except the text encoder: UMT5-XXL's width (4096, what the transformer's cross-attention sees)
+with 1 of its 24 layers and a byte-level vocabulary, since it runs once per request and its
+weights would double the folder. Tiny mode uses `reelforge models make-tiny wan2.2-ti2v`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reelforge.engines.tiny import build_tiny
+from reelforge.engines.wan import WanEngine
+from reelforge.spec import GenerationSpec
+
+PROMPT = "a red kite over a green hill"
+SEED = 42
+
+
+@dataclass
+class Timing:
+    """One generation: seconds per phase, and the frames it produced."""
+
+    total_s: float
+    step_s: list[float]
+    decode_s: float
+    peak_gb: float | None
+    frames: np.ndarray
+
+
+class StepClock:
+    """Timestamps of every denoising step, for per-step and decode (after the last step) time."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.marks: list[float] = []
+
+    def now(self) -> float:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def step(self, *_: Any) -> None:
+        self.marks.append(self.now())
+
+
+def build_full_ti2v(directory: Path, device: str) -> Path:
+    """Wan2.2-TI2V-5B at full size with random weights, saved in the diffusers layout."""
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import ByT5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    with torch.device(device):
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            num_attention_heads=24,
+            attention_head_dim=128,
+            in_channels=48,
+            out_channels=48,
+            text_dim=4096,
+            freq_dim=256,
+            ffn_dim=14336,
+            num_layers=30,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+            rope_max_seq_len=1024,
+        ).to(dtype)
+        vae = AutoencoderKLWan(
+            base_dim=160,
+            decoder_base_dim=256,
+            z_dim=48,
+            dim_mult=[1, 2, 4, 4],
+            num_res_blocks=2,
+            temperal_downsample=[False, True, True],
+            is_residual=True,
+            in_channels=12,
+            out_channels=12,
+            patch_size=2,
+            scale_factor_spatial=16,
+            scale_factor_temporal=4,
+            latents_mean=[0.0] * 48,
+            latents_std=[1.0] * 48,
+        )
+        tokenizer = ByT5Tokenizer()
+        text_encoder = UMT5EncoderModel(
+            UMT5Config(
+                vocab_size=len(tokenizer),
+                d_model=4096,
+                d_kv=64,
+                d_ff=10240,
+                num_layers=1,
+                num_heads=64,
+                relative_attention_num_buckets=32,
+            )
+        ).to(dtype)
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+    )
+    pipeline = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
+        expand_timesteps=True,
+    )
+    pipeline.save_pretrained(directory)
+    return directory
+
+
+def run_plain(folder: Path, device: str, settings: dict[str, Any]) -> Timing:
+    """Plain diffusers, as its documentation shows."""
+    from diffusers import WanPipeline
+
+    dtype: Any = torch.float32
+    if device.startswith("cuda"):
+        dtype = {"default": torch.bfloat16, "vae": torch.float32}
+    pipeline = WanPipeline.from_pretrained(folder, dtype=dtype).to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    clock = StepClock(device)
+
+    def on_step(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        clock.step()
+        return {}
+
+    def once() -> Timing:
+        clock.marks.clear()
+        _reset_peak(device)
+        started = clock.now()
+        video = pipeline(
+            prompt=PROMPT,
+            negative_prompt="",
+            width=settings["width"],
+            height=settings["height"],
+            num_frames=settings["frames"],
+            num_inference_steps=settings["steps"],
+            guidance_scale=settings["guidance"],
+            generator=torch.Generator(device=device).manual_seed(SEED),
+            output_type="np",
+            callback_on_step_end=on_step,
+        ).frames[0]
+        ended = clock.now()
+        frames = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return _timing(started, ended, clock.marks, device, frames)
+
+    return _median([once() for _ in range(settings["repeats"])])
+
+
+def run_reelforge(folder: Path, device: str, settings: dict[str, Any]) -> Timing:
+    """reelforge's engine, as a worker runs it."""
+    engine = WanEngine(
+        str(folder),
+        device,
+        {
+            "native_width": settings["width"],
+            "native_height": settings["height"],
+            "native_fps": 24,
+            "max_native_frames": settings["frames"],
+            "steps": settings["steps"],
+            "guidance_min": 1.0,
+            # cfg_scale 0.5 then maps to exactly the guidance plain diffusers gets.
+            "guidance_max": 2 * settings["guidance"] - 1.0,
+        },
+    )
+    engine.load()
+    clock = StepClock(device)
+    spec = GenerationSpec(
+        model="klingai/v2-master-text-to-video",
+        prompt=PROMPT,
+        width=settings["width"],
+        height=settings["height"],
+        num_frames=settings["frames"] - 1,  # the engine adds the first frame (4k + 1)
+        fps=24,
+        seed=SEED,
+    )
+
+    def once() -> Timing:
+        clock.marks.clear()
+        _reset_peak(device)
+        started = clock.now()
+        clip = engine.generate(spec, None, clock.step)
+        ended = clock.now()
+        return _timing(started, ended, clock.marks, device, clip.frames)
+
+    return _median([once() for _ in range(settings["repeats"])])
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _timing(
+    started: float, ended: float, marks: list[float], device: str, frames: np.ndarray
+) -> Timing:
+    steps = [b - a for a, b in zip([started, *marks[:-1]], marks, strict=True)]
+    peak = torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None
+    # The first "step" also holds text encoding and latent preparation.
+    return Timing(ended - started, steps, ended - marks[-1], peak, frames)
+
+
+def _median(runs: list[Timing]) -> Timing:
+    ordered = sorted(runs, key=lambda run: run.total_s)
+    return ordered[len(ordered) // 2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny configs on CPU")
+    parser.add_argument("--device", default=None, help="cpu or cuda (cuda unless --tiny)")
+    parser.add_argument("--steps", type=int, default=None, help="50 full size, 10 tiny")
+    parser.add_argument("--frames", type=int, default=None, help="121 full size, 49 tiny")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side; the median counts")
+    parser.add_argument("--guidance", type=float, default=5.0)
+    args = parser.parse_args(argv)
+
+    device = args.device or ("cpu" if args.tiny else "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("no CUDA device here; use --tiny for the CPU comparison", file=sys.stderr)
+        return 2
+    width, height = (96, 64) if args.tiny else (1280, 704)
+    settings = {
+        "width": width,
+        "height": height,
+        "frames": args.frames or (49 if args.tiny else 121),
+        "steps": args.steps or (10 if args.tiny else 50),
+        "guidance": args.guidance,
+        "repeats": args.repeats,
+    }
+    with tempfile.TemporaryDirectory(prefix="reelforge-bench-") as tmp:
+        folder = Path(tmp) / "wan2.2-ti2v"
+        started = time.perf_counter()
+        if args.tiny:
+            build_tiny("wan2.2-ti2v", folder)
+        else:
+            build_full_ti2v(folder, device)
+        print(
+            f"built {'tiny' if args.tiny else 'full-size'} Wan2.2-TI2V-5B in "
+            f"{time.perf_counter() - started:.1f} s; {settings['width']}x{settings['height']}, "
+            f"{settings['frames']} frames, {settings['steps']} steps, guidance "
+            f"{settings['guidance']}, {device}, median of {settings['repeats']}"
+        )
+        plain = run_plain(folder, device, settings)
+        ours = run_reelforge(folder, device, settings)
+
+    print(f"{'':<12}{'s/step':>10}{'decode s':>10}{'total s':>10}{'peak GB':>10}")
+    for name, run in (("diffusers", plain), ("reelforge", ours)):
+        per_step = statistics.median(run.step_s[1:] or run.step_s)
+        peak = f"{run.peak_gb:.1f}" if run.peak_gb is not None else "n/a"
+        print(f"{name:<12}{per_step:>10.3f}{run.decode_s:>10.2f}{run.total_s:>10.2f}{peak:>10}")
+    print(f"ratio diffusers / reelforge, end to end: {plain.total_s / ours.total_s:.2f}x")
+    same = plain.frames.shape == ours.frames.shape and np.array_equal(plain.frames, ours.frames)
+    print(f"frames identical: {'yes' if same else 'NO'} {ours.frames.shape}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
