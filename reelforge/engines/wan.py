@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from reelforge.engines.acceleration import MEMORY_MODES, apply_memory_mode, apply_speed_settings
 from reelforge.engines.base import Clip, Engine, OnStep
 from reelforge.engines.chaining import Segment, append_segment, plan_segments
 from reelforge.engines.tiny import TINY_INFO_FILE
@@ -58,6 +59,15 @@ class WanOptions:
     """Guidance at cfg_scale 1; with guidance_min 1.0, cfg_scale 0.5 gives Wan's default 5.0."""
     flow_shift: float | None = None
     """Replaces the scheduler's shift: Wan recommends 3.0 for 480p and 5.0 for 720p."""
+    memory: str = "auto"
+    """Where the weights live: auto, device, model_offload, group_offload or
+    sequential_offload (see `acceleration`); auto picks by free device memory."""
+    vae_tiling: bool = False
+    """Decode in overlapping tiles (less memory); always on in the offload modes."""
+    cache_threshold: float = 0.0
+    """First-block cache threshold (0: off; about 0.05-0.2 trades detail for speed)."""
+    compile: bool = False
+    """Compile the transformer's repeated block with torch.compile, warmed up at load."""
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> WanOptions:
@@ -70,16 +80,14 @@ class WanOptions:
                 f"known: {', '.join(sorted(known))}"
             )
         for name, value in options.items():
-            # TOML gives real numbers; a quoted "30" is a typo worth catching at start-up.
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise ValueError(f"wan option {name} must be a number, got {value!r}")
+            _check_type(name, value)
         names = ("native_width", "native_height", "native_fps", "max_native_frames", "steps")
         for name in (*names, "chain_overlap"):
             value = options.get(name)
             if value is not None and value <= 0:
                 raise ValueError(f"wan option {name} must be positive, got {value!r}")
+        if options.get("cache_threshold", 0) < 0:
+            raise ValueError("wan option cache_threshold must be 0 (off) or positive")
         if ("native_width" in options) != ("native_height" in options):
             raise ValueError("wan options native_width and native_height go together; set both")
         return cls(**options)
@@ -87,6 +95,19 @@ class WanOptions:
     def guidance_scale(self, cfg_scale: float) -> float:
         """Map the request's cfg_scale (0..1) linearly onto [guidance_min, guidance_max]."""
         return self.guidance_min + cfg_scale * (self.guidance_max - self.guidance_min)
+
+
+def _check_type(name: str, value: Any) -> None:
+    """TOML gives real numbers, booleans and strings; a quoted "30" or a misspelt mode is a
+    typo worth catching at start-up."""
+    if name == "memory":
+        if value not in MEMORY_MODES:
+            raise ValueError(f"wan option memory must be one of {', '.join(MEMORY_MODES)}")
+    elif name in ("vae_tiling", "compile"):
+        if not isinstance(value, bool):
+            raise ValueError(f"wan option {name} must be true or false, got {value!r}")
+    elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"wan option {name} must be a number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +167,8 @@ class WanEngine(Engine):
         self._text_pipeline: Any = None
         self._image_pipeline: Any = None
         self._torch_device = "cpu"
+        self.memory_mode = "device"
+        """The memory mode in use, `auto` resolved; known after `load()`."""
 
     def load(self) -> None:
         """Load the checkpoint's pipeline onto the device and fill in defaults from it."""
@@ -170,10 +193,17 @@ class WanEngine(Engine):
                 "image_encoder": torch.float32,
             }
         pipeline_class = WanPipeline if class_name == _TEXT_TO_VIDEO else WanImageToVideoPipeline
-        pipeline = pipeline_class.from_pretrained(folder, dtype=dtype).to(device)
+        options = self.wan_options
+        pipeline = pipeline_class.from_pretrained(folder, dtype=dtype)
+        self.memory_mode = apply_memory_mode(pipeline, options.memory, device)
+        if options.vae_tiling:
+            pipeline.vae.enable_tiling()
+        apply_speed_settings(
+            pipeline, cache_threshold=options.cache_threshold, compile_blocks=options.compile
+        )
         pipeline.set_progress_bar_config(disable=True)
-        if self.wan_options.flow_shift is not None:
-            pipeline.scheduler = _shifted_scheduler(pipeline.scheduler, self.wan_options.flow_shift)
+        if options.flow_shift is not None:
+            pipeline.scheduler = _shifted_scheduler(pipeline.scheduler, options.flow_shift)
 
         if class_name == _TEXT_TO_VIDEO:
             self._text_pipeline = pipeline
@@ -192,6 +222,28 @@ class WanEngine(Engine):
         self.supports_text_to_video = self._text_pipeline is not None  # type: ignore[misc]
         self.supports_image_to_video = self._image_pipeline is not None  # type: ignore[misc]
         self.native = self._native_format(folder, pipeline)
+        if options.compile:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run the compiled transformer once at the native size and longest clip, so the
+        first request does not pay for compilation (other lengths compile on first use)."""
+        native = self.native
+        assert native is not None
+        pipeline = self._text_pipeline or self._image_pipeline
+        image = None if self._text_pipeline is not None else Image.new("RGB", (64, 64))
+        self._render(
+            pipeline,
+            prompt="warm-up",
+            negative_prompt="",
+            image=image,
+            size=(native.width, native.height),
+            num_frames=native.max_frames,
+            guidance=self.wan_options.guidance_scale(0.5),
+            seed=0,
+            on_step=lambda done, total: None,
+            steps=2,
+        )
 
     def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
         """Render `spec` at the native size and rate; `on_step` runs after each denoising step.
@@ -251,6 +303,9 @@ class WanEngine(Engine):
             "segments": len(segments),
             "steps": options.steps,
             "guidance_scale": guidance,
+            "memory_mode": self.memory_mode,
+            "cache_threshold": options.cache_threshold,
+            "compiled": options.compile,
         }
         return Clip(frames=pixels, fps=native.fps, meta=meta)
 
@@ -266,6 +321,7 @@ class WanEngine(Engine):
         guidance: float,
         seed: int,
         on_step: OnStep,
+        steps: int | None = None,
     ) -> np.ndarray:
         """One pipeline call: float frames (T, H, W, 3) in [0, 1]."""
         import torch
@@ -283,7 +339,7 @@ class WanEngine(Engine):
             "width": width,
             "height": height,
             "num_frames": num_frames,
-            "num_inference_steps": self.wan_options.steps,
+            "num_inference_steps": steps or self.wan_options.steps,
             "guidance_scale": guidance,
             "generator": torch.Generator(device=self._torch_device).manual_seed(seed),
             "output_type": "np",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from reelforge.engines.base import Clip
@@ -372,3 +373,71 @@ def test_engine_frames_equal_plain_diffusers_for_the_same_seed(tiny_wan_checkpoi
     plain = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     assert clip.frames.shape == (17, 64, 96, 3)
     np.testing.assert_array_equal(clip.frames, plain)
+
+
+def _count_calls(module: torch.nn.Module) -> list[int]:
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    module.register_forward_hook(count)
+    return calls
+
+
+@pytest.mark.slow
+def test_first_block_cache_skips_the_later_blocks(tiny_wan_checkpoints: dict) -> None:
+    plain = _load(tiny_wan_checkpoints["t2v"])
+    cached = _load(tiny_wan_checkpoints["t2v"], cache_threshold=1e6)  # reuse whenever it can
+    # The cache replaces a skipped block's forward, so count its feed-forward, which only a
+    # block that really runs calls.
+    plain_calls = _count_calls(plain._text_pipeline.transformer.blocks[-1].ffn)
+    cached_calls = _count_calls(cached._text_pipeline.transformer.blocks[-1].ffn)
+    plain.generate(make_spec(), None, _ignore_steps)
+    clip = cached.generate(make_spec(), None, _ignore_steps)
+    # Guidance runs the transformer twice a step; with the cache only the first step runs
+    # the last block, the others reuse its residual.
+    assert plain_calls[0] == 2 * STEPS
+    assert cached_calls[0] == 2
+    assert clip.meta["cache_threshold"] == 1e6
+
+
+@pytest.mark.slow
+def test_compiled_engine_warms_up_at_load_and_matches_eager(
+    t2v: WanEngine, tiny_wan_checkpoints: dict
+) -> None:
+    # 5 native frames: the request below has the warm-up's shape, so nothing recompiles.
+    compiled = _load(
+        tiny_wan_checkpoints["t2v"], compile=True, max_native_frames=5, chain_overlap=1
+    )
+    spec = make_spec(seed=21)
+    clip = compiled.generate(spec, None, _ignore_steps)
+    eager = t2v.generate(spec, None, _ignore_steps)
+    assert clip.meta["compiled"] is True
+    assert clip.frames.shape == eager.frames.shape == (5, 48, 64, 3)
+    # Fused kernels round differently; the frames agree to a couple of levels out of 255.
+    difference = np.abs(clip.frames.astype(int) - eager.frames.astype(int))
+    assert difference.max() <= 3
+
+
+def test_offload_modes_need_a_cuda_device(tiny_wan_checkpoints: dict) -> None:
+    for mode in ("model_offload", "group_offload", "sequential_offload"):
+        with pytest.raises(ValueError, match="needs a CUDA device"):
+            _load(tiny_wan_checkpoints["t2v"], memory=mode)
+    engine = _load(tiny_wan_checkpoints["t2v"], memory="auto", vae_tiling=True)
+    assert engine.memory_mode == "device"  # auto on a CPU: nothing to offload to
+    assert engine._text_pipeline.vae.use_tiling
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"memory": "fast"}, "memory must be one of auto, device"),
+        ({"vae_tiling": "yes"}, "vae_tiling must be true or false"),
+        ({"compile": 1}, "compile must be true or false"),
+        ({"cache_threshold": -0.1}, "cache_threshold must be 0"),
+    ],
+)
+def test_bad_speed_and_memory_options_are_refused(options: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        WanOptions.from_mapping(options)
