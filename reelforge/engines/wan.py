@@ -270,7 +270,9 @@ class WanEngine(Engine):
         phrase = camera_phrase(spec.camera)
         prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
         guidance = options.guidance_scale(spec.cfg_scale)
-        total_steps = options.steps * len(segments)
+        # Progress units per segment: text encoding, each denoising step, the VAE decode.
+        units = options.steps + 2
+        total_units = units * len(segments)
 
         video: np.ndarray | None = None
         condition = image
@@ -287,7 +289,7 @@ class WanEngine(Engine):
                 guidance=guidance,
                 # Each segment its own noise, all fixed by the request's seed.
                 seed=(spec.seed + index) % 2**64,
-                on_step=_offset_progress(on_step, index * options.steps, total_steps),
+                on_step=_offset_progress(on_step, index * units, total_units),
             )
             video = frames if video is None else append_segment(video, frames, segment.start)
         assert video is not None
@@ -323,23 +325,39 @@ class WanEngine(Engine):
         on_step: OnStep,
         steps: int | None = None,
     ) -> np.ndarray:
-        """One pipeline call: float frames (T, H, W, 3) in [0, 1]."""
+        """One pipeline call: float frames (T, H, W, 3) in [0, 1].
+
+        Reports `steps + 2` progress units: the prompt encoded (done here, before the call,
+        exactly as the pipeline would), each denoising step, and the decode.
+        """
         import torch
+
+        steps = steps or self.wan_options.steps
+        units = steps + 2
 
         def report_step(
             pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
         ) -> dict[str, Any]:
-            on_step(index + 1, pipe.num_timesteps)  # may raise: that is how the worker cancels
+            on_step(index + 2, units)  # may raise: that is how the worker cancels
             return {}
 
         width, height = size
+        with torch.inference_mode():
+            prompt_embeds, negative_embeds = pipeline.encode_prompt(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                do_classifier_free_guidance=guidance > 1.0,
+                max_sequence_length=512,  # what the pipeline's own call uses
+                device=pipeline._execution_device,
+            )
+        on_step(1, units)
         call: dict[str, Any] = {
-            "prompt": prompt,
-            "negative_prompt": negative_prompt,
+            "prompt_embeds": prompt_embeds,
+            "negative_prompt_embeds": negative_embeds,
             "width": width,
             "height": height,
             "num_frames": num_frames,
-            "num_inference_steps": steps or self.wan_options.steps,
+            "num_inference_steps": steps,
             "guidance_scale": guidance,
             "generator": torch.Generator(device=self._torch_device).manual_seed(seed),
             "output_type": "np",
@@ -349,7 +367,9 @@ class WanEngine(Engine):
         if image is not None:
             call["image"] = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
         with torch.inference_mode():
-            return np.asarray(pipeline(**call).frames[0], dtype=np.float32)
+            frames = np.asarray(pipeline(**call).frames[0], dtype=np.float32)
+        on_step(units, units)
+        return frames
 
     def _pipeline_for(self, image: Image.Image | None) -> Any:
         if self._text_pipeline is None and self._image_pipeline is None:

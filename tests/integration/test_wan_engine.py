@@ -120,7 +120,8 @@ def test_long_clip_is_chained_through_image_to_video(tiny_wan_checkpoints: dict)
     assert clip.frames.shape[0] == 49
     assert (clip.meta["segments"], clip.meta["frames_capped"]) == (4, False)
     assert [call["num_frames"] for call in recorder.calls] == [17, 17, 13]
-    assert progress == [(step, 4 * STEPS) for step in range(1, 4 * STEPS + 1)]
+    units = 4 * (STEPS + 2)  # per segment: the prompt, each step, the decode
+    assert progress == [(unit, units) for unit in range(1, units + 1)]
     # The first segment is the plain text-to-video render of its length; the second is
     # conditioned on its frame 12, and the frames before that are kept as rendered.
     first = engine.generate(make_spec(num_frames=17, fps=24, seed=5), None, _ignore_steps)
@@ -202,10 +203,11 @@ def test_wan22_a14b_runs_both_experts(tiny_wan_checkpoints: dict[str, Path], tas
 
 
 @pytest.mark.slow
-def test_on_step_reports_every_denoising_step_in_order(t2v: WanEngine) -> None:
+def test_progress_covers_text_encoding_every_step_and_the_decode(t2v: WanEngine) -> None:
     calls: list[tuple[int, int]] = []
     t2v.generate(make_spec(), None, lambda done, total: calls.append((done, total)))
-    assert calls == [(step, STEPS) for step in range(1, STEPS + 1)]
+    # One unit for the prompt, one per denoising step, one for the decode.
+    assert calls == [(unit, STEPS + 2) for unit in range(1, STEPS + 3)]
 
 
 @pytest.mark.slow

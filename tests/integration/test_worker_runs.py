@@ -90,11 +90,11 @@ def test_cancel_stops_the_engine_within_one_step_and_skips_the_decode(
     job = store.create_job(make_spec(num_frames=9))
     lease = _claim(store)
 
-    def cancel_during_step_three(done: int) -> None:
-        if done == 3:  # as if the API's cancel arrived while step 3 ran
+    def cancel_during_step_two(done: int) -> None:
+        if done == 3:  # unit 1 is the prompt: as if the cancel arrived while step 2 ran
             store.request_cancel(job.id)
 
-    engine.on_step_hook = cancel_during_step_three
+    engine.on_step_hook = cancel_during_step_two
     runner.run(lease)
 
     assert engine.steps == [1, 2, 3]
@@ -108,7 +108,7 @@ def test_cancel_stops_the_engine_within_one_step_and_skips_the_decode(
     engine.on_step_hook = lambda done: None
     following = store.create_job(make_spec(num_frames=9))
     runner.run(_claim(store))
-    assert engine.steps == list(range(1, STEPS + 1)) and engine.decodes == 1
+    assert engine.steps == list(range(1, STEPS + 3)) and engine.decodes == 1
     assert store.get_job(following.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
 
 
