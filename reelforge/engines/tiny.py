@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["TINY_ARCHS", "TINY_INFO_FILE", "TinyArch", "TinyTask", "build_tiny", "build_tiny_wan"]
+__all__ = [
+    "TINY_ARCHS",
+    "TINY_INFO_FILE",
+    "TinyArch",
+    "TinyTask",
+    "build_tiny",
+    "build_tiny_lora",
+    "build_tiny_wan",
+]
 
 TinyTask = Literal["t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v"]
 
@@ -160,6 +168,32 @@ def build_tiny_wan(directory: Path, task: TinyTask = "t2v", seed: int = 0) -> Pa
     }
     (directory / TINY_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return directory
+
+
+def build_tiny_lora(checkpoint: Path, path: Path, seed: int = 0, rank: int = 4) -> Path:
+    """A random LoRA (rank `rank`, on every attention projection) for the transformer of the
+    tiny checkpoint in `checkpoint`, saved as `path` in the diffusers LoRA format: a stand-in
+    for a step-distilled "fast" LoRA, to exercise loading and fusing."""
+    import torch
+    from diffusers import WanPipeline, WanTransformer3DModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    transformer = WanTransformer3DModel.from_pretrained(Path(checkpoint) / "transformer")
+    torch.manual_seed(seed)
+    transformer.add_adapter(
+        LoraConfig(
+            r=rank,
+            lora_alpha=rank,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+            init_lora_weights=False,  # random on both sides, so the LoRA changes the output
+        )
+    )
+    WanPipeline.save_lora_weights(
+        save_directory=str(Path(path).parent),
+        transformer_lora_layers=get_peft_model_state_dict(transformer),
+        weight_name=Path(path).name,
+    )
+    return Path(path)
 
 
 def _text_encoder(vocab_size: int) -> Any:

@@ -68,6 +68,10 @@ class WanOptions:
     """First-block cache threshold (0: off; about 0.05-0.2 trades detail for speed)."""
     compile: bool = False
     """Compile the transformer's repeated block with torch.compile, warmed up at load."""
+    lora: str | None = None
+    """A LoRA to fuse into the transformer(s) at load: a local .safetensors file, e.g. a
+    step-distilled "fast" LoRA (then also set steps = 4 and guidance_max = 1.0)."""
+    lora_scale: float = 1.0
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> WanOptions:
@@ -103,6 +107,11 @@ def _check_type(name: str, value: Any) -> None:
     if name == "memory":
         if value not in MEMORY_MODES:
             raise ValueError(f"wan option memory must be one of {', '.join(MEMORY_MODES)}")
+    elif name == "lora":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(
+                f"wan option lora must be a path to a .safetensors file, got {value!r}"
+            )
     elif name in ("vae_tiling", "compile"):
         if not isinstance(value, bool):
             raise ValueError(f"wan option {name} must be true or false, got {value!r}")
@@ -195,6 +204,8 @@ class WanEngine(Engine):
         pipeline_class = WanPipeline if class_name == _TEXT_TO_VIDEO else WanImageToVideoPipeline
         options = self.wan_options
         pipeline = pipeline_class.from_pretrained(folder, dtype=dtype)
+        if options.lora is not None:
+            fuse_lora(pipeline, Path(options.lora).expanduser(), options.lora_scale)
         self.memory_mode = apply_memory_mode(pipeline, options.memory, device)
         if options.vae_tiling:
             pipeline.vae.enable_tiling()
@@ -308,6 +319,7 @@ class WanEngine(Engine):
             "memory_mode": self.memory_mode,
             "cache_threshold": options.cache_threshold,
             "compiled": options.compile,
+            "lora": options.lora,
         }
         return Clip(frames=pixels, fps=native.fps, meta=meta)
 
@@ -419,6 +431,23 @@ class WanEngine(Engine):
                     f"{folder} (its VAE compression x transformer patch size)"
                 )
         return native
+
+
+def fuse_lora(pipeline: Any, path: Path, scale: float) -> None:
+    """Fuse the LoRA at `path` into the pipeline's transformer (both experts of Wan2.2-A14B,
+    when the file has weights for the second), then drop the adapter: fused, it costs nothing
+    per step."""
+    if not path.is_file():
+        raise ValueError(f"wan option lora: {path} is not a file")
+    components = ["transformer"]
+    pipeline.load_lora_weights(str(path), adapter_name="reelforge")
+    if getattr(pipeline, "transformer_2", None) is not None:
+        pipeline.load_lora_weights(
+            str(path), adapter_name="reelforge_2", load_into_transformer_2=True
+        )
+        components.append("transformer_2")
+    pipeline.fuse_lora(components=components, lora_scale=scale)
+    pipeline.unload_lora_weights()
 
 
 def _offset_progress(on_step: OnStep, before: int, total: int) -> OnStep:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from reelforge.engines.base import Clip
-from reelforge.engines.tiny import build_tiny_wan
+from reelforge.engines.tiny import build_tiny_lora, build_tiny_wan
 from reelforge.engines.wan import WanEngine, WanOptions, native_frame_count
 from reelforge.errors import GenerationError
 from reelforge.spec import CameraMotion
@@ -443,3 +443,26 @@ def test_offload_modes_need_a_cuda_device(tiny_wan_checkpoints: dict) -> None:
 def test_bad_speed_and_memory_options_are_refused(options: dict, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         WanOptions.from_mapping(options)
+
+
+@pytest.mark.slow
+def test_lora_is_fused_at_load_and_scale_zero_leaves_the_model_as_it_was(
+    t2v: WanEngine, tiny_wan_checkpoints: dict, tmp_path: Path
+) -> None:
+    lora = build_tiny_lora(tiny_wan_checkpoints["t2v"], tmp_path / "fast.safetensors")
+    spec = make_spec(seed=4)
+    base = t2v.generate(spec, None, _ignore_steps)
+    with_lora = _load(tiny_wan_checkpoints["t2v"], lora=str(lora)).generate(
+        spec, None, _ignore_steps
+    )
+    unscaled = _load(tiny_wan_checkpoints["t2v"], lora=str(lora), lora_scale=0.0)
+    assert with_lora.meta["lora"] == str(lora)
+    assert not np.array_equal(with_lora.frames, base.frames)
+    np.testing.assert_array_equal(unscaled.generate(spec, None, _ignore_steps).frames, base.frames)
+    # Fused and unloaded: no adapter layers are left to cost time at every step.
+    assert not unscaled._text_pipeline.get_list_adapters()
+
+
+def test_missing_lora_file_is_refused_at_load(tiny_wan_checkpoints: dict, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"lora: .* is not a file"):
+        _load(tiny_wan_checkpoints["t2v"], lora=str(tmp_path / "absent.safetensors"))
