@@ -12,12 +12,18 @@ Memory modes, from fastest to leanest:
 `auto` picks the fastest that fits the device's free memory (`choose_memory_mode`). Offloaded
 modes tile the VAE decode as well, since a 121-frame 720p decode alone takes several GB.
 
-Speed settings, all off by default: `cache_threshold` turns on diffusers' first-block cache
-(a step whose first transformer block changes its output by less than the threshold, relative,
-reuses the previous step's residual for the remaining blocks: faster, slightly different
-frames); `compile` compiles the transformer's repeated block with `torch.compile` (regional
-compilation: one block compiled, reused by every layer, so it compiles in seconds) and the
-engine warms it up at load.
+Speed settings, all off by default:
+
+- `fp8` stores the transformer's weights in float8 and computes in the load dtype (diffusers'
+  layerwise casting: about half the memory of bfloat16);
+- `attention` picks diffusers' attention backend (`flash`, `_flash_3` for FlashAttention 3
+  on Hopper, `sage`, ...; the default is PyTorch's fused SDPA);
+- `cache_threshold` turns on diffusers' first-block cache (a step whose first transformer
+  block changes its output by less than the threshold, relative, reuses the previous step's
+  residual for the remaining blocks: faster, slightly different frames);
+- `compile` compiles the transformer's repeated block with `torch.compile` (regional
+  compilation: one block compiled, reused by every layer, so it compiles in seconds), and
+  the engine warms it up at load.
 """
 
 from __future__ import annotations
@@ -107,14 +113,41 @@ def apply_memory_mode(pipeline: Any, mode: str, device: str) -> str:
     return mode
 
 
-def apply_speed_settings(pipeline: Any, *, cache_threshold: float, compile_blocks: bool) -> None:
-    """Turn on first-block caching and regional compilation on every transformer of
-    `pipeline` (Wan2.2-A14B has two)."""
+def apply_speed_settings(
+    pipeline: Any,
+    *,
+    cache_threshold: float = 0.0,
+    compile_blocks: bool = False,
+    attention: str = "native",
+    fp8: bool = False,
+) -> None:
+    """Turn on the speed settings on every transformer of `pipeline` (Wan2.2-A14B has two):
+    fp8 weight storage, the attention backend, first-block caching, regional compilation."""
     transformers = [
         component
         for component in (pipeline.transformer, getattr(pipeline, "transformer_2", None))
         if component is not None
     ]
+    if fp8:
+        import torch
+
+        for transformer in transformers:
+            # Weights stored in float8 (half of bfloat16's memory), each layer cast back to
+            # the compute dtype as it runs; norms and embeddings stay as they are.
+            transformer.enable_layerwise_casting(
+                storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype
+            )
+    if attention != "native":
+        if attention.endswith("_hub"):
+            raise ValueError(
+                f"attention backend {attention!r} downloads its kernel from the hub at run "
+                f"time; install the kernel package and use its local backend instead"
+            )
+        for transformer in transformers:
+            try:
+                transformer.set_attention_backend(attention)
+            except (ValueError, RuntimeError, ImportError) as exc:
+                raise ValueError(f"attention backend {attention!r} cannot run here: {exc}") from exc
     if cache_threshold > 0:
         from diffusers import FirstBlockCacheConfig
 

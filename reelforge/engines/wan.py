@@ -68,6 +68,10 @@ class WanOptions:
     """First-block cache threshold (0: off; about 0.05-0.2 trades detail for speed)."""
     compile: bool = False
     """Compile the transformer's repeated block with torch.compile, warmed up at load."""
+    fp8: bool = False
+    """Store the transformer weights in float8, computing in the load dtype (less memory)."""
+    attention: str = "native"
+    """diffusers attention backend: native (PyTorch SDPA), flash, _flash_3, sage, ..."""
     lora: str | None = None
     """A LoRA to fuse into the transformer(s) at load: a local .safetensors file, e.g. a
     step-distilled "fast" LoRA (then also set steps = 4 and guidance_max = 1.0)."""
@@ -107,12 +111,15 @@ def _check_type(name: str, value: Any) -> None:
     if name == "memory":
         if value not in MEMORY_MODES:
             raise ValueError(f"wan option memory must be one of {', '.join(MEMORY_MODES)}")
+    elif name == "attention":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"wan option attention must be a backend name, got {value!r}")
     elif name == "lora":
         if not isinstance(value, str) or not value.strip():
             raise ValueError(
                 f"wan option lora must be a path to a .safetensors file, got {value!r}"
             )
-    elif name in ("vae_tiling", "compile"):
+    elif name in ("vae_tiling", "compile", "fp8"):
         if not isinstance(value, bool):
             raise ValueError(f"wan option {name} must be true or false, got {value!r}")
     elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -210,7 +217,11 @@ class WanEngine(Engine):
         if options.vae_tiling:
             pipeline.vae.enable_tiling()
         apply_speed_settings(
-            pipeline, cache_threshold=options.cache_threshold, compile_blocks=options.compile
+            pipeline,
+            cache_threshold=options.cache_threshold,
+            compile_blocks=options.compile,
+            attention=options.attention,
+            fp8=options.fp8,
         )
         pipeline.set_progress_bar_config(disable=True)
         if options.flow_shift is not None:
@@ -320,6 +331,8 @@ class WanEngine(Engine):
             "cache_threshold": options.cache_threshold,
             "compiled": options.compile,
             "lora": options.lora,
+            "fp8": options.fp8,
+            "attention": options.attention,
         }
         return Clip(frames=pixels, fps=native.fps, meta=meta)
 

@@ -466,3 +466,27 @@ def test_lora_is_fused_at_load_and_scale_zero_leaves_the_model_as_it_was(
 def test_missing_lora_file_is_refused_at_load(tiny_wan_checkpoints: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"lora: .* is not a file"):
         _load(tiny_wan_checkpoints["t2v"], lora=str(tmp_path / "absent.safetensors"))
+
+
+@pytest.mark.slow
+def test_fp8_storage_keeps_transformer_weights_in_float8(
+    t2v: WanEngine, tiny_wan_checkpoints: dict
+) -> None:
+    engine = _load(tiny_wan_checkpoints["t2v"], fp8=True)
+    transformer = engine._text_pipeline.transformer
+    assert transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
+    clip = engine.generate(make_spec(seed=9), None, _ignore_steps)
+    eager = t2v.generate(make_spec(seed=9), None, _ignore_steps)
+    assert clip.meta["fp8"] is True
+    assert clip.frames.shape == eager.frames.shape
+
+
+@pytest.mark.parametrize(
+    ("backend", "problem"),
+    [("flash_hub", "downloads its kernel"), ("flash", "cannot run here")],
+)
+def test_unavailable_attention_backends_are_refused_at_load(
+    tiny_wan_checkpoints: dict, backend: str, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        _load(tiny_wan_checkpoints["t2v"], attention=backend)
