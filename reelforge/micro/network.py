@@ -9,7 +9,7 @@ tokens) lets every frame see the whole clip, which is what consistent motion nee
 prompt embedding and diffusion time condition every block by scale and shift (FiLM);
 cross-attention to the prompt's tokens, at both levels, carries the words that the pooled
 vector blurs (see `text.py`); fixed coordinate features tell each token its frame and place.
-About 0.45 GMAC per clip.
+About 0.5 GMAC per clip.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class MicroNetConfig:
     attribute_dim: int = 0
     """Width of the fixed linear projection of the pooled prompt onto the world's attributes
     (`set_attribute_projection`, fitted by the trainer); 0 for none."""
-    head_hidden: int = 0
+    head_hidden: int = 384
     """Width of the hidden layer of the per-token output head; 0 for a linear head."""
 
     def to_dict(self) -> dict[str, object]:

@@ -4,7 +4,7 @@ Every batch is rendered fresh (`world.render_clip`), so there is no data set to 
 are the canonical sentence or a training-vocabulary paraphrase, embedded once up front. The
 loss weights the moving shape's pixels (see `diffusion.diffusion_loss`); an exponential
 moving average of the weights is what gets saved. The defaults reproduce the shipped
-checkpoint on two CPU cores in about 20 minutes (53 clips/s on the development machine);
+checkpoint on two CPU cores in about 37 minutes (29 clips/s on the development machine);
 `--steps 2` is the suite's smoke run.
 """
 
