@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         description="Extra registry entries ID=ENGINE[:CHECKPOINT], comma-separated; "
         "they override the file.",
     )
+    models_dir: Path = Field(
+        default=Path.home() / ".cache" / "reelforge" / "models",
+        description="Where `reelforge models pull` downloads catalog models.",
+    )
     workers: int = Field(default=1, ge=0, description="Worker processes `serve` starts.")
     device: str = Field(default="auto", description="Torch device for engines: auto, cpu, cuda.")
     lease_seconds: float = Field(

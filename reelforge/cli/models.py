@@ -91,15 +91,12 @@ def add_command(commands: Any) -> None:
 
 def run_models_list(args: argparse.Namespace) -> int:
     """Run `reelforge models list`: the catalog and the registry, as seen on this machine."""
-    import os
+    from reelforge.settings import Settings
 
-    path = args.models_file or (
-        Path(os.environ["REELFORGE_MODELS_FILE"])
-        if os.environ.get("REELFORGE_MODELS_FILE")
-        else None
-    )
+    settings = Settings()
     try:
-        registry = Registry.load(path)
+        # The registry exactly as `serve` would load it, the file from --models-file first.
+        registry = Registry.load(args.models_file or settings.models_file, settings.models)
     except (RegistryError, OSError) as exc:
         print(f"reelforge: {exc}", file=sys.stderr)
         return common.EXIT_USAGE

@@ -15,10 +15,11 @@ The figures come from the model cards and the diffusers examples of each release
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from reelforge.engines.tiny import TINY_ARCHS
 
 __all__ = [
     "CATALOG",
@@ -85,21 +86,24 @@ def _wan(
     name: str,
     repo: str,
     tiny_arch: str,
-    tasks: str,
     size: tuple[int, int],
-    fps: float,
-    max_frames: int,
-    steps: int,
-    guidance: float,
+    *,
     flow_shift: float,
+    fps: float = 16,
+    max_frames: int = 81,
+    steps: int = 50,
+    guidance: float = 5.0,
 ) -> CatalogModel:
+    """A Wan model; its engine and tasks are those of its layout (`TINY_ARCHS[tiny_arch]`),
+    the rate, length, steps and guidance default to Wan2.1's."""
+    arch = TINY_ARCHS[tiny_arch]
     return CatalogModel(
         name=name,
         repo=repo,
-        engine="wan",
+        engine=arch.engine,
         tiny_arch=tiny_arch,
-        text_to_video="t2v" in tasks,
-        image_to_video="i2v" in tasks,
+        text_to_video=arch.text_to_video,
+        image_to_video=arch.image_to_video,
         width=size[0],
         height=size[1],
         fps=fps,
@@ -111,87 +115,29 @@ def _wan(
     )
 
 
+_720P = (1280, 720)
+
 CATALOG: dict[str, CatalogModel] = {
     model.name: model
     for model in (
         # Wan2.1: 16 fps, 81 frames; shift 3.0 at 480p and 5.0 at 720p, as the cards advise.
-        _wan(
-            "wan2.1-t2v-1.3b",
-            "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-            "wan2.1-t2v",
-            "t2v",
-            (832, 480),
-            16,
-            81,
-            50,
-            5.0,
-            3.0,
-        ),
-        _wan(
-            "wan2.1-t2v-14b",
-            "Wan-AI/Wan2.1-T2V-14B-Diffusers",
-            "wan2.1-t2v",
-            "t2v",
-            (1280, 720),
-            16,
-            81,
-            50,
-            5.0,
-            5.0,
-        ),
-        _wan(
-            "wan2.1-i2v-14b-720p",
-            "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
-            "wan2.1-i2v",
-            "i2v",
-            (1280, 720),
-            16,
-            81,
-            50,
-            5.0,
-            5.0,
-        ),
+        _wan("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan2.1-t2v", (832, 480),
+             flow_shift=3.0),
+        _wan("wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan2.1-t2v", _720P,
+             flow_shift=5.0),
+        _wan("wan2.1-i2v-14b-720p", "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", "wan2.1-i2v", _720P,
+             flow_shift=5.0),
         # Wan2.2-TI2V-5B: one set of weights for both tasks, 24 fps, 121 frames at 1280x704.
-        _wan(
-            "wan2.2-ti2v-5b",
-            "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-            "wan2.2-ti2v",
-            "t2v+i2v",
-            (1280, 704),
-            24,
-            121,
-            50,
-            5.0,
-            5.0,
-        ),
+        _wan("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "wan2.2-ti2v", (1280, 704),
+             fps=24, max_frames=121, flow_shift=5.0),
         # Wan2.2-A14B: two experts; 40 steps; the T2V card's guidance is 4.0 (high-noise
         # expert; 3.0 on the low-noise one) with shift 12, the I2V card's 3.5 with shift 5.
-        _wan(
-            "wan2.2-t2v-a14b",
-            "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
-            "wan2.2-a14b-t2v",
-            "t2v",
-            (1280, 720),
-            16,
-            81,
-            40,
-            4.0,
-            12.0,
-        ),
-        _wan(
-            "wan2.2-i2v-a14b",
-            "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
-            "wan2.2-a14b-i2v",
-            "i2v",
-            (1280, 720),
-            16,
-            81,
-            40,
-            3.5,
-            5.0,
-        ),
+        _wan("wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", "wan2.2-a14b-t2v", _720P,
+             steps=40, guidance=4.0, flow_shift=12.0),
+        _wan("wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", "wan2.2-a14b-i2v", _720P,
+             steps=40, guidance=3.5, flow_shift=5.0),
     )
-}
+}  # fmt: skip
 """Catalog name -> model, in the order `reelforge models list` shows them."""
 
 DEFAULT_MODEL = "wan2.2-ti2v-5b"
@@ -210,10 +156,10 @@ PULLED_MARKER = "reelforge-pull.json"
 
 
 def models_dir() -> Path:
-    """Where `reelforge models pull` puts checkpoints: `REELFORGE_MODELS_DIR`, by default
-    ~/.cache/reelforge/models."""
-    value = os.environ.get("REELFORGE_MODELS_DIR", "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "reelforge" / "models"
+    """Where `reelforge models pull` puts checkpoints (`REELFORGE_MODELS_DIR`)."""
+    from reelforge.settings import Settings
+
+    return Settings().models_dir.expanduser()
 
 
 def pull_folder(model: CatalogModel) -> Path:

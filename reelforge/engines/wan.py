@@ -254,14 +254,14 @@ class WanEngine(Engine):
         assert native is not None
         pipeline = self._text_pipeline or self._image_pipeline
         image = None if self._text_pipeline is not None else Image.new("RGB", (64, 64))
+        guidance = self.wan_options.guidance_scale(0.5)
         self._render(
             pipeline,
-            prompt="warm-up",
-            negative_prompt="",
+            self._encode(pipeline, "warm-up", "", guidance),
             image=image,
             size=(native.width, native.height),
             num_frames=native.max_frames,
-            guidance=self.wan_options.guidance_scale(0.5),
+            guidance=guidance,
             seed=0,
             on_step=lambda done, total: None,
             steps=2,
@@ -292,9 +292,13 @@ class WanEngine(Engine):
         phrase = camera_phrase(spec.camera)
         prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
         guidance = options.guidance_scale(spec.cfg_scale)
-        # Progress units per segment: text encoding, each denoising step, the VAE decode.
-        units = options.steps + 2
-        total_units = units * len(segments)
+        # Progress units: the prompt encoded, then per segment each denoising step and the decode.
+        units = options.steps + 1
+        total_units = 1 + units * len(segments)
+        # One encoding serves every segment: the prompt is the same, and so is the text encoder
+        # (the image-to-video pipeline of a chain shares the text-to-video one's components).
+        embeddings = self._encode(pipeline, prompt, spec.negative_prompt, guidance)
+        on_step(1, total_units)
 
         video: np.ndarray | None = None
         condition = image
@@ -303,15 +307,14 @@ class WanEngine(Engine):
                 condition = _frame_image(video[segment.start])
             frames = self._render(
                 self._pipeline_for(condition),
-                prompt=prompt,
-                negative_prompt=spec.negative_prompt,
+                embeddings,
                 image=condition,
                 size=(width, height),
                 num_frames=segment.frames,
                 guidance=guidance,
                 # Each segment its own noise, all fixed by the request's seed.
                 seed=(spec.seed + index) % 2**64,
-                on_step=_offset_progress(on_step, index * units, total_units),
+                on_step=_offset_progress(on_step, 1 + index * units, total_units),
             )
             video = frames if video is None else append_segment(video, frames, segment.start)
         assert video is not None
@@ -336,12 +339,29 @@ class WanEngine(Engine):
         }
         return Clip(frames=pixels, fps=native.fps, meta=meta)
 
+    def _encode(
+        self, pipeline: Any, prompt: str, negative_prompt: str, guidance: float
+    ) -> tuple[Any, Any]:
+        """(prompt embeddings, negative ones or None), exactly as the pipeline's own call
+        would compute them."""
+        import torch
+
+        with torch.inference_mode():
+            return tuple(
+                pipeline.encode_prompt(
+                    prompt=prompt,
+                    negative_prompt=negative_prompt,
+                    do_classifier_free_guidance=guidance > 1.0,
+                    max_sequence_length=512,  # what the pipeline's own call uses
+                    device=pipeline._execution_device,
+                )
+            )
+
     def _render(
         self,
         pipeline: Any,
+        embeddings: tuple[Any, Any],
         *,
-        prompt: str,
-        negative_prompt: str,
         image: Image.Image | None,
         size: tuple[int, int],
         num_frames: int,
@@ -350,32 +370,23 @@ class WanEngine(Engine):
         on_step: OnStep,
         steps: int | None = None,
     ) -> np.ndarray:
-        """One pipeline call: float frames (T, H, W, 3) in [0, 1].
+        """One pipeline call on encoded prompts: float frames (T, H, W, 3) in [0, 1].
 
-        Reports `steps + 2` progress units: the prompt encoded (done here, before the call,
-        exactly as the pipeline would), each denoising step, and the decode.
+        Reports `steps + 1` progress units: each denoising step, then the decode.
         """
         import torch
 
         steps = steps or self.wan_options.steps
-        units = steps + 2
+        units = steps + 1
 
         def report_step(
             pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
         ) -> dict[str, Any]:
-            on_step(index + 2, units)  # may raise: that is how the worker cancels
+            on_step(index + 1, units)  # may raise: that is how the worker cancels
             return {}
 
         width, height = size
-        with torch.inference_mode():
-            prompt_embeds, negative_embeds = pipeline.encode_prompt(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                do_classifier_free_guidance=guidance > 1.0,
-                max_sequence_length=512,  # what the pipeline's own call uses
-                device=pipeline._execution_device,
-            )
-        on_step(1, units)
+        prompt_embeds, negative_embeds = embeddings
         call: dict[str, Any] = {
             "prompt_embeds": prompt_embeds,
             "negative_prompt_embeds": negative_embeds,

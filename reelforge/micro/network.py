@@ -275,7 +275,7 @@ class MicroNet(nn.Module):
                 h = F.interpolate(h, size=skip.shape[2:], mode="nearest")
             h = block(torch.cat([h, skip], dim=1), cond)
 
-        return unpack(self.head(F.silu(self.head_norm(h))), self.config)
+        return self.unpack(self.head(F.silu(self.head_norm(h))))
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, 3*k*p*p, T/k, H/p, W/p), losslessly."""
@@ -285,13 +285,10 @@ class MicroNet(nn.Module):
         x = x.permute(0, 1, 3, 5, 7, 2, 4, 6)  # channel-like axes first
         return x.reshape(b, c * k * p * p, t // k, h // p, w // p)
 
-
-def unpack(x: torch.Tensor, config: MicroNetConfig) -> torch.Tensor:
-    """The inverse of `MicroNet.pack`, for any number of channels per pixel:
-    (B, C*k*p*p, T/k, H/p, W/p) -> (B, C, T, H, W)."""
-    p, k = config.patch, config.frames_per_token
-    b, packed, tt, hh, ww = x.shape
-    c = packed // (k * p * p)
-    x = x.reshape(b, c, k, p, p, tt, hh, ww)
-    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
-    return x.reshape(b, c, tt * k, hh * p, ww * p)
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of `pack`."""
+        p, k = self.config.patch, self.config.frames_per_token
+        b, _, tt, hh, ww = x.shape
+        x = x.reshape(b, 3, k, p, p, tt, hh, ww)
+        x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
+        return x.reshape(b, 3, tt * k, hh * p, ww * p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -55,6 +56,13 @@ def wait_terminal(server: LiveServer, generation_id: str, timeout_s: float = 120
 
     result: dict[str, Any] = wait_for(done, timeout_s, f"generation {generation_id} to finish")
     return result
+
+
+def png_data_uri(size: tuple[int, int], colour: tuple[int, int, int]) -> str:
+    """A plain-coloured PNG as the data URI an `image_url` may carry."""
+    image = io.BytesIO()
+    Image.new("RGB", size, colour).save(image, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(image.getvalue()).decode()
 
 
 def write_models_file(path: Path, engine: str, checkpoint: Path | None = None) -> Path:
@@ -171,11 +179,7 @@ def test_tampered_file_link_is_refused(live_server: LiveServer) -> None:
 
 
 def test_image_to_video_through_the_service(live_server: LiveServer, tmp_path: Path) -> None:
-    image = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 200, 10)).save(image, format="PNG")
-    import base64
-
-    data_uri = "data:image/png;base64," + base64.b64encode(image.getvalue()).decode()
+    data_uri = png_data_uri((64, 48), (10, 200, 10))
     created = create(live_server, {"model": I2V, "image_url": data_uri, "duration": 10})
     final = wait_terminal(live_server, created["id"])
     assert final["status"] == "completed", final

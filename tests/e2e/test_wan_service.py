@@ -8,7 +8,6 @@ the requested ratio and duration, for text-to-video and image-to-video.
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from reelforge.cli.main import main as cli_main
 from reelforge.engines.tiny import TINY_ARCHS
 from reelforge.media import probe_video
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_service import I2V, T2V, create, wait_terminal
+from tests.e2e.test_service import I2V, T2V, create, png_data_uri, wait_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -105,9 +104,7 @@ def test_text_to_video_with_tiny_wan_has_the_exact_size_and_length(
 def test_image_to_video_with_tiny_wan_has_the_exact_size_and_length(
     wan_server: LiveServer, tmp_path: Path
 ) -> None:
-    picture = io.BytesIO()
-    Image.new("RGB", (200, 150), (30, 90, 220)).save(picture, format="PNG")
-    data_uri = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    data_uri = png_data_uri((200, 150), (30, 90, 220))
     body = {"model": I2V, "image_url": data_uri, "prompt": "it drifts", "aspect_ratio": "1:1"}
     final = wait_terminal(wan_server, create(wan_server, body)["id"], 300)
     assert final["status"] == "completed", final
@@ -118,9 +115,7 @@ def test_image_to_video_with_tiny_wan_has_the_exact_size_and_length(
 def test_ten_second_image_to_video_is_chained_to_240_frames(
     wan_server: LiveServer, tmp_path: Path
 ) -> None:
-    picture = io.BytesIO()
-    Image.new("RGB", (160, 90), (200, 40, 40)).save(picture, format="PNG")
-    data_uri = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    data_uri = png_data_uri((160, 90), (200, 40, 40))
     body = {"model": I2V, "image_url": data_uri, "prompt": "it drifts", "duration": 10}
     final = wait_terminal(wan_server, create(wan_server, body)["id"], 300)
     assert final["status"] == "completed", final

@@ -120,7 +120,7 @@ def test_long_clip_is_chained_through_image_to_video(tiny_wan_checkpoints: dict)
     assert clip.frames.shape[0] == 49
     assert (clip.meta["segments"], clip.meta["frames_capped"]) == (4, False)
     assert [call["num_frames"] for call in recorder.calls] == [17, 17, 13]
-    units = 4 * (STEPS + 2)  # per segment: the prompt, each step, the decode
+    units = 1 + 4 * (STEPS + 1)  # the prompt once; per segment, each step and the decode
     assert progress == [(unit, units) for unit in range(1, units + 1)]
     # The first segment is the plain text-to-video render of its length; the second is
     # conditioned on its frame 12, and the frames before that are kept as rendered.
