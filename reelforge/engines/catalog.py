@@ -57,11 +57,14 @@ class CatalogModel:
     steps: int
     guidance: float
     """The model card's guidance scale: what the API's default cfg_scale of 0.5 maps to."""
-    flow_shift: float
+    flow_shift: float | None
+    """The scheduler's shift, where the card sets one other than the checkpoint's."""
+    timesteps: tuple[float, ...] | None = None
+    """The card's denoising schedule for a step-distilled model (replaces `steps`)."""
 
     def engine_options(self) -> dict[str, Any]:
         """The registry options that make the engine render this model natively."""
-        return {
+        options: dict[str, Any] = {
             "native_width": self.width,
             "native_height": self.height,
             "native_fps": self.fps,
@@ -70,8 +73,12 @@ class CatalogModel:
             # cfg_scale 0 -> 1.0 (no guidance), 0.5 -> the card's value, 1 -> twice as far.
             "guidance_min": 1.0,
             "guidance_max": 2.0 * self.guidance - 1.0,
-            "flow_shift": self.flow_shift,
         }
+        if self.flow_shift is not None:
+            options["flow_shift"] = self.flow_shift
+        if self.timesteps is not None:
+            options["timesteps"] = list(self.timesteps)
+        return options
 
     @property
     def tasks(self) -> str:
@@ -80,6 +87,41 @@ class CatalogModel:
             for task, served in (("t2v", self.text_to_video), ("i2v", self.image_to_video))
             if served
         )
+
+
+def _model(
+    name: str,
+    repo: str,
+    tiny_arch: str,
+    size: tuple[int, int],
+    *,
+    fps: float,
+    max_frames: int,
+    frame_multiple: int,
+    steps: int,
+    guidance: float,
+    flow_shift: float | None = None,
+    timesteps: tuple[float, ...] | None = None,
+) -> CatalogModel:
+    """A model whose engine and tasks are those of its layout (`TINY_ARCHS[tiny_arch]`)."""
+    arch = TINY_ARCHS[tiny_arch]
+    return CatalogModel(
+        name=name,
+        repo=repo,
+        engine=arch.engine,
+        tiny_arch=tiny_arch,
+        text_to_video=arch.text_to_video,
+        image_to_video=arch.image_to_video,
+        width=size[0],
+        height=size[1],
+        fps=fps,
+        max_frames=max_frames,
+        frame_multiple=frame_multiple,
+        steps=steps,
+        guidance=guidance,
+        flow_shift=flow_shift,
+        timesteps=timesteps,
+    )
 
 
 def _wan(
@@ -94,18 +136,12 @@ def _wan(
     steps: int = 50,
     guidance: float = 5.0,
 ) -> CatalogModel:
-    """A Wan model; its engine and tasks are those of its layout (`TINY_ARCHS[tiny_arch]`),
-    the rate, length, steps and guidance default to Wan2.1's."""
-    arch = TINY_ARCHS[tiny_arch]
-    return CatalogModel(
-        name=name,
-        repo=repo,
-        engine=arch.engine,
-        tiny_arch=tiny_arch,
-        text_to_video=arch.text_to_video,
-        image_to_video=arch.image_to_video,
-        width=size[0],
-        height=size[1],
+    """A Wan model: frames 4k+1; the rate, length, steps and guidance default to Wan2.1's."""
+    return _model(
+        name,
+        repo,
+        tiny_arch,
+        size,
         fps=fps,
         max_frames=max_frames,
         frame_multiple=4,
@@ -136,6 +172,19 @@ CATALOG: dict[str, CatalogModel] = {
              steps=40, guidance=4.0, flow_shift=12.0),
         _wan("wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", "wan2.2-a14b-i2v", _720P,
              steps=40, guidance=3.5, flow_shift=5.0),
+        # LTX-Video 0.9.7-distilled (13B): 1216x704 at 30 fps, clips up to 257 frames (8k+1),
+        # guidance-distilled (1.0: no CFG pass) with the card's eight-step schedule.
+        _model("ltx-video-0.9.7-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "ltx-video",
+               (1216, 704), fps=30, max_frames=257, frame_multiple=8, steps=8, guidance=1.0,
+               timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03)),
+        # HunyuanVideo-1.5 (8.3B), 480p releases: 848x480 at 24 fps, 121 frames, 50 steps,
+        # guidance 6 and shift 5 as their scheduler and guider configs ship them.
+        _model("hunyuanvideo-1.5-480p-t2v", "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
+               "hunyuanvideo-1.5-t2v", (848, 480), fps=24, max_frames=121, frame_multiple=4,
+               steps=50, guidance=6.0),
+        _model("hunyuanvideo-1.5-480p-i2v", "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
+               "hunyuanvideo-1.5-i2v", (848, 480), fps=24, max_frames=121, frame_multiple=4,
+               steps=50, guidance=6.0),
     )
 }  # fmt: skip
 """Catalog name -> model, in the order `reelforge models list` shows them."""

@@ -30,6 +30,8 @@ __all__ = [
 
 # Engine name -> "module:Class"; imported lazily.
 ENGINES: dict[str, str] = {
+    "hunyuan": "reelforge.engines.hunyuan:HunyuanEngine",
+    "ltx": "reelforge.engines.ltx:LTXEngine",
     "micro": "reelforge.engines.micro:MicroEngine",
     "testsrc": "reelforge.engines.testsrc:TestSourceEngine",
     "wan": "reelforge.engines.wan:WanEngine",

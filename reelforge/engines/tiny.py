@@ -1,4 +1,8 @@
-"""Tiny random-weight Wan checkpoints, built offline, for tests and demos without a download.
+"""Tiny random-weight checkpoints, built offline, for tests and demos without a download.
+
+`TINY_ARCHS` names every architecture of the catalog (`reelforge models make-tiny ARCH DIR`);
+`build_tiny` builds one. Wan's are built here, LTX-Video's in `tiny_ltx` and
+HunyuanVideo-1.5's in `tiny_hunyuan`.
 
 `build_tiny_wan` assembles the real diffusers/transformers classes from small local configs and
 `save_pretrained`s the whole pipeline, so the folder loads back through exactly the
@@ -26,7 +30,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+if TYPE_CHECKING:
+    from reelforge.engines.tiny_hunyuan import TinyHunyuanTask
 
 __all__ = [
     "TINY_ARCHS",
@@ -39,6 +46,7 @@ __all__ = [
 ]
 
 TinyTask = Literal["t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v"]
+"""The Wan layouts `build_tiny_wan` builds."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,8 @@ class TinyArch:
     """One architecture `reelforge models make-tiny` builds: its engine and what it serves."""
 
     engine: str
-    task: TinyTask
+    task: str
+    """The layout within the engine's family (`TinyTask` for Wan; t2v or i2v for Hunyuan)."""
     text_to_video: bool
     image_to_video: bool
     released_as: str
@@ -58,6 +67,13 @@ TINY_ARCHS: dict[str, TinyArch] = {
     "wan2.2-ti2v": TinyArch("wan", "ti2v", True, True, "Wan-AI/Wan2.2-TI2V-5B-Diffusers"),
     "wan2.2-a14b-t2v": TinyArch("wan", "a14b-t2v", True, False, "Wan-AI/Wan2.2-T2V-A14B-Diffusers"),
     "wan2.2-a14b-i2v": TinyArch("wan", "a14b-i2v", False, True, "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+    "ltx-video": TinyArch("ltx", "ti2v", True, True, "Lightricks/LTX-Video-0.9.7-distilled"),
+    "hunyuanvideo-1.5-t2v": TinyArch(
+        "hunyuan", "t2v", True, False, "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v"
+    ),
+    "hunyuanvideo-1.5-i2v": TinyArch(
+        "hunyuan", "i2v", False, True, "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v"
+    ),
 }
 """Architecture name -> how to build it; the names `reelforge models make-tiny` accepts."""
 
@@ -66,7 +82,16 @@ def build_tiny(arch: str, directory: Path, seed: int = 0) -> Path:
     """Build the tiny random-weight checkpoint of `arch` (a `TINY_ARCHS` name) in `directory`."""
     if arch not in TINY_ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
-    return build_tiny_wan(directory, TINY_ARCHS[arch].task, seed)
+    layout = TINY_ARCHS[arch]
+    if layout.engine == "ltx":
+        from reelforge.engines.tiny_ltx import build_tiny_ltx
+
+        return build_tiny_ltx(directory, seed)
+    if layout.engine == "hunyuan":
+        from reelforge.engines.tiny_hunyuan import build_tiny_hunyuan15
+
+        return build_tiny_hunyuan15(directory, cast("TinyHunyuanTask", layout.task), seed)
+    return build_tiny_wan(directory, cast(TinyTask, layout.task), seed)
 
 
 TINY_INFO_FILE = "reelforge_tiny.json"

@@ -3,6 +3,8 @@
 One engine serves one checkpoint folder in the diffusers layout (`model_index.json` at its
 root, e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers or Wan2.2-TI2V-5B-Diffusers). It renders at the
 model's native size and rate; the media layer scales and resamples to the requested output.
+The machinery (options, chaining, progress, memory and speed settings) is
+`diffusers_video.DiffusersVideoEngine`; this module says what is Wan's own.
 
     >>> engine = WanEngine("/models/Wan2.1-T2V-1.3B-Diffusers", "auto", {"steps": 30})
     >>> engine.load()  # doctest: +SKIP
@@ -11,194 +13,35 @@ model's native size and rate; the media layer scales and resamples to the reques
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageOps
+from reelforge.engines.diffusers_video import DiffusersVideoEngine, Embeddings, NativeFormat
 
-from reelforge.engines.acceleration import MEMORY_MODES, apply_memory_mode, apply_speed_settings
-from reelforge.engines.base import Clip, Engine, OnStep
-from reelforge.engines.chaining import Segment, append_segment, plan_segments
-from reelforge.engines.tiny import TINY_INFO_FILE
-from reelforge.errors import GenerationError
-from reelforge.spec import GenerationSpec, camera_phrase
-
-__all__ = ["NativeFormat", "WanEngine", "WanOptions", "native_frame_count", "native_size"]
+__all__ = ["WanEngine"]
 
 _TEXT_TO_VIDEO = "WanPipeline"
 _IMAGE_TO_VIDEO = "WanImageToVideoPipeline"
 
 
-@dataclass(frozen=True)
-class WanOptions:
-    """The registry entry's `options` for a `wan` model; every field may be left out.
+class WanEngine(DiffusersVideoEngine):
+    """Wan 2.x through diffusers; see `VideoOptions` for the registry options it reads.
 
-    Defaults for the size, rate and length follow the checkpoint: Wan2.2-TI2V-5B (the 16x VAE)
-    renders 1280x704 at 24 fps up to 121 frames, Wan2.1 and Wan2.2-A14B 832x480 at 16 fps up to
-    81 frames; a tiny test checkpoint's `reelforge_tiny.json` overrides both.
-    """
-
-    native_width: int | None = None
-    """The model's native 16:9 landscape width; portrait swaps it with the height."""
-    native_height: int | None = None
-    native_fps: float | None = None
-    max_native_frames: int | None = None
-    """Longest clip rendered in one pass; longer requests are chained (see `chain_overlap`)."""
-    chain_overlap: int = 5
-    """Frames shared by consecutive segments of a long clip, cross-faded at the seam (1: the
-    next segment starts from the last frame, with no cross-fade)."""
-    steps: int = 50
-    guidance_min: float = 1.0
-    """Guidance at cfg_scale 0; 1.0 turns classifier-free guidance off (half the compute)."""
-    guidance_max: float = 9.0
-    """Guidance at cfg_scale 1; with guidance_min 1.0, cfg_scale 0.5 gives Wan's default 5.0."""
-    flow_shift: float | None = None
-    """Replaces the scheduler's shift: Wan recommends 3.0 for 480p and 5.0 for 720p."""
-    memory: str = "auto"
-    """Where the weights live: auto, device, model_offload, group_offload or
-    sequential_offload (see `acceleration`); auto picks by free device memory."""
-    vae_tiling: bool = False
-    """Decode in overlapping tiles (less memory); always on in the offload modes."""
-    cache_threshold: float = 0.0
-    """First-block cache threshold (0: off; about 0.05-0.2 trades detail for speed)."""
-    compile: bool = False
-    """Compile the transformer's repeated block with torch.compile, warmed up at load."""
-    fp8: bool = False
-    """Store the transformer weights in float8, computing in the load dtype (less memory)."""
-    attention: str = "native"
-    """diffusers attention backend: native (PyTorch SDPA), flash, _flash_3, sage, ..."""
-    lora: str | None = None
-    """A LoRA to fuse into the transformer(s) at load: a local .safetensors file, e.g. a
-    step-distilled "fast" LoRA (then also set steps = 4 and guidance_max = 1.0)."""
-    lora_scale: float = 1.0
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> WanOptions:
-        """Validate a registry entry's options, naming the culprit of any mistake."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) for the wan engine: {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        for name, value in options.items():
-            _check_type(name, value)
-        names = ("native_width", "native_height", "native_fps", "max_native_frames", "steps")
-        for name in (*names, "chain_overlap"):
-            value = options.get(name)
-            if value is not None and value <= 0:
-                raise ValueError(f"wan option {name} must be positive, got {value!r}")
-        if options.get("cache_threshold", 0) < 0:
-            raise ValueError("wan option cache_threshold must be 0 (off) or positive")
-        if ("native_width" in options) != ("native_height" in options):
-            raise ValueError("wan options native_width and native_height go together; set both")
-        return cls(**options)
-
-    def guidance_scale(self, cfg_scale: float) -> float:
-        """Map the request's cfg_scale (0..1) linearly onto [guidance_min, guidance_max]."""
-        return self.guidance_min + cfg_scale * (self.guidance_max - self.guidance_min)
-
-
-def _check_type(name: str, value: Any) -> None:
-    """TOML gives real numbers, booleans and strings; a quoted "30" or a misspelt mode is a
-    typo worth catching at start-up."""
-    if name == "memory":
-        if value not in MEMORY_MODES:
-            raise ValueError(f"wan option memory must be one of {', '.join(MEMORY_MODES)}")
-    elif name == "attention":
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"wan option attention must be a backend name, got {value!r}")
-    elif name == "lora":
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(
-                f"wan option lora must be a path to a .safetensors file, got {value!r}"
-            )
-    elif name in ("vae_tiling", "compile", "fp8"):
-        if not isinstance(value, bool):
-            raise ValueError(f"wan option {name} must be true or false, got {value!r}")
-    elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ValueError(f"wan option {name} must be a number, got {value!r}")
-
-
-@dataclass(frozen=True)
-class NativeFormat:
-    """What the loaded model renders: its 16:9 landscape size, frame rate and longest clip."""
-
-    width: int
-    height: int
-    fps: float
-    max_frames: int
-
-
-def native_size(
-    spec_width: int, spec_height: int, native_width: int, native_height: int, multiple: int
-) -> tuple[int, int]:
-    """The native pixel budget arranged to the request's aspect ratio, as (width, height).
-
-    Landscape requests get the native landscape size, portrait ones the swapped size, square
-    ones a square of about the same area; whichever shape is closest to the requested ratio.
-    """
-    long_side, short_side = max(native_width, native_height), min(native_width, native_height)
-    square = max(multiple, round(math.sqrt(long_side * short_side) / multiple) * multiple)
-    shapes = [(long_side, short_side), (short_side, long_side), (square, square)]
-    wanted = math.log(spec_width / spec_height)
-    return min(shapes, key=lambda shape: abs(math.log(shape[0] / shape[1]) - wanted))
-
-
-def native_frame_count(
-    seconds: float, fps: float, temporal_factor: int, max_frames: int
-) -> tuple[int, bool]:
-    """Frames for `seconds` at `fps` as the VAE needs them (k * factor + 1), at most
-    `max_frames`; returns (frames, capped)."""
-    # The VAE folds `temporal_factor` frames into one latent frame after the first.
-    latent_frames = max(1, round((seconds * fps - 1) / temporal_factor))
-    cap = max(1, (max_frames - 1) // temporal_factor) * temporal_factor + 1
-    frames = latent_frames * temporal_factor + 1
-    return min(frames, cap), frames > cap
-
-
-class WanEngine(Engine):
-    """Wan 2.x through diffusers; see `WanOptions` for the registry options it reads.
-
-    `cfg_scale` maps linearly onto [guidance_min, guidance_max] (default 1..9, so 0.5 is Wan's
-    recommended 5.0). Camera moves become a phrase appended to the prompt (Wan has no camera
-    conditioning), reported as meta["camera"] == "prompt".
+    Wan2.2-TI2V-5B (the 16x VAE) renders 1280x704 at 24 fps up to 121 frames, Wan2.1 and
+    Wan2.2-A14B 832x480 at 16 fps up to 81 frames. The default guidance range 1..9 puts the
+    API's cfg_scale 0.5 at Wan's recommended 5.0.
     """
 
     name = "wan"
+    family = "Wan"
+    pipeline_classes = (_TEXT_TO_VIDEO, _IMAGE_TO_VIDEO)
+    example_checkpoint = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    default_native = NativeFormat(width=832, height=480, fps=16, max_frames=81)
 
-    def __init__(
-        self, checkpoint: str | None, device: str = "cpu", options: Mapping[str, Any] | None = None
-    ) -> None:
-        super().__init__(checkpoint, device, options)
-        self.wan_options = WanOptions.from_mapping(self.options)
-        self.native: NativeFormat | None = None
-        """The size, rate and length the model renders at; known after `load()`."""
-        self._text_pipeline: Any = None
-        self._image_pipeline: Any = None
-        self._torch_device = "cpu"
-        self.memory_mode = "device"
-        """The memory mode in use, `auto` resolved; known after `load()`."""
-
-    def load(self) -> None:
-        """Load the checkpoint's pipeline onto the device and fill in defaults from it."""
-        # Checked before importing torch, so a misconfigured registry fails in milliseconds.
-        folder = _resolve_checkpoint(self.checkpoint)
-        class_name = _pipeline_class_name(folder)
-
+    def _load_pipeline(self, folder: Path, class_name: str, device: str) -> Any:
         import torch
         from diffusers import WanImageToVideoPipeline, WanPipeline
 
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._torch_device = device
         dtype: Any = torch.float32
         if device.startswith("cuda"):
             # bfloat16 for the transformer and text encoder; the VAE and CLIP stay float32 as
@@ -209,335 +52,46 @@ class WanEngine(Engine):
                 "image_encoder": torch.float32,
             }
         pipeline_class = WanPipeline if class_name == _TEXT_TO_VIDEO else WanImageToVideoPipeline
-        options = self.wan_options
-        pipeline = pipeline_class.from_pretrained(folder, dtype=dtype)
-        if options.lora is not None:
-            fuse_lora(pipeline, Path(options.lora).expanduser(), options.lora_scale)
-        self.memory_mode = apply_memory_mode(pipeline, options.memory, device)
-        if options.vae_tiling:
-            pipeline.vae.enable_tiling()
-        apply_speed_settings(
-            pipeline,
-            cache_threshold=options.cache_threshold,
-            compile_blocks=options.compile,
-            attention=options.attention,
-            fp8=options.fp8,
+        return pipeline_class.from_pretrained(folder, dtype=dtype)
+
+    def _task_pipelines(self, pipeline: Any) -> tuple[Any, Any]:
+        from diffusers import WanImageToVideoPipeline
+
+        if type(pipeline).__name__ == _IMAGE_TO_VIDEO:
+            return None, pipeline
+        # Wan2.2-TI2V-5B is one set of weights for both tasks, told apart per call.
+        if not pipeline.config.get("expand_timesteps", False):
+            return pipeline, None
+        # Built directly, not with from_pipe: that casts the shared modules in place (to
+        # float32 unless told otherwise), which would undo the bfloat16 load.
+        image_pipeline = WanImageToVideoPipeline(
+            **pipeline.components,
+            boundary_ratio=pipeline.config.get("boundary_ratio"),
+            expand_timesteps=True,
         )
-        pipeline.set_progress_bar_config(disable=True)
-        if options.flow_shift is not None:
-            pipeline.scheduler = _shifted_scheduler(pipeline.scheduler, options.flow_shift)
-
-        if class_name == _TEXT_TO_VIDEO:
-            self._text_pipeline = pipeline
-            # Wan2.2-TI2V-5B is one set of weights for both tasks, told apart per call.
-            if pipeline.config.get("expand_timesteps", False):
-                # Built directly, not with from_pipe: that casts the shared modules in place
-                # (to float32 unless told otherwise), which would undo the bfloat16 load.
-                self._image_pipeline = WanImageToVideoPipeline(
-                    **pipeline.components,
-                    boundary_ratio=pipeline.config.get("boundary_ratio"),
-                    expand_timesteps=True,
-                )
-                self._image_pipeline.set_progress_bar_config(disable=True)
-        else:
-            self._image_pipeline = pipeline
-        self.supports_text_to_video = self._text_pipeline is not None  # type: ignore[misc]
-        self.supports_image_to_video = self._image_pipeline is not None  # type: ignore[misc]
-        self.native = self._native_format(folder, pipeline)
-        if options.compile:
-            self._warm_up()
-
-    def _warm_up(self) -> None:
-        """Run the compiled transformer once at the native size and longest clip, so the
-        first request does not pay for compilation (other lengths compile on first use)."""
-        native = self.native
-        assert native is not None
-        pipeline = self._text_pipeline or self._image_pipeline
-        image = None if self._text_pipeline is not None else Image.new("RGB", (64, 64))
-        guidance = self.wan_options.guidance_scale(0.5)
-        self._render(
-            pipeline,
-            self._encode(pipeline, "warm-up", "", guidance),
-            image=image,
-            size=(native.width, native.height),
-            num_frames=native.max_frames,
-            guidance=guidance,
-            seed=0,
-            on_step=lambda done, total: None,
-            steps=2,
-        )
-
-    def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
-        """Render `spec` at the native size and rate; `on_step` runs after each denoising step.
-
-        A request longer than the model's longest clip is rendered as a chain of segments (see
-        `chaining`), each after the first conditioned on the clip so far through the
-        image-to-video path; a model without one renders its longest clip (meta
-        `frames_capped`), which the media layer then stretches to the requested length.
-        """
-        pipeline = self._pipeline_for(image)
-        native, options = self.native, self.wan_options
-        assert native is not None  # set by load(), which _pipeline_for has checked
-        width, height = native_size(
-            spec.width, spec.height, native.width, native.height, self._size_multiple(pipeline)
-        )
-        temporal = pipeline.vae_scale_factor_temporal
-        wanted, _ = native_frame_count(spec.seconds, native.fps, temporal, 10**9)
-        can_chain = self._image_pipeline is not None
-        if can_chain:
-            segments = plan_segments(wanted, native.max_frames, options.chain_overlap, temporal)
-        else:
-            capped, _ = native_frame_count(spec.seconds, native.fps, temporal, native.max_frames)
-            segments = [Segment(0, capped)]
-        phrase = camera_phrase(spec.camera)
-        prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
-        guidance = options.guidance_scale(spec.cfg_scale)
-        # Progress units: the prompt encoded, then per segment each denoising step and the decode.
-        units = options.steps + 1
-        total_units = 1 + units * len(segments)
-        # One encoding serves every segment: the prompt is the same, and so is the text encoder
-        # (the image-to-video pipeline of a chain shares the text-to-video one's components).
-        embeddings = self._encode(pipeline, prompt, spec.negative_prompt, guidance)
-        on_step(1, total_units)
-
-        video: np.ndarray | None = None
-        condition = image
-        for index, segment in enumerate(segments):
-            if video is not None:
-                condition = _frame_image(video[segment.start])
-            frames = self._render(
-                self._pipeline_for(condition),
-                embeddings,
-                image=condition,
-                size=(width, height),
-                num_frames=segment.frames,
-                guidance=guidance,
-                # Each segment its own noise, all fixed by the request's seed.
-                seed=(spec.seed + index) % 2**64,
-                on_step=_offset_progress(on_step, 1 + index * units, total_units),
-            )
-            video = frames if video is None else append_segment(video, frames, segment.start)
-        assert video is not None
-        video = video[:wanted]  # the last segment may run past the end
-        pixels = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        meta = {
-            "camera": "prompt" if phrase else "none",
-            "native_width": width,
-            "native_height": height,
-            "native_frames": int(pixels.shape[0]),
-            "native_fps": native.fps,
-            "frames_capped": pixels.shape[0] < wanted,
-            "segments": len(segments),
-            "steps": options.steps,
-            "guidance_scale": guidance,
-            "memory_mode": self.memory_mode,
-            "cache_threshold": options.cache_threshold,
-            "compiled": options.compile,
-            "lora": options.lora,
-            "fp8": options.fp8,
-            "attention": options.attention,
-        }
-        return Clip(frames=pixels, fps=native.fps, meta=meta)
+        return pipeline, image_pipeline
 
     def _encode(
         self, pipeline: Any, prompt: str, negative_prompt: str, guidance: float
-    ) -> tuple[Any, Any]:
-        """(prompt embeddings, negative ones or None), exactly as the pipeline's own call
-        would compute them."""
+    ) -> Embeddings:
         import torch
 
         with torch.inference_mode():
-            return tuple(
-                pipeline.encode_prompt(
-                    prompt=prompt,
-                    negative_prompt=negative_prompt,
-                    do_classifier_free_guidance=guidance > 1.0,
-                    max_sequence_length=512,  # what the pipeline's own call uses
-                    device=pipeline._execution_device,
-                )
+            positive, negative = pipeline.encode_prompt(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                do_classifier_free_guidance=guidance > 1.0,
+                max_sequence_length=512,  # what the pipeline's own call uses
+                device=pipeline._execution_device,
             )
+        return {"prompt_embeds": positive, "negative_prompt_embeds": negative}
 
-    def _render(
-        self,
-        pipeline: Any,
-        embeddings: tuple[Any, Any],
-        *,
-        image: Image.Image | None,
-        size: tuple[int, int],
-        num_frames: int,
-        guidance: float,
-        seed: int,
-        on_step: OnStep,
-        steps: int | None = None,
-    ) -> np.ndarray:
-        """One pipeline call on encoded prompts: float frames (T, H, W, 3) in [0, 1].
-
-        Reports `steps + 1` progress units: each denoising step, then the decode.
-        """
-        import torch
-
-        steps = steps or self.wan_options.steps
-        units = steps + 1
-
-        def report_step(
-            pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
-        ) -> dict[str, Any]:
-            on_step(index + 1, units)  # may raise: that is how the worker cancels
-            return {}
-
-        width, height = size
-        prompt_embeds, negative_embeds = embeddings
-        call: dict[str, Any] = {
-            "prompt_embeds": prompt_embeds,
-            "negative_prompt_embeds": negative_embeds,
-            "width": width,
-            "height": height,
-            "num_frames": num_frames,
-            "num_inference_steps": steps,
-            "guidance_scale": guidance,
-            "generator": torch.Generator(device=self._torch_device).manual_seed(seed),
-            "output_type": "np",
-            "callback_on_step_end": report_step,
-            "callback_on_step_end_tensor_inputs": [],
-        }
-        if image is not None:
-            call["image"] = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
-        with torch.inference_mode():
-            frames = np.asarray(pipeline(**call).frames[0], dtype=np.float32)
-        on_step(units, units)
-        return frames
-
-    def _pipeline_for(self, image: Image.Image | None) -> Any:
-        if self._text_pipeline is None and self._image_pipeline is None:
-            raise RuntimeError("WanEngine.generate called before load()")
-        if image is None and self._text_pipeline is None:
-            raise GenerationError(
-                "this model is image-to-video only: send an input image", name="image_required"
-            )
-        if image is not None and self._image_pipeline is None:
-            raise GenerationError(
-                "this model is text-to-video only and cannot take an input image",
-                name="image_not_supported",
-            )
-        return self._text_pipeline if image is None else self._image_pipeline
-
-    @staticmethod
-    def _size_multiple(pipeline: Any) -> int:
-        # Width and height must divide into whole latent pixels, then whole transformer patches.
+    def _patch_size(self, pipeline: Any) -> int:
         transformer = pipeline.transformer or pipeline.transformer_2  # A14B may drop one
         patch = transformer.config.patch_size
-        return int(pipeline.vae_scale_factor_spatial * max(patch[1], patch[2]))
+        return int(max(patch[1], patch[2]))
 
-    def _native_format(self, folder: Path, pipeline: Any) -> NativeFormat:
-        info_path = folder / TINY_INFO_FILE
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    def _family_native(self, pipeline: Any) -> NativeFormat:
         if pipeline.vae_scale_factor_spatial >= 16:  # Wan2.2's high-compression VAE (TI2V-5B)
-            default = NativeFormat(width=1280, height=704, fps=24, max_frames=121)
-        else:
-            default = NativeFormat(width=832, height=480, fps=16, max_frames=81)
-        options = self.wan_options
-        native = NativeFormat(
-            width=options.native_width or info.get("native_width", default.width),
-            height=options.native_height or info.get("native_height", default.height),
-            fps=options.native_fps or info.get("native_fps", default.fps),
-            max_frames=options.max_native_frames or default.max_frames,
-        )
-        if native.max_frames <= options.chain_overlap + 1:
-            raise ValueError(
-                f"wan option chain_overlap = {options.chain_overlap} must be below "
-                f"max_native_frames - 1 = {native.max_frames - 1}"
-            )
-        multiple = self._size_multiple(pipeline)
-        for name, value in (("native_width", native.width), ("native_height", native.height)):
-            if value % multiple:
-                raise ValueError(
-                    f"wan option {name} = {value} must be a multiple of {multiple} for "
-                    f"{folder} (its VAE compression x transformer patch size)"
-                )
-        return native
-
-
-def fuse_lora(pipeline: Any, path: Path, scale: float) -> None:
-    """Fuse the LoRA at `path` into the pipeline's transformer (both experts of Wan2.2-A14B,
-    when the file has weights for the second), then drop the adapter: fused, it costs nothing
-    per step."""
-    if not path.is_file():
-        raise ValueError(f"wan option lora: {path} is not a file")
-    components = ["transformer"]
-    pipeline.load_lora_weights(str(path), adapter_name="reelforge")
-    if getattr(pipeline, "transformer_2", None) is not None:
-        pipeline.load_lora_weights(
-            str(path), adapter_name="reelforge_2", load_into_transformer_2=True
-        )
-        components.append("transformer_2")
-    pipeline.fuse_lora(components=components, lora_scale=scale)
-    pipeline.unload_lora_weights()
-
-
-def _offset_progress(on_step: OnStep, before: int, total: int) -> OnStep:
-    """Report one segment's steps as part of the whole chain's."""
-
-    def report(done: int, _segment_total: int) -> None:
-        on_step(before + done, total)
-
-    return report
-
-
-def _frame_image(frame: np.ndarray) -> Image.Image:
-    """A float frame (H, W, 3) in [0, 1] as the RGB image a pipeline takes."""
-    return Image.fromarray((np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8))
-
-
-def _resolve_checkpoint(checkpoint: str | None) -> Path:
-    """The local folder of `checkpoint`: a path, or a hub id already in the local HF cache."""
-    if not checkpoint:
-        raise ValueError(
-            'the wan engine needs a checkpoint: set checkpoint = "/path/to/Wan2.1-T2V-1.3B-'
-            'Diffusers" in the registry file, or --model ID=wan:/path/to/checkpoint'
-        )
-    folder = Path(checkpoint).expanduser()
-    if folder.is_dir():
-        return folder
-    if checkpoint.count("/") == 1 and not folder.exists():
-        from huggingface_hub import snapshot_download
-
-        try:
-            # Never downloads: fetching weights is an explicit step for the operator.
-            return Path(snapshot_download(checkpoint, local_files_only=True))
-        except Exception as exc:
-            raise ValueError(
-                f"wan checkpoint {checkpoint!r} is neither a local folder nor in the Hugging "
-                f"Face cache; download it first (`reelforge models pull` for a catalog model, "
-                f"or `hf download {checkpoint}`) or point checkpoint at a local folder"
-            ) from exc
-    if folder.exists():
-        raise ValueError(f"wan checkpoint {checkpoint!r} is a file; point it at the folder")
-    raise ValueError(f"wan checkpoint folder {checkpoint!r} does not exist")
-
-
-def _pipeline_class_name(folder: Path) -> str:
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ValueError(
-            f"{folder} is not a diffusers pipeline (no model_index.json); the wan engine needs "
-            f"the diffusers layout, e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers (not the original "
-            f"Wan-AI/Wan2.1-T2V-1.3B release)"
-        )
-    try:
-        class_name = json.loads(index.read_text()).get("_class_name")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise ValueError(f"{index} is not a valid model_index.json: {exc}") from exc
-    if class_name not in (_TEXT_TO_VIDEO, _IMAGE_TO_VIDEO):
-        raise ValueError(
-            f"{folder} holds a {class_name} pipeline, not a Wan one; the wan engine loads "
-            f"{_TEXT_TO_VIDEO} or {_IMAGE_TO_VIDEO} checkpoints"
-        )
-    return str(class_name)
-
-
-def _shifted_scheduler(scheduler: Any, shift: float) -> Any:
-    # UniPC (the released checkpoints) calls it flow_shift; flow-match Euler calls it shift.
-    for key in ("flow_shift", "shift"):
-        if key in scheduler.config:
-            return type(scheduler).from_config(scheduler.config, **{key: shift})
-    raise ValueError(f"wan option flow_shift: {type(scheduler).__name__} has no shift setting")
+            return NativeFormat(width=1280, height=704, fps=24, max_frames=121)
+        return self.default_native

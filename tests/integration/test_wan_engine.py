@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from reelforge.engines.base import Clip
+from reelforge.engines.diffusers_video import VideoOptions, native_frame_count
 from reelforge.engines.tiny import build_tiny_lora, build_tiny_wan
-from reelforge.engines.wan import WanEngine, WanOptions, native_frame_count
+from reelforge.engines.wan import WanEngine
 from reelforge.errors import GenerationError
 from reelforge.spec import CameraMotion
 from tests.conftest import make_spec
@@ -257,7 +258,7 @@ def test_camera_preset_is_appended_to_the_prompt(t2v: WanEngine) -> None:
 
 
 def test_cfg_scale_maps_linearly_with_half_at_wan_default() -> None:
-    options = WanOptions()
+    options = VideoOptions()
     assert [options.guidance_scale(cfg) for cfg in (0.0, 0.5, 1.0)] == [1.0, 5.0, 9.0]
 
 
@@ -442,7 +443,7 @@ def test_offload_modes_need_a_cuda_device(tiny_wan_checkpoints: dict) -> None:
 )
 def test_bad_speed_and_memory_options_are_refused(options: dict, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        WanOptions.from_mapping(options)
+        VideoOptions.from_mapping(options)
 
 
 @pytest.mark.slow

@@ -19,9 +19,9 @@ from reelforge.engines.catalog import (
     local_checkpoint,
     pull_folder,
 )
+from reelforge.engines.diffusers_video import VideoOptions
 from reelforge.engines.pull import ExpectedFile, PullError, verify_folder
 from reelforge.engines.tiny import TINY_ARCHS
-from reelforge.engines.wan import WanOptions
 
 T2V, I2V = "klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"
 
@@ -50,7 +50,7 @@ def test_every_catalog_model_has_a_tiny_architecture_and_valid_engine_options() 
             model.text_to_video,
             model.image_to_video,
         )
-        options = WanOptions.from_mapping(model.engine_options())
+        options = VideoOptions.from_mapping(model.engine_options())
         # The API's default cfg_scale of 0.5 gives the model card's guidance.
         assert options.guidance_scale(0.5) == pytest.approx(model.guidance)
         assert model.max_frames % model.frame_multiple == 1
