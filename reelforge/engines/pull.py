@@ -1,11 +1,20 @@
 """`reelforge models pull NAME`: the one place reelforge downloads weights, on request.
 
-The catalog model's repository is fetched from the Hugging Face hub into
-`catalog.pull_folder(model)` (under `REELFORGE_MODELS_DIR`) with `huggingface_hub`, which shows
-a progress bar per file and resumes an interrupted download where it stopped. Then every file
-is checked against the hub's listing of that exact revision (size, and SHA-256 for the large
-LFS files), and only then is the marker written that makes the folder count as present
-(`catalog.local_checkpoint`), so a half-finished pull is never served.
+The catalog model's repository is listed at one exact commit through the Hugging Face hub's
+API (`huggingface_hub`: endpoint, token and offline settings as the user configured them),
+then each file is fetched over HTTP into `catalog.pull_folder(model)` (under
+`REELFORGE_MODELS_DIR`) with a progress bar. A file arrives as `NAME.part` and takes its name
+only when complete, so an interrupted pull (a dropped connection, Ctrl-C, a killed machine)
+resumes where it stopped: within a run by retrying with a Range request, and in the next run
+from the `.part` file left on disk; files already complete are not fetched again. Then every
+file is checked against the listing (size, and SHA-256 for the large LFS files); a file that
+fails is deleted, so pulling again fetches it anew, and only a folder where every file passed
+gets the marker that makes it count as present (`catalog.local_checkpoint`). A half-finished
+pull is therefore never served.
+
+Downloads go through the hub's `resolve` URLs, which serve every file over plain HTTPS with
+Range support (Xet-stored ones included), not through `hf_xet`'s faster chunk transfer: its
+partial downloads do not survive a restarted process, and resuming them does here.
 """
 
 from __future__ import annotations
@@ -16,14 +25,25 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reelforge.engines.catalog import PULLED_MARKER, CatalogModel, pull_folder
 
 __all__ = ["ExpectedFile", "PullError", "pull", "verify_folder"]
 
+PARTIAL_SUFFIX = ".part"
+# A dropped connection is retried (from where it stopped) this many times per file.
+_ATTEMPTS = 5
+_CHUNK_BYTES = 1 << 20
+
 
 class PullError(RuntimeError):
     """The download or its verification failed; the folder is not marked present."""
+
+    def __init__(self, message: str, bad_files: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.bad_files = list(bad_files)
+        """Repository paths that failed verification."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +59,7 @@ class ExpectedFile:
 def verify_folder(folder: Path, expected: Iterable[ExpectedFile]) -> int:
     """Check every expected file under `folder` by size and, where known, SHA-256; returns
     the bytes checked. Raises PullError naming every mismatch."""
-    problems, total = [], 0
+    problems, bad, total = [], [], 0
     for item in expected:
         path = folder / item.path
         if not path.is_file():
@@ -49,16 +69,20 @@ def verify_folder(folder: Path, expected: Iterable[ExpectedFile]) -> int:
         total += size
         if item.size is not None and size != item.size:
             problems.append(f"{item.path}: {size} bytes, expected {item.size}")
+            bad.append(item.path)
         elif item.sha256 is not None and _sha256(path) != item.sha256:
             problems.append(f"{item.path}: SHA-256 differs from the hub's")
+            bad.append(item.path)
     if problems:
-        raise PullError("verification failed: " + "; ".join(problems))
+        raise PullError("verification failed: " + "; ".join(problems), bad)
     return total
 
 
-def pull(model: CatalogModel, *, revision: str = "main") -> Path:
+def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) -> Path:
     """Download (or resume) `model`'s repository at `revision`, verify it, mark it present."""
-    from huggingface_hub import HfApi, snapshot_download
+    import httpx
+    from huggingface_hub import HfApi, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
 
     folder = pull_folder(model)
     # A new pull over an old one: the folder counts as present again only once verified.
@@ -66,10 +90,9 @@ def pull(model: CatalogModel, *, revision: str = "main") -> Path:
     started = time.monotonic()
     try:
         info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
-        commit = info.sha or revision
-        snapshot_download(model.repo, revision=commit, local_dir=folder)
-    except Exception as exc:  # network, auth, disk: all end the pull with a plain message
-        raise PullError(f"downloading {model.repo} failed: {exc}") from exc
+    except Exception as exc:  # network, auth, unknown repo: a plain message, no traceback
+        raise PullError(f"listing {model.repo} at {revision} failed: {exc}") from exc
+    commit = info.sha or revision
     expected = [
         ExpectedFile(
             sibling.rfilename,
@@ -78,7 +101,18 @@ def pull(model: CatalogModel, *, revision: str = "main") -> Path:
         )
         for sibling in info.siblings or []
     ]
-    checked = verify_folder(folder, expected)
+    timeout = httpx.Timeout(60.0, connect=20.0)
+    with httpx.Client(headers=build_hf_headers(), follow_redirects=True, timeout=timeout) as client:
+        for item in expected:
+            url = hf_hub_url(model.repo, item.path, revision=commit)
+            _fetch(client, url, folder / item.path, item.size, progress=progress)
+    try:
+        checked = verify_folder(folder, expected)
+    except PullError as error:
+        # Gone, so that pulling again fetches them anew instead of keeping what failed.
+        for path in error.bad_files:
+            (folder / path).unlink(missing_ok=True)
+        raise PullError(f"{error}; removed the failed files, pull again to refetch them") from None
     record = {
         "repo": model.repo,
         "revision": commit,
@@ -88,6 +122,50 @@ def pull(model: CatalogModel, *, revision: str = "main") -> Path:
     }
     (folder / PULLED_MARKER).write_text(json.dumps(record, indent=2) + "\n")
     return folder
+
+
+def _fetch(client: Any, url: str, target: Path, size: int | None, *, progress: bool) -> None:
+    """Download `url` to `target` by way of `target.part`, resuming what is already there."""
+    import httpx
+    from tqdm import tqdm
+
+    if size is not None and target.is_file() and target.stat().st_size == size:
+        return  # complete from an earlier run; verified with the rest
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, _ATTEMPTS + 1):
+        have = partial.stat().st_size if partial.is_file() else 0
+        if size is not None and have >= size:
+            break  # complete, or longer than listed: verification decides
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 416:  # nothing left past `have`: the file is whole
+                    break
+                if response.status_code >= 400:
+                    raise PullError(f"downloading {url} failed: HTTP {response.status_code}")
+                if have and response.status_code != 206:
+                    have = 0  # the server ignored the Range request: start over
+                with (
+                    partial.open("ab" if have else "wb") as out,
+                    tqdm(
+                        total=size,
+                        initial=have,
+                        unit="B",
+                        unit_scale=True,
+                        desc=target.name,
+                        disable=not progress,
+                    ) as bar,
+                ):
+                    for chunk in response.iter_bytes(_CHUNK_BYTES):
+                        out.write(chunk)
+                        out.flush()  # what arrived is on disk for the next run to resume
+                        bar.update(len(chunk))
+            break
+        except httpx.TransportError as exc:
+            if attempt == _ATTEMPTS:
+                raise PullError(f"downloading {url} failed after {attempt} tries: {exc}") from exc
+    partial.replace(target)
 
 
 def _sha256(path: Path) -> str:
