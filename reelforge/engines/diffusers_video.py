@@ -84,7 +84,7 @@ class VideoOptions:
     lora_scale: float = 1.0
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any], engine: str = "wan") -> VideoOptions:
+    def from_mapping(cls, options: Mapping[str, Any], engine: str) -> VideoOptions:
         """Validate a registry entry's options, naming the culprit of any mistake."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
@@ -221,9 +221,18 @@ class DiffusersVideoEngine(Engine):
 
     # ---- what a family says about itself -------------------------------------------------
 
-    @abstractmethod
     def _load_pipeline(self, folder: Path, class_name: str, device: str) -> Any:
-        """`from_pretrained` the checkpoint in the dtypes the family wants on `device`."""
+        """`from_pretrained` the checkpoint in the dtypes the family wants on `device`: here
+        all in bfloat16 on CUDA (what the LTX and HunyuanVideo cards advise), float32 else."""
+        import diffusers
+        import torch
+
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        return getattr(diffusers, class_name).from_pretrained(folder, dtype=dtype)
+
+    def _takes_timesteps(self, pipeline: Any) -> bool:
+        """Whether the pipeline's call takes an explicit schedule (the `timesteps` option)."""
+        return False
 
     @abstractmethod
     def _task_pipelines(self, pipeline: Any) -> tuple[Any, Any]:
@@ -282,16 +291,27 @@ class DiffusersVideoEngine(Engine):
         folder = resolve_checkpoint(self.checkpoint, self.name, self.example_checkpoint)
         class_name = self._check_pipeline_class(folder)
 
+        import diffusers
         import torch
 
+        options = self.video_options
+        if options.lora is not None and not hasattr(
+            getattr(diffusers, class_name), "load_lora_weights"
+        ):
+            # Refused before loading gigabytes of weights.
+            raise ValueError(f"{self.name} option lora: {class_name} cannot load LoRAs")
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._torch_device = device
-        options = self.video_options
         pipeline = self._load_pipeline(folder, class_name, device)
+        if options.timesteps is not None and not self._takes_timesteps(pipeline):
+            raise ValueError(
+                f"{self.name} option timesteps: {class_name} takes no explicit schedule; "
+                f"set steps instead"
+            )
         if options.lora is not None:
-            fuse_lora(pipeline, Path(options.lora).expanduser(), options.lora_scale)
+            fuse_lora(pipeline, Path(options.lora).expanduser(), options.lora_scale, self.name)
         self.memory_mode = apply_memory_mode(pipeline, options.memory, device)
         if options.vae_tiling:
             pipeline.vae.enable_tiling()
@@ -321,7 +341,8 @@ class DiffusersVideoEngine(Engine):
         if not index.is_file():
             raise ValueError(
                 f"{folder} is not a diffusers pipeline (no model_index.json); the {self.name} "
-                f"engine needs the diffusers layout, e.g. {self.example_checkpoint}"
+                f"engine needs the diffusers layout, e.g. {self.example_checkpoint} (not an "
+                f"original single-file release)"
             )
         try:
             class_name = json.loads(index.read_text()).get("_class_name")
@@ -509,14 +530,12 @@ class DiffusersVideoEngine(Engine):
         return native
 
 
-def fuse_lora(pipeline: Any, path: Path, scale: float) -> None:
+def fuse_lora(pipeline: Any, path: Path, scale: float, engine: str) -> None:
     """Fuse the LoRA at `path` into the pipeline's transformer (both experts of Wan2.2-A14B,
     when the file has weights for the second), then drop the adapter: fused, it costs nothing
     per step."""
     if not path.is_file():
-        raise ValueError(f"option lora: {path} is not a file")
-    if not hasattr(pipeline, "load_lora_weights"):
-        raise ValueError(f"option lora: {type(pipeline).__name__} cannot load LoRAs")
+        raise ValueError(f"{engine} option lora: {path} is not a file")
     components = ["transformer"]
     pipeline.load_lora_weights(str(path), adapter_name="reelforge")
     if getattr(pipeline, "transformer_2", None) is not None:

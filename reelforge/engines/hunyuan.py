@@ -19,6 +19,8 @@ Three things these pipelines do differently from Wan's and LTX's, handled here:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,15 @@ class HunyuanEngine(DiffusersVideoEngine):
     # The 480p release: 848x480 at 24 fps, 121 frames.
     default_native = NativeFormat(width=848, height=480, fps=24, max_frames=121)
 
-    def _load_pipeline(self, folder: Path, class_name: str, device: str) -> Any:
-        import diffusers
-        import torch
+    def __init__(
+        self, checkpoint: str | None, device: str = "cpu", options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(checkpoint, device, options)
+        self._loaded_guider: Any = None
+        """The guider the checkpoint ships; each call gets a copy at the request's scale."""
 
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        pipeline = getattr(diffusers, class_name).from_pretrained(folder, dtype=dtype)
+    def _load_pipeline(self, folder: Path, class_name: str, device: str) -> Any:
+        pipeline = super()._load_pipeline(folder, class_name, device)
         self._loaded_guider = pipeline.guider
         return pipeline
 
@@ -65,7 +70,8 @@ class HunyuanEngine(DiffusersVideoEngine):
         with torch.inference_mode():
             positive = pipeline.encode_prompt(prompt=prompt, device=device, dtype=dtype)
             embeddings = dict(zip(names, positive, strict=True))
-            if guidance > 1.0:
+            # The guider's own rule: any scale but 1 runs the unconditional pass too.
+            if not math.isclose(guidance, 1.0):
                 negative = pipeline.encode_prompt(
                     prompt=negative_prompt, device=device, dtype=dtype
                 )
@@ -86,6 +92,14 @@ class HunyuanEngine(DiffusersVideoEngine):
             )
             return {}
         return {"width": size[0], "height": size[1]}
+
+    def _render(self, pipeline: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._render(pipeline, *args, **kwargs)
+        finally:
+            # Drop this call's overrides (the step counter holds the job's callback).
+            pipeline.scheduler.__dict__.pop("step", None)
+            pipeline.video_processor.__dict__.pop("calculate_default_height_width", None)
 
     def _progress_options(self, pipeline: Any, report: OnStep, units: int) -> dict[str, Any]:
         scheduler = pipeline.scheduler

@@ -1,9 +1,9 @@
 """`ltx`: LTX-Video text- and image-to-video through diffusers' LTX pipelines.
 
-Every LTX checkpoint serves both tasks with one set of weights: the 0.9.5+ releases (distilled
+Every LTX checkpoint serves both tasks with one set of weights: the 0.9.7 releases (distilled
 ones included) are an `LTXConditionPipeline`, which takes an optional first-frame image; the
-earlier ones an `LTXPipeline` or `LTXImageToVideoPipeline`, whose sibling is built from the
-same components. Sizes are multiples of 32 and frame counts 8k+1 (the VAE's compression).
+earlier ones an `LTXPipeline` (or `LTXImageToVideoPipeline`), whose sibling is built from
+the same components. Sizes are multiples of 32 and frame counts 8k+1 (the VAE's compression).
 
 The decode follows the model card for the timestep-aware VAE of 0.9.1+: the latents are
 decoded at timestep 0.05 with noise 0.025 (a checkpoint whose VAE takes no timestep decodes
@@ -14,7 +14,6 @@ plainly). Step-distilled releases come with their own schedule, set by the `time
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 from reelforge.engines.diffusers_video import DiffusersVideoEngine, Embeddings, NativeFormat
@@ -37,14 +36,6 @@ class LTXEngine(DiffusersVideoEngine):
     example_checkpoint = "Lightricks/LTX-Video-0.9.7-distilled"
     # The 0.9.x releases' card: 768x512 at 24 fps; clips up to 257 frames.
     default_native = NativeFormat(width=768, height=512, fps=24, max_frames=257)
-
-    def _load_pipeline(self, folder: Path, class_name: str, device: str) -> Any:
-        import diffusers
-        import torch
-
-        # The card recommends bfloat16 for the transformer, VAE and text encoder alike.
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        return getattr(diffusers, class_name).from_pretrained(folder, dtype=dtype)
 
     def _task_pipelines(self, pipeline: Any) -> tuple[Any, Any]:
         import diffusers
@@ -80,6 +71,11 @@ class LTXEngine(DiffusersVideoEngine):
             "negative_prompt_embeds": negative_embeds,
             "negative_prompt_attention_mask": negative_mask,
         }
+
+    def _takes_timesteps(self, pipeline: Any) -> bool:
+        # The older pipelines take `timesteps` but always compute sigmas too, which diffusers
+        # then refuses; only the condition pipeline takes a schedule as the cards give it.
+        return type(pipeline).__name__ == _CONDITION
 
     def _prepare_call(
         self, pipeline: Any, guidance: float, size: tuple[int, int]

@@ -43,6 +43,7 @@ __all__ = [
     "build_tiny",
     "build_tiny_lora",
     "build_tiny_wan",
+    "tiny_t5_encoder",
 ]
 
 TinyTask = Literal["t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v"]
@@ -219,6 +220,24 @@ def build_tiny_lora(checkpoint: Path, path: Path, seed: int = 0, rank: int = 4) 
         weight_name=Path(path).name,
     )
     return Path(path)
+
+
+def tiny_t5_encoder(vocab_size: int, width: int, layers: int, *, gated: bool = False) -> Any:
+    """A small `T5EncoderModel` (LTX's text encoder is T5-XXL, HunyuanVideo-1.5's glyph encoder
+    a ByT5 with gated feed-forward layers)."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=width,
+        d_kv=8,
+        d_ff=64,
+        num_layers=layers,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        feed_forward_proj="gated-gelu" if gated else "relu",
+    )
+    return T5EncoderModel(config)
 
 
 def _text_encoder(vocab_size: int) -> Any:

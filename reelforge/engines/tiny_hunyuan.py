@@ -43,7 +43,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from reelforge.engines.tiny import TINY_INFO_FILE
+from reelforge.engines.tiny import TINY_INFO_FILE, tiny_t5_encoder
 
 __all__ = ["TinyHunyuanTask", "build_tiny_hunyuan15"]
 
@@ -108,7 +108,7 @@ def build_tiny_hunyuan15(directory: Path, task: TinyHunyuanTask = "t2v", seed: i
     torch.manual_seed(seed)
     text_encoder = _qwen_text_encoder(tokenizer)
     torch.manual_seed(seed + 1)
-    text_encoder_2 = _byt5_encoder(vocab_size=len(tokenizer_2))
+    text_encoder_2 = tiny_t5_encoder(len(tokenizer_2), _BYT5_DIM, layers=1, gated=True)
     torch.manual_seed(seed + 2)
     vae = _vae()
     torch.manual_seed(seed + 3)
@@ -198,22 +198,6 @@ def _qwen_text_encoder(tokenizer: Any) -> Any:
         pad_token_id=tokenizer.pad_token_id,
     )
     return Qwen2_5_VLTextModel(config)
-
-
-def _byt5_encoder(vocab_size: int) -> Any:
-    from transformers import T5Config, T5EncoderModel
-
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=_BYT5_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=1,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        feed_forward_proj="gated-gelu",  # as in ByT5
-    )
-    return T5EncoderModel(config)
 
 
 def _vae() -> Any:

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines.tiny import TINY_INFO_FILE
+from reelforge.engines.tiny import TINY_INFO_FILE, tiny_t5_encoder
 
 __all__ = ["build_tiny_ltx"]
 
@@ -44,7 +44,7 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
     directory = Path(directory)
     tokenizer = ByT5Tokenizer()
     torch.manual_seed(seed)
-    text_encoder = _text_encoder(vocab_size=len(tokenizer))
+    text_encoder = tiny_t5_encoder(len(tokenizer), _TEXT_DIM, layers=2)
     torch.manual_seed(seed + 1)
     vae = _vae()
     torch.manual_seed(seed + 2)
@@ -70,21 +70,6 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
     }
     (directory / TINY_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return directory
-
-
-def _text_encoder(vocab_size: int) -> Any:
-    from transformers import T5Config, T5EncoderModel
-
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=_TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-    )
-    return T5EncoderModel(config)
 
 
 def _vae() -> Any:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from reelforge.engines.catalog import CATALOG
 from reelforge.engines.hunyuan import HunyuanEngine
@@ -21,25 +20,12 @@ from reelforge.engines.ltx import LTXEngine
 from reelforge.engines.tiny import build_tiny
 from reelforge.errors import GenerationError
 from tests.conftest import make_spec
+from tests.engine_helpers import Cancelled, ignore_steps, picture
 
 pytestmark = pytest.mark.slow
 
 STEPS = 2
 I2V = "klingai/v2-master-image-to-video"
-
-
-class Cancelled(Exception):
-    """What a worker's step callback raises to stop a job."""
-
-
-def _ignore_steps(done: int, total: int) -> None:
-    pass
-
-
-def _picture(colour: tuple[int, int, int], size: tuple[int, int] = (160, 120)) -> Image.Image:
-    ramp = np.linspace(0, 255, size[0], dtype=np.uint8)[None, :, None]
-    pixels = np.broadcast_to(ramp, (size[1], size[0], 3)) // 2 + np.array(colour) // 2
-    return Image.fromarray(pixels.astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +64,9 @@ def test_ltx_checkpoint_serves_text_and_image_at_multiples_of_32_and_8k_plus_1_f
 ) -> None:
     assert (ltx.supports_text_to_video, ltx.supports_image_to_video) == (True, True)
     spec = make_spec(width=1280, height=720, num_frames=24)  # 1 s at 30 fps: 30 -> 33 frames
-    from_text = ltx.generate(spec, None, _ignore_steps)
-    red = ltx.generate(spec, _picture((255, 0, 0)), _ignore_steps)
-    blue = ltx.generate(spec, _picture((0, 0, 255)), _ignore_steps)
+    from_text = ltx.generate(spec, None, ignore_steps)
+    red = ltx.generate(spec, picture((255, 0, 0)), ignore_steps)
+    blue = ltx.generate(spec, picture((0, 0, 255)), ignore_steps)
     for clip in (from_text, red, blue):
         assert clip.frames.shape == (33, 64, 96, 3)
         assert clip.fps == 30
@@ -119,7 +105,7 @@ def test_ltx_engine_frames_equal_plain_diffusers_for_the_same_seed(
     from diffusers import LTXConditionPipeline
 
     spec = make_spec(width=96, height=64, num_frames=24, seed=5, prompt="a red kite")
-    clip = ltx.generate(spec, None, _ignore_steps)
+    clip = ltx.generate(spec, None, ignore_steps)
     pipeline = LTXConditionPipeline.from_pretrained(checkpoints["ltx-video"])
     pipeline.set_progress_bar_config(disable=True)
     video = pipeline(
@@ -145,7 +131,7 @@ def test_ltx_long_clip_is_chained_through_its_image_path(checkpoints: dict[str, 
         str(checkpoints["ltx-video"]), "cpu", {"steps": STEPS, "max_native_frames": 41}
     )
     engine.load()
-    clip = engine.generate(make_spec(num_frames=48), None, _ignore_steps)  # 2 s: 60 -> 57
+    clip = engine.generate(make_spec(num_frames=48), None, ignore_steps)  # 2 s: 60 -> 57
     assert clip.frames.shape[0] == 57
     assert (clip.meta["segments"], clip.meta["frames_capped"]) == (2, False)
 
@@ -165,7 +151,7 @@ def test_hunyuan_checkpoints_serve_one_task_each(
         True,
     )
     with pytest.raises(GenerationError, match="send an input image"):
-        hunyuan_i2v.generate(make_spec(), None, _ignore_steps)
+        hunyuan_i2v.generate(make_spec(), None, ignore_steps)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +163,7 @@ def test_hunyuan_image_to_video_renders_exactly_the_native_size_for_the_ratio(
 ) -> None:
     """The pipeline would pick its own size bucket from the picture; the engine pins it."""
     spec = make_spec(model=I2V, width=size[0], height=size[1], num_frames=8)
-    clip = hunyuan_i2v.generate(spec, _picture((255, 0, 0), (100, 100)), _ignore_steps)
+    clip = hunyuan_i2v.generate(spec, picture((255, 0, 0), (100, 100)), ignore_steps)
     assert clip.frames.shape[1:3] == (native[1], native[0])
     assert clip.frames.shape[0] == 9  # 1/3 s at 24 fps: 8 frames -> 4k+1
 
@@ -187,11 +173,16 @@ def test_hunyuan_guidance_is_per_call_and_leaves_the_loaded_guider_alone(
 ) -> None:
     pipeline = hunyuan_t2v._text_pipeline
     calls = [0]
-    pipeline.transformer.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    unguided = hunyuan_t2v.generate(make_spec(cfg_scale=0.0), None, _ignore_steps)
-    unguided_passes = calls[0]
-    calls[0] = 0
-    guided = hunyuan_t2v.generate(make_spec(cfg_scale=0.5), None, _ignore_steps)
+    hook = pipeline.transformer.register_forward_pre_hook(
+        lambda *_: calls.__setitem__(0, calls[0] + 1)
+    )
+    try:
+        unguided = hunyuan_t2v.generate(make_spec(cfg_scale=0.0), None, ignore_steps)
+        unguided_passes = calls[0]
+        calls[0] = 0
+        guided = hunyuan_t2v.generate(make_spec(cfg_scale=0.5), None, ignore_steps)
+    finally:
+        hook.remove()
     # Guidance 1.0 runs one pass per step, guidance 5.0 two (with and without the prompt).
     assert (unguided_passes, calls[0]) == (STEPS, 2 * STEPS)
     assert (unguided.meta["guidance_scale"], guided.meta["guidance_scale"]) == (1.0, 5.0)
@@ -232,7 +223,7 @@ def test_hunyuan_engine_frames_equal_plain_diffusers_for_the_same_seed(
     from diffusers import HunyuanVideo15Pipeline
 
     spec = make_spec(width=80, height=48, num_frames=8, seed=6, prompt="a red kite")
-    clip = hunyuan_t2v.generate(spec, None, _ignore_steps)
+    clip = hunyuan_t2v.generate(spec, None, ignore_steps)
     pipeline = HunyuanVideo15Pipeline.from_pretrained(checkpoints["hunyuanvideo-1.5-t2v"])
     pipeline.set_progress_bar_config(disable=True)
     pipeline.guider = pipeline.guider.new(guidance_scale=5.0)
@@ -274,3 +265,92 @@ def test_hunyuan_tokenizer_survives_the_save_and_load_round_trip(
     assert len(loaded) == len(built) == 259
     assert loaded(text).input_ids == built(text).input_ids
     assert len(loaded(text).input_ids) == len(text.encode())  # one token per byte
+
+
+@pytest.fixture(scope="module")
+def plain_ltx_checkpoint(
+    checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny LTX weights saved as an `LTXPipeline`, the layout of the releases before 0.9.7."""
+    from diffusers import LTXConditionPipeline, LTXPipeline
+
+    components = LTXConditionPipeline.from_pretrained(checkpoints["ltx-video"]).components
+    folder = tmp_path_factory.mktemp("tiny-ltx-plain")
+    LTXPipeline(**components).save_pretrained(folder)
+    (folder / "reelforge_tiny.json").write_bytes(
+        (checkpoints["ltx-video"] / "reelforge_tiny.json").read_bytes()
+    )
+    return folder
+
+
+def test_older_ltx_layout_serves_both_tasks_through_a_sibling_pipeline(
+    plain_ltx_checkpoint: Path,
+) -> None:
+    engine = LTXEngine(str(plain_ltx_checkpoint), "cpu", {"steps": STEPS, "max_native_frames": 41})
+    engine.load()
+    assert type(engine._text_pipeline).__name__ == "LTXPipeline"
+    assert type(engine._image_pipeline).__name__ == "LTXImageToVideoPipeline"
+    assert engine._image_pipeline.transformer is engine._text_pipeline.transformer  # no copy
+    spec = make_spec(num_frames=48)  # 2 s at 30 fps: two segments of at most 41 frames
+    from_text = engine.generate(spec, None, ignore_steps)
+    from_image = engine.generate(spec, picture((255, 0, 0)), ignore_steps)
+    for clip in (from_text, from_image):
+        assert clip.frames.shape == (57, 64, 96, 3)
+        assert clip.meta["segments"] == 2
+    assert not np.array_equal(from_text.frames, from_image.frames)
+
+
+@pytest.mark.parametrize(
+    ("engine_class", "arch"),
+    [
+        (LTXEngine, "plain-ltx"),
+        (HunyuanEngine, "hunyuanvideo-1.5-t2v"),
+    ],
+)
+def test_an_explicit_schedule_is_refused_where_the_pipeline_cannot_take_one(
+    engine_class: type[LTXEngine | HunyuanEngine],
+    arch: str,
+    checkpoints: dict[str, Path],
+    plain_ltx_checkpoint: Path,
+) -> None:
+    folder = plain_ltx_checkpoint if arch == "plain-ltx" else checkpoints[arch]
+    engine = engine_class(str(folder), "cpu", {"timesteps": [1000, 500]})
+    with pytest.raises(ValueError, match=r"option timesteps: .* takes no explicit schedule"):
+        engine.load()
+
+
+def test_hunyuan_refuses_a_lora_before_loading_weights(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    lora = tmp_path / "fast.safetensors"
+    lora.write_bytes(b"not read")
+    engine = HunyuanEngine(str(checkpoints["hunyuanvideo-1.5-t2v"]), "cpu", {"lora": str(lora)})
+    with pytest.raises(ValueError, match=r"hunyuan option lora: .* cannot load LoRAs"):
+        engine.load()
+    assert engine._text_pipeline is None
+
+
+@pytest.mark.parametrize(
+    ("engine_class", "arch", "frames"),
+    [(LTXEngine, "ltx-video", 9), (HunyuanEngine, "hunyuanvideo-1.5-t2v", 5)],
+)
+def test_compiled_engine_warms_up_at_load_and_matches_eager(
+    engine_class: type[LTXEngine | HunyuanEngine],
+    arch: str,
+    frames: int,
+    checkpoints: dict[str, Path],
+) -> None:
+    # The longest clip is the request's length, so the request reuses the warm-up's graphs.
+    options = {"steps": STEPS, "max_native_frames": frames, "chain_overlap": 1}
+    eager = engine_class(str(checkpoints[arch]), "cpu", options)
+    compiled = engine_class(str(checkpoints[arch]), "cpu", {**options, "compile": True})
+    for engine in (eager, compiled):
+        engine.load()
+    spec = make_spec(seed=21, num_frames=4)
+    clip = compiled.generate(spec, None, ignore_steps)
+    reference = eager.generate(spec, None, ignore_steps)
+    assert clip.meta["compiled"] is True
+    assert clip.frames.shape == reference.frames.shape
+    assert clip.frames.shape[0] == frames
+    difference = np.abs(clip.frames.astype(int) - reference.frames.astype(int))
+    assert difference.max() <= 3

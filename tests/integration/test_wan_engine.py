@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from reelforge.engines.base import Clip
 from reelforge.engines.diffusers_video import VideoOptions, native_frame_count
@@ -22,6 +21,7 @@ from reelforge.engines.wan import WanEngine
 from reelforge.errors import GenerationError
 from reelforge.spec import CameraMotion
 from tests.conftest import make_spec
+from tests.engine_helpers import Cancelled, ignore_steps, picture
 
 STEPS = 3
 # The tiny checkpoints' native landscape sizes (see reelforge.engines.tiny).
@@ -29,25 +29,10 @@ WAN21_NATIVE = (64, 48)
 WAN22_NATIVE = (96, 64)
 
 
-class Cancelled(Exception):
-    """What a worker's step callback raises to stop a job."""
-
-
 def _load(checkpoint: Path, **options: object) -> WanEngine:
     engine = WanEngine(str(checkpoint), "cpu", {"steps": STEPS, **options})
     engine.load()
     return engine
-
-
-def _ignore_steps(done: int, total: int) -> None:
-    pass
-
-
-def _picture(colour: tuple[int, int, int]) -> Image.Image:
-    """A 4:3 picture, so the engine has to cover-crop it to 16:9."""
-    ramp = np.linspace(0, 255, 160, dtype=np.uint8)[None, :, None]
-    pixels = np.broadcast_to(ramp, (120, 160, 3)) // 2 + np.array(colour, dtype=np.uint8) // 2
-    return Image.fromarray(pixels.astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +60,7 @@ def test_text_to_video_renders_uint8_frames_at_native_size_per_aspect_ratio(
     t2v: WanEngine, output_size: tuple[int, int], native: tuple[int, int]
 ) -> None:
     width, height = output_size
-    clip = t2v.generate(make_spec(width=width, height=height), None, _ignore_steps)
+    clip = t2v.generate(make_spec(width=width, height=height), None, ignore_steps)
     frames, native_width, native_height = clip.frames.shape[0], *native
     assert clip.frames.dtype == np.uint8
     assert clip.frames.shape == (frames, native_height, native_width, 3)
@@ -87,7 +72,7 @@ def test_text_to_video_renders_uint8_frames_at_native_size_per_aspect_ratio(
 def test_native_frames_follow_duration_and_are_capped(tiny_wan_checkpoints: dict) -> None:
     engine = _load(tiny_wan_checkpoints["t2v"], max_native_frames=9)
     # 2 s at the native 16 fps would be 33 frames; this engine renders at most 9.
-    clip = engine.generate(make_spec(num_frames=48, fps=24), None, _ignore_steps)
+    clip = engine.generate(make_spec(num_frames=48, fps=24), None, ignore_steps)
     assert clip.frames.shape[0] == 9
     assert clip.meta["native_frames"] == 9
     assert clip.meta["frames_capped"] is True
@@ -125,7 +110,7 @@ def test_long_clip_is_chained_through_image_to_video(tiny_wan_checkpoints: dict)
     assert progress == [(unit, units) for unit in range(1, units + 1)]
     # The first segment is the plain text-to-video render of its length; the second is
     # conditioned on its frame 12, and the frames before that are kept as rendered.
-    first = engine.generate(make_spec(num_frames=17, fps=24, seed=5), None, _ignore_steps)
+    first = engine.generate(make_spec(num_frames=17, fps=24, seed=5), None, ignore_steps)
     assert first.meta["segments"] == 1
     np.testing.assert_array_equal(clip.frames[:12], first.frames[:12])
     np.testing.assert_array_equal(np.asarray(recorder.calls[0]["image"]), first.frames[12])
@@ -156,8 +141,8 @@ def test_native_frame_count_is_four_k_plus_one(
 @pytest.mark.slow
 def test_image_to_video_is_conditioned_on_the_input_image(i2v: WanEngine) -> None:
     spec = make_spec(model="klingai/v2-master-image-to-video", width=1280, height=720)
-    red = i2v.generate(spec, _picture((255, 0, 0)), _ignore_steps)
-    blue = i2v.generate(spec, _picture((0, 0, 255)), _ignore_steps)
+    red = i2v.generate(spec, picture((255, 0, 0)), ignore_steps)
+    blue = i2v.generate(spec, picture((0, 0, 255)), ignore_steps)
     assert red.frames.shape[1:] == (WAN21_NATIVE[1], WAN21_NATIVE[0], 3)
     assert not np.array_equal(red.frames, blue.frames)
 
@@ -167,16 +152,16 @@ def test_checkpoint_decides_which_tasks_an_engine_serves(t2v: WanEngine, i2v: Wa
     assert (t2v.supports_text_to_video, t2v.supports_image_to_video) == (True, False)
     assert (i2v.supports_text_to_video, i2v.supports_image_to_video) == (False, True)
     with pytest.raises(GenerationError, match="send an input image"):
-        i2v.generate(make_spec(), None, _ignore_steps)
+        i2v.generate(make_spec(), None, ignore_steps)
     with pytest.raises(GenerationError, match="cannot take an input image"):
-        t2v.generate(make_spec(), _picture((0, 255, 0)), _ignore_steps)
+        t2v.generate(make_spec(), picture((0, 255, 0)), ignore_steps)
 
 
 @pytest.mark.slow
 def test_wan22_ti2v_checkpoint_serves_text_and_image(ti2v: WanEngine) -> None:
     spec = make_spec(width=1280, height=720, num_frames=8)
-    from_text = ti2v.generate(spec, None, _ignore_steps)
-    from_image = ti2v.generate(spec, _picture((255, 0, 0)), _ignore_steps)
+    from_text = ti2v.generate(spec, None, ignore_steps)
+    from_image = ti2v.generate(spec, picture((255, 0, 0)), ignore_steps)
     for clip in (from_text, from_image):
         assert clip.frames.shape[1:] == (WAN22_NATIVE[1], WAN22_NATIVE[0], 3)
         assert clip.fps == 24
@@ -193,8 +178,8 @@ def test_wan22_a14b_runs_both_experts(tiny_wan_checkpoints: dict[str, Path], tas
     for name in ("transformer", "transformer_2"):
         module = getattr(pipeline, name)
         module.register_forward_pre_hook(lambda *_, name=name: calls.append(name))
-    image = _picture((0, 0, 255)) if task == "a14b-i2v" else None
-    clip = engine.generate(make_spec(), image, _ignore_steps)
+    image = picture((0, 0, 255)) if task == "a14b-i2v" else None
+    clip = engine.generate(make_spec(), image, ignore_steps)
     assert clip.frames.shape[1:] == (48, 64, 3)
     # Two passes (with and without the prompt) per step; at the tiny scheduler's shift the
     # boundary falls inside the run, so each expert has steps of its own, high noise first.
@@ -227,30 +212,30 @@ def test_exception_from_on_step_stops_generation(t2v: WanEngine) -> None:
 @pytest.mark.slow
 def test_engine_renders_normally_after_a_cancelled_job(t2v: WanEngine) -> None:
     spec = make_spec(seed=11)
-    before = t2v.generate(spec, None, _ignore_steps)
+    before = t2v.generate(spec, None, ignore_steps)
 
     def cancel(done: int, total: int) -> None:
         raise Cancelled
 
     with pytest.raises(Cancelled):
         t2v.generate(make_spec(seed=12), None, cancel)
-    after = t2v.generate(spec, None, _ignore_steps)
+    after = t2v.generate(spec, None, ignore_steps)
     np.testing.assert_array_equal(before.frames, after.frames)
 
 
 @pytest.mark.slow
 def test_same_seed_gives_identical_frames_and_another_seed_differs(t2v: WanEngine) -> None:
-    first = t2v.generate(make_spec(seed=1), None, _ignore_steps)
-    again = t2v.generate(make_spec(seed=1), None, _ignore_steps)
-    other = t2v.generate(make_spec(seed=2), None, _ignore_steps)
+    first = t2v.generate(make_spec(seed=1), None, ignore_steps)
+    again = t2v.generate(make_spec(seed=1), None, ignore_steps)
+    other = t2v.generate(make_spec(seed=2), None, ignore_steps)
     np.testing.assert_array_equal(first.frames, again.frames)
     assert not np.array_equal(first.frames, other.frames)
 
 
 @pytest.mark.slow
 def test_camera_preset_is_appended_to_the_prompt(t2v: WanEngine) -> None:
-    still = t2v.generate(make_spec(), None, _ignore_steps)
-    moving = t2v.generate(make_spec(camera=CameraMotion(preset="down_back")), None, _ignore_steps)
+    still = t2v.generate(make_spec(), None, ignore_steps)
+    moving = t2v.generate(make_spec(camera=CameraMotion(preset="down_back")), None, ignore_steps)
     assert still.meta["camera"] == "none"
     assert moving.meta["camera"] == "prompt"
     # The phrase changes the text embedding, so it reaches the model.
@@ -264,7 +249,7 @@ def test_cfg_scale_maps_linearly_with_half_at_wan_default() -> None:
 
 @pytest.mark.slow
 def test_clip_meta_is_json_ready(t2v: WanEngine) -> None:
-    clip: Clip = t2v.generate(make_spec(cfg_scale=0.5), None, _ignore_steps)
+    clip: Clip = t2v.generate(make_spec(cfg_scale=0.5), None, ignore_steps)
     assert json.loads(json.dumps(clip.meta))["guidance_scale"] == 5.0
 
 
@@ -358,7 +343,7 @@ def test_engine_frames_equal_plain_diffusers_for_the_same_seed(tiny_wan_checkpoi
     folder = tiny_wan_checkpoints["ti2v"]
     engine = _load(folder, guidance_min=1.0, guidance_max=9.0)
     spec = make_spec(width=96, height=64, num_frames=16, fps=24, seed=3, prompt="a red kite")
-    clip = engine.generate(spec, None, _ignore_steps)
+    clip = engine.generate(spec, None, ignore_steps)
 
     pipeline = WanPipeline.from_pretrained(folder)
     pipeline.set_progress_bar_config(disable=True)
@@ -396,8 +381,8 @@ def test_first_block_cache_skips_the_later_blocks(tiny_wan_checkpoints: dict) ->
     # block that really runs calls.
     plain_calls = _count_calls(plain._text_pipeline.transformer.blocks[-1].ffn)
     cached_calls = _count_calls(cached._text_pipeline.transformer.blocks[-1].ffn)
-    plain.generate(make_spec(), None, _ignore_steps)
-    clip = cached.generate(make_spec(), None, _ignore_steps)
+    plain.generate(make_spec(), None, ignore_steps)
+    clip = cached.generate(make_spec(), None, ignore_steps)
     # Guidance runs the transformer twice a step; with the cache only the first step runs
     # the last block, the others reuse its residual.
     assert plain_calls[0] == 2 * STEPS
@@ -414,8 +399,8 @@ def test_compiled_engine_warms_up_at_load_and_matches_eager(
         tiny_wan_checkpoints["t2v"], compile=True, max_native_frames=5, chain_overlap=1
     )
     spec = make_spec(seed=21)
-    clip = compiled.generate(spec, None, _ignore_steps)
-    eager = t2v.generate(spec, None, _ignore_steps)
+    clip = compiled.generate(spec, None, ignore_steps)
+    eager = t2v.generate(spec, None, ignore_steps)
     assert clip.meta["compiled"] is True
     assert clip.frames.shape == eager.frames.shape == (5, 48, 64, 3)
     # Fused kernels round differently; the frames agree to a couple of levels out of 255.
@@ -443,7 +428,7 @@ def test_offload_modes_need_a_cuda_device(tiny_wan_checkpoints: dict) -> None:
 )
 def test_bad_speed_and_memory_options_are_refused(options: dict, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        VideoOptions.from_mapping(options)
+        VideoOptions.from_mapping(options, "wan")
 
 
 @pytest.mark.slow
@@ -452,14 +437,14 @@ def test_lora_is_fused_at_load_and_scale_zero_leaves_the_model_as_it_was(
 ) -> None:
     lora = build_tiny_lora(tiny_wan_checkpoints["t2v"], tmp_path / "fast.safetensors")
     spec = make_spec(seed=4)
-    base = t2v.generate(spec, None, _ignore_steps)
+    base = t2v.generate(spec, None, ignore_steps)
     with_lora = _load(tiny_wan_checkpoints["t2v"], lora=str(lora)).generate(
-        spec, None, _ignore_steps
+        spec, None, ignore_steps
     )
     unscaled = _load(tiny_wan_checkpoints["t2v"], lora=str(lora), lora_scale=0.0)
     assert with_lora.meta["lora"] == str(lora)
     assert not np.array_equal(with_lora.frames, base.frames)
-    np.testing.assert_array_equal(unscaled.generate(spec, None, _ignore_steps).frames, base.frames)
+    np.testing.assert_array_equal(unscaled.generate(spec, None, ignore_steps).frames, base.frames)
     # Fused and unloaded: no adapter layers are left to cost time at every step.
     assert not unscaled._text_pipeline.get_list_adapters()
 
@@ -476,8 +461,8 @@ def test_fp8_storage_keeps_transformer_weights_in_float8(
     engine = _load(tiny_wan_checkpoints["t2v"], fp8=True)
     transformer = engine._text_pipeline.transformer
     assert transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
-    clip = engine.generate(make_spec(seed=9), None, _ignore_steps)
-    eager = t2v.generate(make_spec(seed=9), None, _ignore_steps)
+    clip = engine.generate(make_spec(seed=9), None, ignore_steps)
+    eager = t2v.generate(make_spec(seed=9), None, ignore_steps)
     assert clip.meta["fp8"] is True
     assert clip.frames.shape == eager.frames.shape
 

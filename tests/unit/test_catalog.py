@@ -50,7 +50,7 @@ def test_every_catalog_model_has_a_tiny_architecture_and_valid_engine_options() 
             model.text_to_video,
             model.image_to_video,
         )
-        options = VideoOptions.from_mapping(model.engine_options())
+        options = VideoOptions.from_mapping(model.engine_options(), model.engine)
         # The API's default cfg_scale of 0.5 gives the model card's guidance.
         assert options.guidance_scale(0.5) == pytest.approx(model.guidance)
         assert model.max_frames % model.frame_multiple == 1
