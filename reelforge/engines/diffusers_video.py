@@ -22,7 +22,12 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, ImageOps
 
-from reelforge.engines.acceleration import MEMORY_MODES, apply_memory_mode, apply_speed_settings
+from reelforge.engines.acceleration import (
+    MEMORY_MODES,
+    BatchedGuidance,
+    apply_memory_mode,
+    apply_speed_settings,
+)
 from reelforge.engines.base import Clip, Engine, OnStep
 from reelforge.engines.chaining import Segment, append_segment, plan_segments
 from reelforge.engines.tiny import TINY_INFO_FILE
@@ -82,6 +87,10 @@ class VideoOptions:
     """A LoRA to fuse into the transformer(s) at load: a local .safetensors file, e.g. a
     step-distilled "fast" LoRA (then also set steps = 4 and guidance_max = 1.0)."""
     lora_scale: float = 1.0
+    batch_guidance: bool | None = None
+    """Run classifier-free guidance's two passes per step as one batch (Wan's pipelines run
+    them apart; LTX's always batch them; HunyuanVideo-1.5's guider runs them apart and is left
+    so). None: on for CUDA devices."""
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], engine: str) -> VideoOptions:
@@ -134,7 +143,7 @@ def _check_type(engine: str, name: str, value: Any) -> None:
             raise ValueError(
                 f"{engine} option lora must be a path to a .safetensors file, got {value!r}"
             )
-    elif name in ("vae_tiling", "compile", "fp8"):
+    elif name in ("vae_tiling", "compile", "fp8", "batch_guidance"):
         if not isinstance(value, bool):
             raise ValueError(f"{engine} option {name} must be true or false, got {value!r}")
     elif name == "timesteps":
@@ -204,6 +213,9 @@ class DiffusersVideoEngine(Engine):
     """The `model_index.json` class names this engine loads."""
     example_checkpoint: ClassVar[str]
     """A released checkpoint in the diffusers layout, named in error messages."""
+    guidance_passes_apart: ClassVar[bool] = False
+    """Whether the pipelines call the transformer once per guidance pass with the
+    `prompt_embeds` / `negative_prompt_embeds` they are given (what `BatchedGuidance` joins)."""
     default_native: ClassVar[NativeFormat]
 
     def __init__(
@@ -218,6 +230,7 @@ class DiffusersVideoEngine(Engine):
         self._torch_device = "cpu"
         self.memory_mode = "device"
         """The memory mode in use, `auto` resolved; known after `load()`."""
+        self._batchers: list[BatchedGuidance] = []
 
     # ---- what a family says about itself -------------------------------------------------
 
@@ -322,6 +335,12 @@ class DiffusersVideoEngine(Engine):
             attention=options.attention,
             fp8=options.fp8,
         )
+        batch = options.batch_guidance
+        if batch is None:
+            batch = device.startswith("cuda")
+        if batch and self.guidance_passes_apart:
+            experts = (pipeline.transformer, getattr(pipeline, "transformer_2", None))
+            self._batchers = [BatchedGuidance(expert) for expert in experts if expert is not None]
         if options.flow_shift is not None:
             pipeline.scheduler = shifted_scheduler(
                 pipeline.scheduler, options.flow_shift, self.name
@@ -444,6 +463,7 @@ class DiffusersVideoEngine(Engine):
             "lora": options.lora,
             "fp8": options.fp8,
             "attention": options.attention,
+            "batched_guidance": bool(self._batchers) and guidance > 1.0,
         }
         return Clip(frames=pixels, fps=native.fps, meta=meta)
 
@@ -485,8 +505,15 @@ class DiffusersVideoEngine(Engine):
         }
         if image is not None:
             call["image"] = ImageOps.fit(image.convert("RGB"), size, Image.Resampling.LANCZOS)
-        with torch.inference_mode():
-            frames = np.asarray(pipeline(**call).frames[0], dtype=np.float32)
+        negative = embeddings.get("negative_prompt_embeds")
+        for batcher in self._batchers:
+            batcher.pair = None if negative is None else (embeddings["prompt_embeds"], negative)
+        try:
+            with torch.inference_mode():
+                frames = np.asarray(pipeline(**call).frames[0], dtype=np.float32)
+        finally:
+            for batcher in self._batchers:
+                batcher.pair = None
         on_step(units, units)
         return frames
 

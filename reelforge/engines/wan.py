@@ -37,6 +37,7 @@ class WanEngine(DiffusersVideoEngine):
     pipeline_classes = (_TEXT_TO_VIDEO, _IMAGE_TO_VIDEO)
     example_checkpoint = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
     default_native = NativeFormat(width=832, height=480, fps=16, max_frames=81)
+    guidance_passes_apart = True
 
     def _load_pipeline(self, folder: Path, class_name: str, device: str) -> Any:
         import torch

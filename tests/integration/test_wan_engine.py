@@ -476,3 +476,49 @@ def test_unavailable_attention_backends_are_refused_at_load(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         _load(tiny_wan_checkpoints["t2v"], attention=backend)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["t2v", "i2v", "a14b-t2v"])
+def test_batched_guidance_runs_one_pass_per_step_with_the_same_frames(
+    tiny_wan_checkpoints: dict, task: str
+) -> None:
+    """Wan's pipelines run the prompt and the negative prompt as two transformer calls per
+    step; batched, one call does both, and the frames stay those of the two calls."""
+    apart = _load(tiny_wan_checkpoints[task], batch_guidance=False)
+    batched = _load(tiny_wan_checkpoints[task], batch_guidance=True)
+    image = picture((0, 0, 255)) if task == "i2v" else None
+    runs = {}
+    for name, engine in (("apart", apart), ("batched", batched)):
+        pipeline = engine._text_pipeline or engine._image_pipeline
+        experts = [m for m in (pipeline.transformer, pipeline.transformer_2) if m is not None]
+        batch_sizes: list[int] = []
+        # The patch embedding runs once per real pass of the model (a call answered from the
+        # batch does not reach it), on that pass's batch.
+        hooks = [
+            expert.patch_embedding.register_forward_pre_hook(
+                lambda module, args, sizes=batch_sizes: sizes.append(args[0].shape[0])
+            )
+            for expert in experts
+        ]
+        try:
+            runs[name] = (engine.generate(make_spec(seed=8), image, ignore_steps), batch_sizes)
+        finally:
+            for hook in hooks:
+                hook.remove()
+    (apart_clip, apart_sizes), (batched_clip, batched_sizes) = runs["apart"], runs["batched"]
+    assert apart_sizes == [1] * (2 * STEPS)
+    assert batched_sizes == [2] * STEPS
+    assert (apart_clip.meta["batched_guidance"], batched_clip.meta["batched_guidance"]) == (
+        False,
+        True,
+    )
+    difference = np.abs(apart_clip.frames.astype(int) - batched_clip.frames.astype(int))
+    assert difference.max() <= 1  # batched kernels may round differently
+
+
+def test_batched_guidance_stands_aside_without_guidance(tiny_wan_checkpoints: dict) -> None:
+    engine = _load(tiny_wan_checkpoints["t2v"], batch_guidance=True, guidance_max=1.0)
+    clip = engine.generate(make_spec(), None, ignore_steps)
+    assert clip.meta["batched_guidance"] is False
+    assert [b.batched_calls for b in engine._batchers] == [0]
