@@ -9,7 +9,8 @@ download is needed) into a temporary folder, then, in one run, times
 with the same prompt, size, frames, steps, guidance and seed, and prints seconds per
 denoising step, VAE decode seconds, end-to-end seconds, peak device memory (CUDA only) and
 the ratio plain / reelforge (above 1: reelforge is faster). It also checks that both return
-the same frames, as they must while no speed option changes the numerics.
+the same frames, as they must while no speed option changes the numerics: on the CPU exactly;
+with CUDA to within 2 levels of 255, since batched guidance (on there) rounds differently.
 
     python benchmarks/engine_speed.py --tiny                  # CPU, tiny configs, seconds
     python benchmarks/engine_speed.py --device cuda           # full size: 1280x704, 121 frames
@@ -297,9 +298,15 @@ def main(argv: list[str] | None = None) -> int:
         peak = f"{run.peak_gb:.1f}" if run.peak_gb is not None else "n/a"
         print(f"{name:<12}{per_step:>10.3f}{run.decode_s:>10.2f}{run.total_s:>10.2f}{peak:>10}")
     print(f"ratio diffusers / reelforge, end to end: {plain.total_s / ours.total_s:.2f}x")
-    same = plain.frames.shape == ours.frames.shape and np.array_equal(plain.frames, ours.frames)
-    print(f"frames identical: {'yes' if same else 'NO'} {ours.frames.shape}")
-    return 0 if same else 1
+    if plain.frames.shape != ours.frames.shape:
+        print(f"frames: shapes differ, {plain.frames.shape} vs {ours.frames.shape}")
+        return 1
+    difference = int(np.abs(plain.frames.astype(int) - ours.frames.astype(int)).max())
+    print(f"frames identical: {'yes' if difference == 0 else 'no'} {ours.frames.shape}")
+    if difference:
+        # Batched guidance (on with CUDA) runs other kernels, which round differently.
+        print(f"largest difference: {difference}/255")
+    return 0 if difference <= (0 if device == "cpu" else 2) else 1
 
 
 if __name__ == "__main__":
