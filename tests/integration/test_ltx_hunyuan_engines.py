@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from reelforge.engines.catalog import CATALOG
 from reelforge.engines.hunyuan import HunyuanEngine
@@ -20,7 +19,7 @@ from reelforge.engines.ltx import LTXEngine
 from reelforge.engines.tiny import build_tiny
 from reelforge.errors import GenerationError
 from tests.conftest import make_spec
-from tests.engine_helpers import Cancelled, ignore_steps, picture
+from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
 pytestmark = pytest.mark.slow
 
@@ -107,10 +106,9 @@ def test_ltx_engine_frames_equal_plain_diffusers_for_the_same_seed(
     spec = make_spec(width=96, height=64, num_frames=24, seed=5, prompt="a red kite")
     clip = ltx.generate(spec, None, ignore_steps)
     pipeline = LTXConditionPipeline.from_pretrained(checkpoints["ltx-video"])
-    pipeline.set_progress_bar_config(disable=True)
-    video = pipeline(
-        prompt="a red kite",
-        negative_prompt="",
+    plain = plain_diffusers_frames(
+        pipeline,
+        5,
         width=96,
         height=64,
         num_frames=33,
@@ -119,10 +117,7 @@ def test_ltx_engine_frames_equal_plain_diffusers_for_the_same_seed(
         guidance_scale=5.0,  # cfg_scale 0.5 on the default 1..9 range
         decode_timestep=0.05,
         decode_noise_scale=0.025,
-        generator=torch.Generator().manual_seed(5),
-        output_type="np",
-    ).frames[0]
-    plain = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    )
     np.testing.assert_array_equal(clip.frames, plain)
 
 
@@ -225,19 +220,15 @@ def test_hunyuan_engine_frames_equal_plain_diffusers_for_the_same_seed(
     spec = make_spec(width=80, height=48, num_frames=8, seed=6, prompt="a red kite")
     clip = hunyuan_t2v.generate(spec, None, ignore_steps)
     pipeline = HunyuanVideo15Pipeline.from_pretrained(checkpoints["hunyuanvideo-1.5-t2v"])
-    pipeline.set_progress_bar_config(disable=True)
     pipeline.guider = pipeline.guider.new(guidance_scale=5.0)
-    video = pipeline(
-        prompt="a red kite",
-        negative_prompt="",
+    plain = plain_diffusers_frames(
+        pipeline,
+        6,
         width=80,
         height=48,
         num_frames=9,
         num_inference_steps=STEPS,
-        generator=torch.Generator().manual_seed(6),
-        output_type="np",
-    ).frames[0]
-    plain = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    )
     np.testing.assert_array_equal(clip.frames, plain)
 
 

@@ -21,7 +21,7 @@ from reelforge.engines.wan import WanEngine
 from reelforge.errors import GenerationError
 from reelforge.spec import CameraMotion
 from tests.conftest import make_spec
-from tests.engine_helpers import Cancelled, ignore_steps, picture
+from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
 STEPS = 3
 # The tiny checkpoints' native landscape sizes (see reelforge.engines.tiny).
@@ -337,7 +337,6 @@ def test_tiny_checkpoints_load_through_the_generic_diffusers_entry_point(
 def test_engine_frames_equal_plain_diffusers_for_the_same_seed(tiny_wan_checkpoints: dict) -> None:
     """What benchmarks/engine_speed.py times must be the same computation: with no speed
     option on, the engine returns exactly the frames plain diffusers does."""
-    import torch
     from diffusers import WanPipeline
 
     folder = tiny_wan_checkpoints["ti2v"]
@@ -346,19 +345,15 @@ def test_engine_frames_equal_plain_diffusers_for_the_same_seed(tiny_wan_checkpoi
     clip = engine.generate(spec, None, ignore_steps)
 
     pipeline = WanPipeline.from_pretrained(folder)
-    pipeline.set_progress_bar_config(disable=True)
-    video = pipeline(
-        prompt="a red kite",
-        negative_prompt="",
+    plain = plain_diffusers_frames(
+        pipeline,
+        3,
         width=96,
         height=64,
         num_frames=17,
         num_inference_steps=STEPS,
         guidance_scale=5.0,  # cfg_scale 0.5 on the engine's 1..9 range
-        generator=torch.Generator().manual_seed(3),
-        output_type="np",
-    ).frames[0]
-    plain = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    )
     assert clip.frames.shape == (17, 64, 96, 3)
     np.testing.assert_array_equal(clip.frames, plain)
 
