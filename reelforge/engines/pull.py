@@ -135,7 +135,7 @@ def _fetch(client: Any, url: str, target: Path, size: int | None, *, progress: b
     partial.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, _ATTEMPTS + 1):
         have = partial.stat().st_size if partial.is_file() else 0
-        if size is not None and have >= size:
+        if size is not None and partial.is_file() and have >= size:
             break  # complete, or longer than listed: verification decides
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:

@@ -355,3 +355,13 @@ def test_a_pull_after_a_failed_verification_downloads_the_bad_file_again(
     pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
     assert pulled.returncode == 0, pulled.stderr
     _assert_pulled_intact(hub, models_dir)
+
+
+def test_an_empty_file_in_the_repository_is_pulled_too(models_dir: Path) -> None:
+    files = [*_repository(1000), HubFile("transformer/.keep", b"")]
+    with FakeHub(MODEL.repo, files) as hub:
+        pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
+    assert pulled.returncode == 0, pulled.stderr
+    folder = pull_folder(MODEL)
+    assert (folder / "transformer" / ".keep").read_bytes() == b""
+    assert json.loads((folder / PULLED_MARKER).read_text())["files"] == 4
