@@ -17,7 +17,6 @@ Speed settings, all off by default except batched guidance on CUDA:
 - `batch_guidance` runs classifier-free guidance's two transformer passes per step as one
   batch where a pipeline runs them apart (Wan's; `BatchedGuidance`). On by default on CUDA;
   off on the CPU, where it gains nothing and its batched kernels round differently;
-
 - `fp8` stores the transformer's weights in float8 and computes in the load dtype (diffusers'
   layerwise casting: about half the memory of bfloat16);
 - `attention` picks diffusers' attention backend (`flash`, `_flash_3` for FlashAttention 3

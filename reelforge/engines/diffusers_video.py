@@ -446,7 +446,7 @@ class DiffusersVideoEngine(Engine):
             video = frames if video is None else append_segment(video, frames, segment.start)
         assert video is not None
         video = video[:wanted]  # the last segment may run past the end
-        pixels = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        pixels = _to_uint8(video)
         meta = {
             "camera": "prompt" if phrase else "none",
             "native_width": width,
@@ -585,7 +585,12 @@ def _offset_progress(on_step: OnStep, before: int, total: int) -> OnStep:
 
 def _frame_image(frame: np.ndarray) -> Image.Image:
     """A float frame (H, W, 3) in [0, 1] as the RGB image a pipeline takes."""
-    return Image.fromarray((np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8))
+    return Image.fromarray(_to_uint8(frame))
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (a pipeline's "np" output) as uint8, rounded."""
+    return (np.clip(pixels, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def resolve_checkpoint(checkpoint: str | None, engine: str, example: str) -> Path:

@@ -1,6 +1,6 @@
 """Tiny random-weight LTX-Video checkpoints, built offline, for tests without a download.
 
-`build_tiny_ltx` assembles an `LTXConditionPipeline` (the class of the LTX-Video 0.9.5+
+`build_tiny_ltx` assembles an `LTXConditionPipeline` (the class of the LTX-Video 0.9.7
 releases, distilled ones included, which serves text- and image-to-video with one set of
 weights) from small local configs and `save_pretrained`s it, so the folder loads back through
 exactly the `from_pretrained` path a released checkpoint takes. The frames are noise: this
