@@ -3,7 +3,7 @@
 It was trained (`reelforge micro train`) on a synthetic world of one shape moving across a
 plain background: six colours, three shapes, four directions, black or gray backgrounds (see
 `reelforge.micro.world`). Within that world it follows the prompt; outside it, it still renders
-a moving shape. Clips are 16 frames of 64x64, played over the requested duration; the media
+a moving shape. Clips are 16 frames of 32x32, played over the requested duration; the media
 layer scales them to the exact output size.
 
 Options (registry `options`): `steps` (denoising steps, default 20), `guidance_min` /

@@ -2,20 +2,20 @@
 
 Time is continuous, t in [0, 1]: x_t = alpha(t) x0 + sigma(t) eps, on a cosine schedule whose
 signal-to-noise ratio is divided by SHIFT^2 ("simple diffusion", Hoogeboom et al., 2023). The
-shift is large because these clips are redundant: a flat shape covers thousands of pixels
+shift is large because these clips are redundant: a flat shape covers over a thousand pixels
 over sixteen frames, so even at a per-pixel SNR of 1/100 its place can be read off x_t. On
 the plain cosine schedule (and at SHIFT = 4) the model therefore almost never had to decide
 the layout from the prompt alone; it learnt to copy whatever layout the noise hinted at, and
 from pure noise it drew the average clip, a still blob in the middle. At SHIFT = 16 a good
 share of training happens where x_t says nothing about the layout, and the prompt must.
 
-The network predicts the clean clip x0 itself, not the noise or v: its packed tokens hold 384
-pixel values but it is only 96 channels wide, so per-pixel noise cannot pass through it,
-while a clean clip of flat shapes can (the argument of Li and He, "Back to Basics: Let
-Denoising Generative Models Denoise", 2025); with v-prediction the same network left speckle
-noise over every sample. The noise then follows exactly from x_t and x0, and deterministic
-DDIM steps from t = 1 to 0 need no extra noise, so a seed fixes the clip. Classifier-free
-guidance runs the conditional and unconditional passes as one batch.
+The network predicts the clean clip x0 itself, not the noise or v: a clean clip of flat
+shapes is simple, per-pixel noise is not (the argument of Li and He, "Back to Basics: Let
+Denoising Generative Models Denoise", 2025). With v-prediction an earlier version, whose
+packed tokens held four times more values than it had channels, left speckle noise over every
+sample. The noise then follows exactly from x_t and x0, and deterministic DDIM steps from
+t = 1 to 0 need no extra noise, so a seed fixes the clip. Classifier-free guidance runs the
+conditional and unconditional passes as one batch.
 """
 
 from __future__ import annotations

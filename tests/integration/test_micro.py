@@ -65,10 +65,11 @@ def test_render_clip_is_seeded_and_moves_the_right_way() -> None:
 
 
 def test_evaluator_reads_every_rendered_scene_correctly() -> None:
-    """The evaluator must be right about ground truth before it can judge the model."""
-    rng = np.random.default_rng(123)
+    """The evaluator must be right about ground truth before it can judge the model (three
+    clips per scene: read at the model's 32 pixels without scaling up, 3 of these 432 fail)."""
+    rng = np.random.default_rng(1)
     wrong = []
-    for scene in all_scenes():
+    for scene in [scene for scene in all_scenes() for _ in range(3)]:
         frames, _ = render_clip(scene, rng)
         reading = read_clip(frames)
         if not all(reading.matches(scene).values()) or reading.background != scene.background:
@@ -119,19 +120,18 @@ def test_shipped_checkpoint_is_small_and_self_describing() -> None:
     assert sum(p.numel() for p in net.parameters()) > 1_000_000
 
 
-def test_shipped_model_follows_colour_and_direction(shipped: MicroGenerator) -> None:
-    """A sample of the world (the full measure is `reelforge micro eval`). Colour and
-    direction of motion are what the shipped checkpoint gets right (100 % of canonical
-    prompts); its shapes are not yet reliable (squares come out round), so shape is left
-    to the evaluator's report rather than asserted here."""
+def test_shipped_model_draws_the_prompted_scene(shipped: MicroGenerator) -> None:
+    """A sample of the world (the full measure is `reelforge micro eval`, where the shipped
+    checkpoint gets colour, shape and direction right in 100 % of 432 canonical clips); one
+    miss in twelve is allowed, so the test is not a copy of that figure."""
     scenes = all_scenes()[::12]  # 12 scenes spread over every attribute
     clips = shipped.generate(
         [canonical_prompt(s) for s in scenes], [900_000 + i for i in range(len(scenes))]
     )
     readings = [read_clip(c).matches(s) for s, c in zip(scenes, clips, strict=True)]
-    colours = sum(r["colour"] for r in readings)
-    directions = sum(r["direction"] for r in readings)
-    assert colours >= 11 and directions >= 11, (colours, directions)
+    for attribute in ("colour", "shape", "direction"):
+        hits = sum(r[attribute] for r in readings)
+        assert hits >= 11, (attribute, hits, readings)
 
 
 def test_engine_renders_a_seeded_clip_and_stops_when_asked() -> None:
