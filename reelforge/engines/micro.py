@@ -4,7 +4,8 @@ It was trained (`reelforge micro train`) on a synthetic world of one shape movin
 plain background: six colours, three shapes, four directions, black or gray backgrounds (see
 `reelforge.micro.world`). Within that world it follows the prompt; outside it, it still renders
 a moving shape. Clips are 16 frames of 32x32, played over the requested duration; the media
-layer scales them to the exact output size.
+layer scales them to the exact output size. An input image is fitted to 32x32 as the first
+frame, so detail finer than that is lost.
 
 Options (registry `options`): `steps` (denoising steps, default 20), `guidance_min` /
 `guidance_max` (what cfg_scale 0 and 1 map to, default 1..3, so 0.5 gives 2.0).
@@ -49,15 +50,12 @@ class MicroEngine(Engine):
         self._generator.text_encoder.encode(["warm up"])
 
     def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
-        from reelforge.micro.world import CLIP_FRAMES, CLIP_SIZE
-
+        size, frames_per_clip = self._generator.clip_size, self._generator.clip_frames
         low, high = self._guidance
         guidance = low + spec.cfg_scale * (high - low)
         first_frame = None
         if image is not None:
-            fitted = ImageOps.fit(
-                image.convert("RGB"), (CLIP_SIZE, CLIP_SIZE), Image.Resampling.LANCZOS
-            )
+            fitted = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
             first_frame = np.asarray(fitted, dtype=np.uint8)
         [frames] = self._generator.generate(
             [spec.prompt],
@@ -71,11 +69,11 @@ class MicroEngine(Engine):
         meta = {
             # The synthetic world has no camera; a requested move is not rendered.
             "camera": "none" if spec.camera is None or spec.camera.is_still else "unsupported",
-            "native_width": CLIP_SIZE,
-            "native_height": CLIP_SIZE,
-            "native_frames": CLIP_FRAMES,
+            "native_width": size,
+            "native_height": size,
+            "native_frames": frames_per_clip,
             "steps": self._steps,
             "guidance_scale": guidance,
             "image_conditioning": "first-frame replacement" if image is not None else "none",
         }
-        return Clip(frames=frames, fps=CLIP_FRAMES / spec.seconds, meta=meta)
+        return Clip(frames=frames, fps=frames_per_clip / spec.seconds, meta=meta)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from reelforge.micro.world import (
     BACKGROUNDS,
@@ -56,7 +58,7 @@ class ClipReading:
 
 def read_clip(frames: np.ndarray) -> ClipReading:
     """Analyse a uint8 clip (T, H, W, 3); clips under 64 pixels a side are first scaled up."""
-    pixels = _at_least(frames.astype(np.float32), _READ_SIZE)
+    pixels = _scaled_up(frames.astype(np.float32), _READ_SIZE)
     border = np.concatenate(
         [pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], axis=1
     ).reshape(-1, 3)
@@ -75,14 +77,12 @@ def read_clip(frames: np.ndarray) -> ClipReading:
     return ClipReading(colour, shape, direction, background)
 
 
-def _at_least(pixels: np.ndarray, size: int) -> np.ndarray:
-    """`pixels` (T, H, W, 3) scaled up bilinearly by a whole factor until `size` is reached."""
+def _scaled_up(pixels: np.ndarray, size: int) -> np.ndarray:
+    """`pixels` (T, H, W, 3) scaled up bilinearly by the smallest whole factor that makes the
+    shorter side at least `size`; unchanged if it already is."""
     factor = -(-size // min(pixels.shape[1:3]))
     if factor <= 1:
         return pixels
-    import torch
-    from torch.nn import functional as F
-
     frames = torch.from_numpy(pixels).permute(0, 3, 1, 2)
     scaled = F.interpolate(frames, scale_factor=factor, mode="bilinear", align_corners=False)
     return scaled.clamp(0, 255).round().permute(0, 2, 3, 1).numpy()

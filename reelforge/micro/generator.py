@@ -16,7 +16,6 @@ from reelforge.micro.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from reelforge.micro.diffusion import sample
 from reelforge.micro.network import MicroNet
 from reelforge.micro.text import TextEncoder, TextFeatures
-from reelforge.micro.world import CLIP_FRAMES, CLIP_SIZE
 
 __all__ = ["DEFAULT_GUIDANCE", "MicroGenerator"]
 
@@ -37,6 +36,10 @@ class MicroGenerator:
         self.net = net
         self.record = record
         self.text_encoder = text_encoder or TextEncoder()
+        # From the checkpoint, not the world's constants: a checkpoint trained at another
+        # size (the 64-pixel ones of earlier releases) still loads and samples.
+        self.clip_size = net.config.clip_size
+        self.clip_frames = net.config.clip_frames
 
     @classmethod
     def from_checkpoint(cls, path: Path = SHIPPED_CHECKPOINT) -> MicroGenerator:
@@ -54,9 +57,11 @@ class MicroGenerator:
         first_frame: np.ndarray | None = None,
         on_step: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Clips (B, T, 32, 32, 3) uint8, one per prompt; `seeds[i]` fixes clip i.
+        """Clips (B, clip_frames, clip_size, clip_size, 3) uint8, one per prompt; `seeds[i]`
+        fixes clip i.
 
-        `first_frame` (32, 32, 3) uint8 pins every clip's first frame (image-to-video). A
+        `first_frame` (clip_size, clip_size, 3) uint8 pins every clip's first frame
+        (image-to-video). A
         `negative_prompt` replaces the empty text as guidance's unconditional side, so
         guidance steers away from it.
         """
@@ -68,7 +73,7 @@ class MicroGenerator:
         noise = torch.stack(
             [
                 torch.randn(
-                    (3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE),
+                    (3, self.clip_frames, self.clip_size, self.clip_size),
                     generator=torch.Generator().manual_seed(int(seed) % 2**63),
                 )
                 for seed in seeds

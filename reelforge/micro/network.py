@@ -181,7 +181,7 @@ class CrossAttention(nn.Module):
 
 
 class MicroNet(nn.Module):
-    """Predicts the clean clip x0 for a noisy clip (B, 3, 16, 64, 64) in [-1, 1]."""
+    """Predicts the clean clip x0 for a noisy clip (B, 3, 16, 32, 32) in [-1, 1]."""
 
     # Buffers (fixed, saved with the weights), declared for the type checker.
     coordinates: torch.Tensor

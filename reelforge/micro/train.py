@@ -2,10 +2,10 @@
 
 Every batch is rendered fresh (`world.render_clip`), so there is no data set to store; prompts
 are the canonical sentence or a training-vocabulary paraphrase, embedded once up front. The
-loss weights the moving shape's pixels (see `diffusion.diffusion_loss`); an exponential
-moving average of the weights is what gets saved. The defaults reproduce the shipped
-checkpoint on two CPU cores in about 26 minutes (4000 steps of 32 clips, 82 clips/s on the
-development machine); `--steps 2` is the suite's smoke run.
+loss weights the moving shape's pixels and a band around them (see
+`diffusion.diffusion_loss`); an exponential moving average of the weights is what gets saved.
+The defaults reproduce the shipped checkpoint on two CPU cores in about 26 minutes (4000
+steps of 32 clips, 82 clips/s on the development machine); `--steps 2` is the suite's smoke run.
 """
 
 from __future__ import annotations
@@ -205,9 +205,10 @@ def _batch(
             choice = int(rng.integers(bank.per_scene))
             texts.append(bank.features[bank.paraphrase_index(index, choice)])
     pixels = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
-    shape = torch.from_numpy(np.stack(weights))[:, None]
+    emphasis = torch.from_numpy(np.stack(weights))[:, None]
     if config.halo_band:
         band = config.halo_band
-        shape = F.max_pool3d(shape, (1, 2 * band + 1, 2 * band + 1), 1, (0, band, band))
-    weight = 1.0 + config.shape_weight * shape
+        # Each pixel takes the largest coverage within `band` pixels (a square neighbourhood).
+        emphasis = F.max_pool3d(emphasis, (1, 2 * band + 1, 2 * band + 1), 1, (0, band, band))
+    weight = 1.0 + config.shape_weight * emphasis
     return pixels, weight, TextFeatures.cat(texts)

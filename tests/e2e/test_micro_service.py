@@ -54,9 +54,10 @@ def test_embedded_defaults_serve_the_micro_model(server: LiveServer, tmp_path: P
     video.write_bytes(httpx.get(final["video"]["url"]).content)
     info = probe_video(video)
     assert (info.width, info.height, info.num_frames, info.fps) == (1280, 720, 120, 24.0)
-    # Read the delivered video back at the model's scale: it shows the prompt's scene.
+    # Read the delivered video back at the model's scale (32 pixels high; the evaluator scales
+    # it up again to read it): it shows the prompt's scene.
     frames = _decode_frames(video)[::8]
-    small = np.stack([np.asarray(Image.fromarray(f).resize((114, 64))) for f in frames])
+    small = np.stack([np.asarray(Image.fromarray(f).resize((57, 32))) for f in frames])
     reading = read_clip(small)
     assert reading.matches(Scene("white", "circle", "right", "black")) == {
         "colour": True,
