@@ -11,13 +11,14 @@ blocks of 64-pixel frames into 384-value tokens at the same width; it never lear
 its input's detail (its error along a shape's outline was 0.13 both on pure noise and on a
 nearly clean input), so it drew every shape as a template blurred by 2-3 pixels, and its
 squares read as circles: 68.8 % of canonical prompts right after 2000 steps, against 79 % for
-this one after 1000 and 100 % after 4000. Convolutions are factorised into a spatial (1x3x3) and a
-temporal (3x1x1) part, and one space-time attention layer at the coarsest level (8 x 4x4
-tokens) lets every frame see the whole clip, which is what consistent motion needs. The pooled
-prompt embedding and diffusion time condition every block by scale and shift (FiLM);
-cross-attention to the prompt's tokens, at both levels, carries the words that the pooled
-vector blurs (see `text.py`); fixed coordinate features tell each token its frame and place.
-About 0.5 GMAC per clip.
+this one after 1000 and 100 % after 4000.
+
+Convolutions are factorised into a spatial (1x3x3) and a temporal (3x1x1) part, and one
+space-time attention layer at the coarsest level (8 x 4x4 tokens) lets every frame see the
+whole clip, which is what consistent motion needs. The pooled prompt embedding and diffusion
+time condition every block by scale and shift (FiLM); cross-attention to the prompt's tokens,
+at both levels, carries the words that the pooled vector blurs (see `text.py`); fixed
+coordinate features tell each token its frame and place. About 0.5 GMAC per clip.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from reelforge.micro.text import TextFeatures
+from reelforge.micro.world import CLIP_FRAMES, CLIP_SIZE
 
 __all__ = ["MicroNet", "MicroNetConfig"]
 
@@ -47,8 +49,10 @@ class MicroNetConfig:
     cond_dim: int = 256
     attention_heads: int = 4
     groups: int = 16
-    clip_frames: int = 16
-    clip_size: int = 32
+    clip_frames: int = CLIP_FRAMES
+    clip_size: int = CLIP_SIZE
+    """Frames and frame side the model is trained on: the world's, unless a caller builds
+    another (the generator and engine read them from the checkpoint)."""
     attribute_dim: int = 0
     """Width of the fixed linear projection of the pooled prompt onto the world's attributes
     (`set_attribute_projection`, fitted by the trainer); 0 for none."""
