@@ -7,9 +7,12 @@
     │   ├── Forbidden            403
     │   ├── NotFound             404
     │   ├── Conflict             409, the resource's state forbids it
-    │   └── PayloadTooLarge      413
+    │   ├── PayloadTooLarge      413
+    │   └── UnsupportedMediaType 415, the body is not the content type the route reads
     ├── ServerError              reelforge could not serve a valid request (5xx)
-    │   └── ServiceUnavailable   503
+    │   ├── ServiceUnavailable   503, try again later (`retry_after_s`, sent as Retry-After)
+    │   │   └── DatabaseUnavailable  the job database refused, timed out or is gone
+    │   └── InsufficientStorage  507, the database or artifact store is full
     └── GenerationError          a job failed inside a worker; its message is shown to the user
 
 The API maps `ClientError` and `ServerError` to each dialect's error body in one registered
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 __all__ = [
     "ClientError",
     "Conflict",
+    "DatabaseUnavailable",
     "FieldError",
     "Forbidden",
     "GenerationError",
+    "InsufficientStorage",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
@@ -33,6 +38,7 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedMediaType",
 ]
 
 
@@ -91,12 +97,32 @@ class PayloadTooLarge(ClientError):
     status_code = 413
 
 
+class UnsupportedMediaType(ClientError):
+    status_code = 415
+
+
 class ServerError(ReelforgeError):
     status_code = 500
 
 
 class ServiceUnavailable(ServerError):
+    """Recoverable: the same request may succeed later; answered with `Retry-After`."""
+
     status_code = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The job database refused a connection, did not answer in time, or dropped it."""
+
+
+class InsufficientStorage(ServerError):
+    """The database or the artifact store has no room left; an operator must free some."""
+
+    status_code = 507
 
 
 class GenerationError(ReelforgeError):
