@@ -51,6 +51,7 @@ def serve(settings: Settings) -> int:
     finally:
         log.info("stopping workers")
         supervisor.stop()
+        ctx.close()
         store.engine.dispose()
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -24,7 +24,9 @@ def _split_commas(value: object) -> object:
 class Settings(BaseSettings):
     """Configuration of a reelforge server or worker; every field has a working default."""
 
-    model_config = SettingsConfigDict(env_prefix="REELFORGE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="REELFORGE_", extra="ignore", populate_by_name=True
+    )
 
     host: str = Field(default="127.0.0.1", description="Address the API server binds.")
     port: int = Field(default=8000, description="Port the API server binds.")
@@ -84,12 +86,46 @@ class Settings(BaseSettings):
         default=36_000_000, description="Most pixels an input image may decode to."
     )
     image_fetch_timeout_s: float = Field(
-        default=15.0, gt=0, description="Time limit for downloading image_url."
+        default=15.0,
+        gt=0,
+        description="Total time limit for fetching one image_url (waiting for a slot, DNS, "
+        "connecting, redirects and every byte).",
     )
-    allow_private_image_urls: bool = Field(
+    image_fetch_concurrency: int = Field(
+        default=16, ge=1, description="Image downloads one API process runs at once."
+    )
+    image_decode_budget_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Pixels of input images one API process decodes at once (at least one "
+        "image of image_max_pixels); further images wait, bounding memory.",
+    )
+    allow_private_urls: bool = Field(
         default=False,
-        description="Allow image_url on loopback, private and link-local addresses "
-        "(off: a server must not be made to fetch from its own network).",
+        validation_alias=AliasChoices(
+            "allow_private_urls",
+            "REELFORGE_ALLOW_PRIVATE_URLS",
+            "allow_private_image_urls",
+            "REELFORGE_ALLOW_PRIVATE_IMAGE_URLS",  # the older, image-only name
+        ),
+        description="Let client-named URLs (image_url) reach loopback and private networks "
+        "(not link-local or cloud metadata addresses). Off: a server must not be made to "
+        "fetch from its own network.",
+    )
+    outbound_allow_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks client-named URLs may reach beyond the public internet, "
+        "comma-separated: 'loopback', 'private' or CIDRs such as 10.20.0.0/16 (only a CIDR "
+        "opens link-local or metadata addresses).",
+    )
+    database_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long the API waits for the job database (a connection, or one "
+        "request's reads and writes) before answering 503 with Retry-After.",
+    )
+    api_database_threads: int = Field(
+        default=16, ge=1, description="Threads of one API process that talk to the database."
     )
     file_url_ttl_s: int = Field(
         default=7 * 24 * 3600, description="How long a signed artifact URL stays valid."
@@ -99,7 +135,7 @@ class Settings(BaseSettings):
         description="Secret for signing artifact URLs; empty means one kept in data_dir.",
     )
 
-    @field_validator("api_keys", "models", mode="before")
+    @field_validator("api_keys", "models", "outbound_allow_networks", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)
@@ -111,6 +147,12 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def outbound_networks(self) -> list[str]:
+        """Every network client-named URLs may reach beyond the public internet."""
+        opened = ["loopback", "private"] if self.allow_private_urls else []
+        return [*opened, *self.outbound_allow_networks]
 
     @property
     def heartbeat_interval_s(self) -> float:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from reelforge import __version__
 from reelforge.api.aimlapi.router import build_aimlapi_router
 from reelforge.api.auth import Authenticator
 from reelforge.api.context import ApiContext
+from reelforge.api.dbgate import DatabaseGate
 from reelforge.api.errors import install_error_handlers
 from reelforge.api.files import FileSigner, build_files_router, load_or_create_secret
-from reelforge.api.images import ImagePolicy
+from reelforge.api.images import ImageIntake, ImagePolicy
+from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
+from reelforge.errors import DatabaseUnavailable, ReelforgeError
 from reelforge.jobs import JobStore
+from reelforge.net import OutboundPolicy
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 
@@ -39,30 +42,50 @@ def build_context(
             load_or_create_secret(settings.url_signing_secret, settings.data_dir),
             settings.file_url_ttl_s,
         ),
-        image_policy=ImagePolicy(
-            max_bytes=settings.image_max_bytes,
-            max_pixels=settings.image_max_pixels,
-            timeout_s=settings.image_fetch_timeout_s,
-            allow_private=settings.allow_private_image_urls,
+        images=ImageIntake(
+            ImagePolicy(
+                max_bytes=settings.image_max_bytes,
+                max_pixels=settings.image_max_pixels,
+                timeout_s=settings.image_fetch_timeout_s,
+                outbound=OutboundPolicy(
+                    settings.outbound_networks,
+                    setting="REELFORGE_ALLOW_PRIVATE_URLS (or REELFORGE_OUTBOUND_ALLOW_NETWORKS)",
+                ),
+                fetch_concurrency=settings.image_fetch_concurrency,
+                decode_budget_pixels=settings.image_decode_budget_pixels,
+            )
+        ),
+        db=DatabaseGate(
+            settings.database_timeout_s, settings.api_database_threads, translate_db_error
         ),
     )
 
 
+def translate_db_error(exc: BaseException) -> ReelforgeError | None:
+    # TEMPORARY until the database branch lands its translator.
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError):
+        return DatabaseUnavailable("the job database is not reachable; retry shortly")
+    return None
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="reelforge", version=__version__)
-    install_error_handlers(app)
-
-    @app.middleware("http")
-    async def _request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await call_next(request)
-        response.headers["x-request-id"] = request.state.request_id
-        return response
-
-    app.include_router(build_aimlapi_router(ctx))
-    app.include_router(build_system_router(ctx))
-    app.include_router(build_files_router(ctx.storage, ctx.signer))
+    routers = [
+        build_aimlapi_router(ctx),
+        build_system_router(ctx),
+        build_files_router(ctx.storage, ctx.signer),
+    ]
+    install_error_handlers(app, routers)
+    if ctx.auth.open_to_loopback_only:
+        public_host = urlsplit(ctx.settings.public_base_url).hostname
+        app.add_middleware(
+            LoopbackBrowserGuard,
+            allowed_hosts=frozenset([public_host] if public_host else []),
+        )
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries its id
+    for router in routers:
+        app.include_router(router)
     app.state.context = ctx
     return app

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reelforge.api.auth import Authenticator
+from reelforge.api.dbgate import DatabaseGate
 from reelforge.api.files import FileSigner
-from reelforge.api.images import ImagePolicy
+from reelforge.api.images import ImageIntake
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore
 from reelforge.settings import Settings
@@ -23,8 +24,13 @@ class ApiContext:
     registry: Registry
     auth: Authenticator
     signer: FileSigner
-    image_policy: ImagePolicy
+    images: ImageIntake
+    db: DatabaseGate
 
     def base_url(self, request_base_url: str) -> str:
         """Where clients reach this server: the configured public URL, else the request's."""
         return (self.settings.public_base_url or request_base_url).rstrip("/")
+
+    def close(self) -> None:
+        self.images.close()
+        self.db.close()

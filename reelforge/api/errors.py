@@ -9,15 +9,17 @@ logged with the request id and answered with a generic 500 that leaks no interna
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
-from reelforge.errors import InvalidRequest, ReelforgeError
+from reelforge.errors import InvalidRequest, ReelforgeError, ServiceUnavailable
 
 __all__ = ["error_response", "install_error_handlers", "request_id"]
 
@@ -30,7 +32,11 @@ def request_id(request: Request) -> str:
 
 
 def error_response(
-    request: Request, status_code: int, message: str, extra: dict[str, Any] | None = None
+    request: Request,
+    status_code: int,
+    message: str,
+    extra: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "message": message,
@@ -41,18 +47,22 @@ def error_response(
     }
     if extra:
         body.update(extra)
-    return JSONResponse(body, status_code=status_code)
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ReelforgeError)
     status = getattr(exc, "status_code", 500)
     if status >= 500:
+        # Expected server-side failures (database away, disk full): one line, no traceback.
         log.error("request %s: %s", request_id(request), exc.message)
     extra = None
     if isinstance(exc, InvalidRequest):
         extra = {"errors": [{"field": e.field, "message": e.problem} for e in exc.errors]}
-    return error_response(request, status, exc.message, extra)
+    headers = None
+    if isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(request, status, exc.message, extra, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -68,7 +78,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(request, exc.status_code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route on the path only; a path
+        # served by several routes (GET poll, POST create) must name them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(request, exc.status_code, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    routes: list[BaseRoute] = getattr(request.app.state, "allow_routes", [])
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -78,7 +103,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, routers: list[APIRouter]) -> None:
+    """Register the handlers; `routers` are the app's routers, whose routes a 405's `Allow`
+    header is computed from."""
+    app.state.allow_routes = [route for router in routers for route in router.routes]
     app.add_exception_handler(ReelforgeError, _reelforge_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

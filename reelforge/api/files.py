@@ -43,7 +43,10 @@ class FileSigner:
         return f"{base_url.rstrip('/')}{FILES_PREFIX}/{quote(key)}?{query}"
 
     def check(self, key: str, expires: int, signature: str) -> None:
-        if not hmac.compare_digest(self._signature(key, expires), signature):
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII text (a 500 that
+        # needed no key), and any byte string is a fair (wrong) signature.
+        expected = self._signature(key, expires).encode()
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape")):
             raise Forbidden("invalid file signature")
         if expires < time.time():
             raise Forbidden("this file link has expired; poll the generation for a fresh one")

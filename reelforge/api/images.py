@@ -1,28 +1,31 @@
 """Turning a request's `image_url` into a checked PNG: data URI, bare base64, or http(s).
 
-Downloads are capped in size and time and never reach loopback, private, link-local or
-otherwise internal addresses (unless a setting allows it), so a request cannot make the
-server probe its own network. Every image is decoded before it is accepted.
+Downloads go through `reelforge.net` (the address guard, a total deadline, a size cap, a
+bound on fetches in flight). Decoding runs on its own two threads under a pixel budget: a
+small PNG can decode to 36 Mpx (over 100 MB as RGB), so four at once used to take the API
+process past a gigabyte; now images wait for budget instead, and the event loop and the
+request thread pool stay free for polls whatever is being decoded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
-import ipaddress
-import socket
 import warnings
-from urllib.parse import urljoin, urlparse
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
-import httpx
 from PIL import Image, UnidentifiedImageError
 
 from reelforge.errors import FieldError, InvalidRequest, PayloadTooLarge
+from reelforge.net import FetchFailed, FetchTooLarge, OutboundPolicy, fetch_bytes
 
-__all__ = ["ImagePolicy", "fetch_image"]
+__all__ = ["ImageIntake", "ImagePolicy"]
 
-_MAX_REDIRECTS = 3
+_DECODE_THREADS = 2
 
 
 class ImagePolicy:
@@ -34,32 +37,85 @@ class ImagePolicy:
         max_bytes: int,
         max_pixels: int,
         timeout_s: float,
-        allow_private: bool,
+        outbound: OutboundPolicy,
+        fetch_concurrency: int = 16,
+        decode_budget_pixels: int = 0,
         field: str = "image_url",
     ) -> None:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.timeout_s = timeout_s
-        self.allow_private = allow_private
+        self.outbound = outbound
+        self.fetch_concurrency = fetch_concurrency
+        # At least one largest-allowed image must fit, or such an image would wait forever.
+        self.decode_budget_pixels = max(decode_budget_pixels, max_pixels)
         self.field = field
 
     def invalid(self, problem: str) -> InvalidRequest:
         return InvalidRequest(FieldError(self.field, problem))
 
+    def too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"{self.field}: image too large (more than {self.max_bytes} bytes)")
 
-def fetch_image(value: str, policy: ImagePolicy) -> bytes:
-    """Return the image named by `value` re-encoded as PNG, or raise a 4xx naming the field."""
-    value = value.strip()
-    scheme = urlparse(value).scheme.lower()
-    if scheme in ("http", "https"):
-        data = _download(value, policy)
-    elif scheme == "data":
-        data = _decode_data_uri(value, policy)
-    elif scheme:
-        raise policy.invalid(f"unsupported scheme {scheme!r}; use http(s), a data URI or base64")
-    else:
-        data = _decode_base64(value, policy)
-    return _to_png(data, policy)
+
+class ImageIntake:
+    """Fetches and decodes input images for one API process; create it once and share it."""
+
+    def __init__(self, policy: ImagePolicy) -> None:
+        self.policy = policy
+        self._fetch_slots = asyncio.Semaphore(policy.fetch_concurrency)
+        self._budget = _PixelBudget(policy.decode_budget_pixels)
+        self._decoder = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="image-decode")
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+    async def load_png(self, value: str) -> bytes:
+        """The image named by `value` re-encoded as PNG, or a 4xx naming the field."""
+        policy = self.policy
+        value = value.strip()
+        scheme = _scheme(value)
+        if scheme in ("http", "https"):
+            try:
+                data = await fetch_bytes(
+                    value,
+                    policy=policy.outbound,
+                    max_bytes=policy.max_bytes,
+                    deadline_s=policy.timeout_s,
+                    limiter=self._fetch_slots,
+                )
+            except FetchTooLarge:
+                raise policy.too_large() from None
+            except FetchFailed as exc:
+                raise policy.invalid(str(exc)) from None
+        elif scheme == "data":
+            data = _decode_data_uri(value, policy)
+        elif scheme:
+            raise policy.invalid(
+                f"unsupported scheme {scheme!r}; use http(s), a data URI or base64"
+            )
+        else:
+            data = _decode_base64(value, policy)
+        pixels = _pixels(data, policy)  # the header only: cheap, before any budget is taken
+        held = await self._budget.acquire(pixels)
+        loop = asyncio.get_running_loop()
+        try:
+            decoding = self._decoder.submit(_to_png, data, policy)
+        except BaseException:
+            self._budget.release(held)
+            raise
+        decoding.add_done_callback(lambda _: loop.call_soon_threadsafe(self._budget.release, held))
+        return await asyncio.wrap_future(decoding)
+
+
+def _scheme(value: str) -> str:
+    head = value[:16]
+    if ":" not in head:
+        return ""  # bare base64 has no colon
+    try:
+        return urlsplit(value[: value.index(":") + 3]).scheme.lower()
+    except ValueError:
+        return ""
 
 
 def _decode_data_uri(value: str, policy: ImagePolicy) -> bytes:
@@ -72,101 +128,83 @@ def _decode_data_uri(value: str, policy: ImagePolicy) -> bytes:
 def _decode_base64(payload: str, policy: ImagePolicy) -> bytes:
     # Four base64 characters carry three bytes; refuse before decoding anything too big.
     if len(payload) * 3 // 4 > policy.max_bytes:
-        raise PayloadTooLarge(f"{policy.field}: image is larger than {policy.max_bytes} bytes")
+        raise policy.too_large()
     try:
         return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):
         raise policy.invalid("is neither an http(s) URL, a data URI, nor valid base64") from None
 
 
-def _download(url: str, policy: ImagePolicy) -> bytes:
-    with httpx.Client(timeout=policy.timeout_s, follow_redirects=False) as client:
-        for _ in range(_MAX_REDIRECTS + 1):
-            _check_address(url, policy)
-            try:
-                with client.stream("GET", url) as response:
-                    _check_peer(response, policy)
-                    if response.is_redirect and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    if response.status_code >= 400:
-                        raise policy.invalid(
-                            f"could not be downloaded: the server answered {response.status_code}"
-                        )
-                    return _read_capped(response, policy)
-            except httpx.TimeoutException:
-                raise policy.invalid(
-                    f"could not be downloaded within {policy.timeout_s:g} s"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise policy.invalid(f"could not be downloaded: {type(exc).__name__}") from None
-    raise policy.invalid(f"could not be downloaded: more than {_MAX_REDIRECTS} redirects")
-
-
-def _read_capped(response: httpx.Response, policy: ImagePolicy) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-        raise PayloadTooLarge(f"{policy.field}: image is larger than {policy.max_bytes} bytes")
-    chunks, total = [], 0
-    for chunk in response.iter_bytes():
-        total += len(chunk)
-        if total > policy.max_bytes:
-            raise PayloadTooLarge(f"{policy.field}: image is larger than {policy.max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _check_address(url: str, policy: ImagePolicy) -> None:
-    """Refuse hosts that resolve to internal addresses (every address must be public)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise policy.invalid("redirected to something other than an http(s) URL")
-    if policy.allow_private:
-        return
+def _open(data: bytes, policy: ImagePolicy) -> Image.Image:
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, type=socket.SOCK_STREAM)
-    except OSError:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, on decompression bombs; we check pixels ourselves.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise policy.invalid("is not a decodable image (PNG, JPEG, WebP, ...)") from None
+
+
+def _pixels(data: bytes, policy: ImagePolicy) -> int:
+    with _open(data, policy) as image:
+        width, height = image.size
+    if width * height > policy.max_pixels:
         raise policy.invalid(
-            f"could not be downloaded: host {parsed.hostname!r} not found"
-        ) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise policy.invalid(
-                f"points to a non-public address ({address}); this server does not fetch "
-                "from loopback, private or link-local networks"
-            )
-
-
-def _check_peer(response: httpx.Response, policy: ImagePolicy) -> None:
-    """Check the address actually connected to, in case DNS changed since `_check_address`."""
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if policy.allow_private or not peer:
-        return
-    if not ipaddress.ip_address(peer[0]).is_global:
-        raise policy.invalid(f"points to a non-public address ({peer[0]})")
+            f"image has {width}x{height} pixels, more than the limit of {policy.max_pixels}"
+        )
+    if width < 2 or height < 2:
+        raise policy.invalid("image is too small (at least 2x2 pixels)")
+    return width * height
 
 
 def _to_png(data: bytes, policy: ImagePolicy) -> bytes:
     try:
         with warnings.catch_warnings():
-            # Pillow warns, then raises, on decompression bombs; we check pixels ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > policy.max_pixels:
-                    raise policy.invalid(
-                        f"image has {image.width}x{image.height} pixels, more than the "
-                        f"limit of {policy.max_pixels}"
-                    )
+            with _open(data, policy) as image:
                 image.load()
-                rgb = image.convert("RGB")
+                rgb = image if image.mode == "RGB" else image.convert("RGB")
+                out = io.BytesIO()
+                # Fast compression: the PNG is an internal copy, read once by a worker.
+                rgb.save(out, format="PNG", compress_level=1)
     except InvalidRequest:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise policy.invalid("is not a decodable image (PNG, JPEG, WebP, ...)") from None
-    if rgb.width < 2 or rgb.height < 2:
-        raise policy.invalid("image is too small (at least 2x2 pixels)")
-    out = io.BytesIO()
-    rgb.save(out, format="PNG")
     return out.getvalue()
+
+
+class _PixelBudget:
+    """At most `total` pixels being decoded at once across requests; waiters queue in order.
+
+    Released when the decode thread finishes, not when the request ends: a client that goes
+    away does not stop a decode already running, and its pixels stay counted until it ends.
+    """
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, pixels: int) -> int:
+        pixels = min(pixels, self._total)
+        if not self._waiters and self._used + pixels <= self._total:
+            self._used += pixels
+            return pixels
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((pixels, granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(pixels)  # granted, then cancelled before it could be used
+            raise
+        return pixels
+
+    def release(self, pixels: int) -> None:
+        self._used -= pixels
+        while self._waiters and self._used + self._waiters[0][0] <= self._total:
+            wanted, granted = self._waiters.popleft()
+            if not granted.done():  # a cancelled waiter is skipped
+                self._used += wanted
+                granted.set_result(None)

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 
 from reelforge.api.context import ApiContext
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
+from reelforge.errors import DatabaseUnavailable
+from reelforge.jobs import JobStatus, WorkerInfo
 
 __all__ = ["build_system_router"]
 
@@ -17,10 +19,13 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["service"])
 
     @router.get("/healthz")
-    def healthz() -> JSONResponse:
-        live = ctx.store.live_workers(within_s=ctx.settings.lease_seconds)
-        counts = ctx.store.count_by_status()
-        body = {
+    async def healthz() -> JSONResponse:
+        try:
+            live, counts = await ctx.db.run(_health, ctx)
+        except DatabaseUnavailable as exc:
+            down = {"status": "database_unavailable", "message": exc.message}
+            return JSONResponse(down, status_code=503, headers={"Retry-After": "5"})
+        body: dict[str, Any] = {
             "status": "ok" if live else "starting",
             "workers": len(live),
             "jobs": {status.value: n for status, n in counts.items()},
@@ -28,8 +33,8 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         return JSONResponse(body, status_code=200 if live else 503)
 
     @router.get("/v1/models")
-    def list_models(_tenant: str = Depends(ctx.auth)) -> dict[str, Any]:
-        live = ctx.store.live_workers(within_s=ctx.settings.lease_seconds)
+    async def list_models(_tenant: str = Depends(ctx.auth)) -> dict[str, Any]:
+        live = await ctx.db.run(ctx.store.live_workers, ctx.settings.lease_seconds)
         return {
             "object": "list",
             "data": [
@@ -50,3 +55,7 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         }
 
     return router
+
+
+def _health(ctx: ApiContext) -> tuple[list[WorkerInfo], dict[JobStatus, int]]:
+    return ctx.store.live_workers(within_s=ctx.settings.lease_seconds), ctx.store.count_by_status()

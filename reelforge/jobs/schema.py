@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 __all__ = [
     "BASELINE_VERSION",
+    "JOB_ID_MAX_CHARS",
     "MIGRATIONS",
     "jobs",
     "metadata",
@@ -36,12 +37,14 @@ __all__ = [
 
 metadata = MetaData()
 
+JOB_ID_MAX_CHARS = 64
+
 jobs = Table(
     "jobs",
     metadata,
     # seq orders the queue (ties in priority go to the oldest); id is the public handle.
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(64), nullable=False, unique=True),
+    Column("id", String(JOB_ID_MAX_CHARS), nullable=False, unique=True),
     Column("model", String(200), nullable=False),
     Column("status", String(16), nullable=False),
     Column("spec", Text, nullable=False),

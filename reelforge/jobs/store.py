@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, and_, case, func, or_, select
 
 from reelforge.jobs.db import db_now
-from reelforge.jobs.schema import jobs, workers
+from reelforge.jobs.schema import JOB_ID_MAX_CHARS, jobs, workers
 from reelforge.jobs.states import JobStatus
 from reelforge.spec import GenerationSpec
 
@@ -158,6 +158,8 @@ class JobStore:
         return Job.from_row(row)
 
     def get_job(self, job_id: str) -> Job | None:
+        if not _could_be_id(job_id):
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         return Job.from_row(row) if row is not None else None
@@ -179,6 +181,8 @@ class JobStore:
         """Cancel a job: a queued one ends as canceled at once; a running one is flagged, and
         its worker stops at the next denoising step (`check_lease`). A finished job is left
         as it is. Returns the job as it now stands, or None if there is no such job."""
+        if not _could_be_id(job_id):
+            return None
         queued = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
         running = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
         with self.engine.begin() as conn:
@@ -398,6 +402,12 @@ class JobStore:
             )
             for r in rows
         ]
+
+
+def _could_be_id(job_id: str) -> bool:
+    """Whether `job_id` could name a row: ids from the outside are checked before a query,
+    since PostgreSQL refuses a NUL in any text (an error, not "no such job")."""
+    return 0 < len(job_id) <= JOB_ID_MAX_CHARS and "\x00" not in job_id
 
 
 def new_job_id() -> str:

@@ -50,7 +50,7 @@ def make_client(
     ctx = build_context(
         settings, store, open_storage(settings.resolved_storage_url), Registry.load()
     )
-    return TestClient(create_app(ctx), client=client)
+    return TestClient(create_app(ctx), client=client, base_url="http://127.0.0.1")
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_bad_text_to_video_field_is_named(
         ("ftp://example.com/a.png", "scheme"),
         ("http://127.0.0.1:9/cat.png", "non-public address"),
         ("http://[::1]/cat.png", "non-public address"),
-        ("http://169.254.169.254/latest/meta-data", "non-public address"),
+        ("http://169.254.169.254/latest/meta-data", "cloud metadata address"),
         ("http://10.0.0.8/cat.png", "non-public address"),
     ],
 )
@@ -268,7 +268,7 @@ def image_server() -> Iterator[str]:
 @pytest.fixture
 def private_ok_client(app_parts: tuple[Settings, JobStore]) -> TestClient:
     settings, store = app_parts
-    return make_client(settings.model_copy(update={"allow_private_image_urls": True}), store)
+    return make_client(settings.model_copy(update={"allow_private_urls": True}), store)
 
 
 @pytest.mark.parametrize(
@@ -276,7 +276,7 @@ def private_ok_client(app_parts: tuple[Settings, JobStore]) -> TestClient:
     [
         ("/missing", 400, "answered 404"),
         ("/text", 400, "decodable image"),
-        ("/big.png", 413, "larger than"),
+        ("/big.png", 413, "image too large"),
     ],
 )
 def test_downloaded_image_is_checked(

@@ -30,7 +30,8 @@ __all__ = ["CreateVideoRequest", "parse_create_request"]
 
 MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
-_AXIS = Field(default=0.0, ge=-10, le=10)
+# Strict numbers: in lax mode pydantic reads `true` as 1, which no client means.
+_AXIS = Field(default=0.0, ge=-10, le=10, strict=True)
 
 
 class KlingCameraConfig(BaseModel):
@@ -54,7 +55,7 @@ class KlingCameraControl(BaseModel):
 class AdvancedCameraControl(BaseModel):
     model_config = ConfigDict(extra="forbid")
     movement_type: Literal["horizontal", "vertical", "pan", "tilt", "roll", "zoom"]
-    movement_value: float = Field(ge=-10, le=10)
+    movement_value: float = Field(ge=-10, le=10, strict=True)
 
 
 class CreateVideoRequest(BaseModel):
@@ -72,8 +73,8 @@ class CreateVideoRequest(BaseModel):
     camera_control: str | KlingCameraControl | None = None
     advanced_camera_control: AdvancedCameraControl | None = None
     image_url: str | None = Field(default=None, min_length=1)
-    seed: int | None = Field(default=None, ge=0, le=_SEED_MAX)
-    enhance_prompt: bool | None = None
+    seed: int | None = Field(default=None, ge=0, le=_SEED_MAX, strict=True)
+    enhance_prompt: bool | None = Field(default=None, strict=True)
 
     @field_validator("duration", mode="before")
     @classmethod

@@ -17,10 +17,10 @@ from reelforge.api.aimlapi.protocol import parse_create_request
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
-from reelforge.api.images import fetch_image
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
-from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound
+from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound, ServiceUnavailable
 from reelforge.jobs import Job, JobStatus, new_job_id
+from reelforge.spec import GenerationSpec
 
 __all__ = ["build_aimlapi_router"]
 
@@ -32,28 +32,29 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
 
     async def create_generation(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
-        job = await run_in_threadpool(_create, ctx, body, tenant)
-        return _render(ctx, job, str(request.base_url))
+        parsed, spec = parse_create_request(body, ctx.registry, IMAGE_TO_VIDEO_MODELS)
+        job_id = new_job_id()
+        if parsed.image_url is not None:
+            png = await ctx.images.load_png(parsed.image_url)
+            key = f"inputs/{job_id}/image.png"
+            await run_in_threadpool(_stage_input, ctx, key, png)
+            spec = spec.model_copy(update={"image_key": key})
+        job, position = await ctx.db.run(_insert, ctx, spec, tenant, job_id)
+        return _render(ctx, job, position, str(request.base_url))
 
-    def get_generation(
+    async def get_generation(
         request: Request, generation_id: str | None = None, tenant: str = Depends(ctx.auth)
     ) -> Any:
         if not generation_id:
             raise InvalidRequest(FieldError("generation_id", "query parameter is required"))
-        job = _owned_job(ctx, generation_id, tenant)
-        return _render(ctx, job, str(request.base_url))
+        job, position = await ctx.db.run(_owned_job_and_position, ctx, generation_id, tenant)
+        return _render(ctx, job, position, str(request.base_url))
 
-    def cancel_generation(
+    async def cancel_generation(
         request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
     ) -> Any:
-        _owned_job(ctx, generation_id, tenant)
-        job = ctx.store.request_cancel(generation_id)
-        if job is None:  # deleted in between; not something reelforge does today
-            raise NotFound(f"generation {generation_id!r} not found")
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
-            raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
-        return _render(ctx, job, str(request.base_url))
+        job, position = await ctx.db.run(_cancel, ctx, generation_id, tenant)
+        return _render(ctx, job, position, str(request.base_url))
 
     for path in PATHS:
         router.add_api_route(path, create_generation, methods=["POST"])
@@ -62,33 +63,62 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     return router
 
 
+# Each function below is one trip to a database thread (`ctx.db.run`): a request's reads and
+# writes together, under one deadline.
+
+
 def _owned_job(ctx: ApiContext, generation_id: str, tenant: str) -> Job:
     job = ctx.store.get_job(generation_id)
     # Another tenant's job is answered exactly like a missing one.
     if job is None or job.tenant != tenant:
-        raise NotFound(f"generation {generation_id!r} not found")
+        raise NotFound(f"generation {generation_id[:100]!r} not found")
     return job
 
 
-def _create(ctx: ApiContext, body: Any, tenant: str) -> Job:
-    """Validate, store the input image, insert the job: all or nothing."""
-    request, spec = parse_create_request(body, ctx.registry, IMAGE_TO_VIDEO_MODELS)
-    job_id = new_job_id()
-    if request.image_url is None:
-        return ctx.store.create_job(spec, tenant=tenant, job_id=job_id)
-    png = fetch_image(request.image_url, ctx.image_policy)
-    key = f"inputs/{job_id}/image.png"
-    ctx.storage.put_bytes(key, png, "image/png")
+def _owned_job_and_position(
+    ctx: ApiContext, generation_id: str, tenant: str
+) -> tuple[Job, int | None]:
+    job = _owned_job(ctx, generation_id, tenant)
+    return job, ctx.store.queue_position(job)
+
+
+def _cancel(ctx: ApiContext, generation_id: str, tenant: str) -> tuple[Job, int | None]:
+    _owned_job(ctx, generation_id, tenant)
+    job = ctx.store.request_cancel(generation_id)
+    if job is None:  # deleted in between; not something reelforge does today
+        raise NotFound(f"generation {generation_id[:100]!r} not found")
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
+        raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
+    return job, ctx.store.queue_position(job)
+
+
+def _insert(
+    ctx: ApiContext, spec: GenerationSpec, tenant: str, job_id: str
+) -> tuple[Job, int | None]:
+    """Insert the job; if that fails, remove its staged input (all or nothing). Runs in the
+    database thread, so an insert that outlives the API's deadline keeps its input."""
     try:
-        return ctx.store.create_job(
-            spec.model_copy(update={"image_key": key}), tenant=tenant, job_id=job_id
-        )
+        job = ctx.store.create_job(spec, tenant=tenant, job_id=job_id)
     except BaseException:
-        ctx.storage.delete(key)  # no orphan input without its job
+        if spec.image_key is not None:
+            ctx.storage.delete(spec.image_key)  # no orphan input without its job
         raise
+    return job, ctx.store.queue_position(job)
 
 
-def _render(ctx: ApiContext, job: Job, request_base: str) -> Any:
+def _stage_input(ctx: ApiContext, key: str, png: bytes) -> None:
+    try:
+        ctx.storage.put_bytes(key, png, "image/png")
+    except OSError as exc:
+        raise _storage_error(exc) from None
+
+
+def _render(ctx: ApiContext, job: Job, position: int | None, request_base: str) -> Any:
     base = ctx.base_url(request_base)
-    position = ctx.store.queue_position(job)
     return render_generation(job, position, lambda key: ctx.signer.url(base, key))
+
+
+def _storage_error(exc: OSError) -> ServiceUnavailable:
+    # TEMPORARY until the storage branch lands its translator.
+    return ServiceUnavailable(f"the artifact store cannot take the input image: {exc.strerror}")
