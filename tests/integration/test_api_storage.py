@@ -1,5 +1,6 @@
-"""The API over a broken artifact store: a full store answers 507 naming the cause (not a 500).
-The real app, on a real SQLite store, through a TestClient; no worker needed."""
+"""The API over a broken or tampered artifact store: a full store answers 507 naming the cause
+(not a 500), and `/files` does not follow a symlink out of the store. The real app, on a real
+SQLite store, through a TestClient; no worker needed."""
 
 from __future__ import annotations
 
@@ -52,3 +53,21 @@ def test_an_input_image_on_a_full_store_is_answered_507_and_queues_nothing(
     assert response.status_code == 507, response.text
     assert response.json()["message"] == "the artifact store is full: No space left on device"
     assert sum(job_store.count_by_status().values()) == 0
+
+
+def test_files_does_not_follow_a_symlink_out_of_the_store(
+    tmp_path: Path, job_store: JobStore
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for download")
+    ctx = _context(tmp_path, job_store, tmp_path / "artifacts")
+    ctx.storage.put_bytes("jobs/abc/video.mp4", b"video", "video/mp4")
+    (tmp_path / "artifacts" / "jobs" / "abc" / "leak.txt").symlink_to(secret)
+    client = TestClient(create_app(ctx))
+
+    def download(key: str) -> tuple[int, bytes]:
+        response = client.get(ctx.signer.url("http://testserver", key))
+        return response.status_code, response.content
+
+    assert download("jobs/abc/video.mp4") == (200, b"video")
+    assert download("jobs/abc/leak.txt")[0] == 404

@@ -1,4 +1,5 @@
-"""The local artifact store on real filesystems: full and read-only."""
+"""The local artifact store on real filesystems: full, read-only, and with symlinks leading
+out of its directory."""
 
 from __future__ import annotations
 
@@ -59,3 +60,52 @@ def test_a_missing_source_file_is_the_callers_error_not_the_stores(tmp_path: Pat
     storage = LocalStorage(tmp_path / "artifacts")
     with pytest.raises(FileNotFoundError):
         storage.put_file(KEY, tmp_path / "never-written.mp4", "video/mp4")
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the store, holding a secret."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("not for download")
+    return folder
+
+
+def test_a_symlinked_file_leading_out_is_missing(tmp_path: Path, outside: Path) -> None:
+    storage = LocalStorage(tmp_path / "artifacts")
+    (storage.root / "jobs").mkdir()
+    (storage.root / "jobs" / "secret.txt").symlink_to(outside / "secret.txt")
+
+    assert storage.stat("jobs/secret.txt") is None
+    with pytest.raises(FileNotFoundError):
+        storage.get_bytes("jobs/secret.txt")
+    storage.delete("jobs/secret.txt")
+    assert (outside / "secret.txt").read_text() == "not for download"
+
+
+def test_a_symlinked_folder_leading_out_is_missing_and_not_written_through(
+    tmp_path: Path, outside: Path
+) -> None:
+    storage = LocalStorage(tmp_path / "artifacts")
+    (storage.root / "jobs").symlink_to(outside, target_is_directory=True)
+
+    assert storage.stat("jobs/secret.txt") is None
+    with pytest.raises(FileNotFoundError):
+        storage.get_bytes("jobs/secret.txt")
+    with pytest.raises(ServiceUnavailable, match="symlink"):
+        storage.put_bytes("jobs/planted.txt", b"x", "text/plain")
+    storage.delete("jobs/secret.txt")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_links_inside_the_store_work_and_stat_names_the_real_file(tmp_path: Path) -> None:
+    real_root = tmp_path / "real"
+    (tmp_path / "linked-root").symlink_to(real_root, target_is_directory=True)
+    real_root.mkdir()
+    storage = LocalStorage(tmp_path / "linked-root")  # the root itself may be a link
+    storage.put_bytes(KEY, b"video", "video/mp4")
+    (storage.root / "latest.mp4").symlink_to(storage.root / KEY)
+
+    stored = storage.stat("latest.mp4")
+    assert stored is not None and stored.size == 5 and stored.path == real_root / KEY
+    assert storage.get_bytes("latest.mp4") == b"video"
