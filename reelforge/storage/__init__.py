@@ -7,9 +7,17 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from reelforge.storage.base import Storage, StoredObject, validate_key
+from reelforge.storage.errors import storage_error
 from reelforge.storage.local import LocalStorage
 
-__all__ = ["LocalStorage", "Storage", "StoredObject", "open_storage", "validate_key"]
+__all__ = [
+    "LocalStorage",
+    "Storage",
+    "StoredObject",
+    "open_storage",
+    "storage_error",
+    "validate_key",
+]
 
 
 def open_storage(url: str) -> Storage:

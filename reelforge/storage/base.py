@@ -1,7 +1,12 @@
 """The artifact store interface: put and get bytes under slash-separated keys.
 
 Keys look like `jobs/<job id>/video.mp4`. The local directory store is the embedded default;
-an S3-compatible store implements the same four methods.
+an S3-compatible store implements the same methods.
+
+A store that cannot do its job raises a reelforge server error, never a bare `OSError`:
+`InsufficientStorage` (507) when it is full, `ServiceUnavailable` (503) when it is read-only,
+refuses or fails (see `reelforge.storage.errors`). A missing object is `FileNotFoundError` from
+`get_bytes` and None from `stat`.
 """
 
 from __future__ import annotations

@@ -5,58 +5,104 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
+from reelforge.errors import ServiceUnavailable
 from reelforge.storage.base import Storage, StoredObject, validate_key
+from reelforge.storage.errors import storage_error
 
 __all__ = ["LocalStorage"]
 
 
 class LocalStorage(Storage):
     """Objects as files below `root`; writes go to a temporary file then rename into place,
-    so a reader never sees half an object."""
+    so a reader never sees half an object.
+
+    A key may pass through symlinks below `root` but must end up inside it: one that leads
+    out (a linked file or folder) is missing to readers and refused to writers, so `/files`
+    cannot be made to serve the rest of the server's disk. Point the store at the real
+    directory rather than linking folders into it.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, key: str) -> Path:
-        return self.root / validate_key(key)
+    def _resolved(self, key: str) -> Path | None:
+        """The real file behind `key`, symlinks followed; None if that is outside the root."""
+        try:
+            path = (self.root / validate_key(key)).resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            return None
+        return path if path.is_relative_to(self.root) else None
+
+    def _write_path(self, key: str) -> Path:
+        """Where to write `key`: the key's own path (a symlink there is replaced, not
+        written through), once it is known not to lead out of the root."""
+        if self._resolved(key) is None:
+            raise ServiceUnavailable(
+                "the artifact store refused a key that a symlink leads out of its directory"
+            )
+        return self.root / key
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        target = self._write_path(key)
+        with _as_storage_errors():
+            _write_atomically(target, lambda handle: handle.write(data))
         return StoredObject(key, len(data), target)
 
     def put_file(self, key: str, source: Path, content_type: str) -> StoredObject:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        os.close(fd)
-        try:
-            shutil.copyfile(source, temp)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return StoredObject(key, target.stat().st_size, target)
+        target = self._write_path(key)
+        # Opened before the translation starts: a missing source is the caller's fault.
+        with open(source, "rb") as reader, _as_storage_errors():
+            _write_atomically(target, lambda handle: shutil.copyfileobj(reader, handle))
+            size = target.stat().st_size
+        return StoredObject(key, size, target)
 
     def get_bytes(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        path = self._resolved(key)
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"no object {key!r} in the artifact store")
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:  # deleted since the check: still just missing
+            raise
+        except OSError as exc:
+            raise storage_error(exc) from exc
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        if self._resolved(key) is None:
+            return  # missing as far as this store goes; never touch what lies outside
+        with _as_storage_errors():
+            (self.root / key).unlink(missing_ok=True)
 
     def stat(self, key: str) -> StoredObject | None:
-        path = self._path(key)
-        if not path.is_file():
+        # The resolved path, so whoever opens it later does not follow a symlink again.
+        path = self._resolved(key)
+        if path is None or not path.is_file():
             return None
         return StoredObject(key, path.stat().st_size, path)
+
+
+def _write_atomically(target: Path, fill: Callable[[BinaryIO], object]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fill(handle)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _as_storage_errors() -> Iterator[None]:
+    """Raise a failed filesystem call as InsufficientStorage or ServiceUnavailable."""
+    try:
+        yield
+    except OSError as exc:
+        raise storage_error(exc) from exc

@@ -9,17 +9,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from reelforge.engines import Clip, Engine, ModelEntry, Registry, engine_class
-from reelforge.errors import GenerationError
+from reelforge.errors import GenerationError, InsufficientStorage, ServiceUnavailable
 from reelforge.jobs import JobStore, Lease, LeaseCheck
 from reelforge.media import conform_frames, encode_outputs
-from reelforge.storage import Storage
+from reelforge.storage import Storage, storage_error
 from reelforge.worker.heartbeat import Heartbeat
 
 __all__ = ["JobCanceled", "JobRunner", "LeaseLost", "load_engines"]
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # Share of the progress bar given to the engine; encoding and storing take the rest.
 _ENGINE_SHARE = 0.9
 _PROGRESS_EVERY_S = 0.25
+_SCRATCH = "the worker's scratch directory"
 
 
 class LeaseLost(Exception):
@@ -65,12 +67,14 @@ class JobRunner:
         registry: Registry,
         engines: dict[str, Engine],
         heartbeat: Heartbeat,
+        scratch_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
         self.registry = registry
         self.engines = engines
         self.heartbeat = heartbeat
+        self.scratch_dir = scratch_dir  # where videos are encoded; None: the system's temp
 
     def run(self, lease: Lease) -> None:
         """Run one claimed job and record its outcome; never raises for a job's failure."""
@@ -132,8 +136,11 @@ class JobRunner:
 
         mark = time.monotonic()
         frames = conform_frames(clip.frames, spec.width, spec.height, spec.num_frames)
-        with tempfile.TemporaryDirectory(prefix=f"reelforge-{lease.job_id}-") as tmp:
-            media = encode_outputs(frames, spec.fps, Path(tmp))
+        with self._scratch(lease.job_id) as tmp:
+            try:
+                media = encode_outputs(frames, spec.fps, tmp)
+            except OSError as exc:
+                raise _storage_failure(storage_error(exc, _SCRATCH)) from exc
             timings["encode_s"] = time.monotonic() - mark
             self._check_lease(lease)
             self.store.report_progress(lease, 0.95)
@@ -142,6 +149,18 @@ class JobRunner:
             timings["store_s"] = time.monotonic() - mark
         result["timings"] = {name: round(seconds, 4) for name, seconds in timings.items()}
         return result
+
+    @contextmanager
+    def _scratch(self, job_id: str) -> Iterator[Path]:
+        """A private folder for one job's encoded files, removed afterwards."""
+        try:
+            scratch = tempfile.TemporaryDirectory(
+                prefix=f"reelforge-{job_id}-", dir=self.scratch_dir
+            )
+        except OSError as exc:
+            raise _storage_failure(storage_error(exc, _SCRATCH)) from exc
+        with scratch as tmp:
+            yield Path(tmp)
 
     def _store_outputs(
         self, job_id: str, media: Any, entry: ModelEntry, clip: Clip
@@ -153,7 +172,10 @@ class JobRunner:
             ("thumbnail", media.thumbnail, "image/webp"),
         ):
             key = f"jobs/{job_id}/{Path(path).name}"
-            stored = self.storage.put_file(key, Path(path), content_type)
+            try:
+                stored = self.storage.put_file(key, Path(path), content_type)
+            except (InsufficientStorage, ServiceUnavailable) as exc:
+                raise _storage_failure(exc) from exc
             outputs[name] = {"key": key, "size": stored.size, "content_type": content_type}
         outputs["video"].update(
             width=media.width, height=media.height, fps=media.fps, frames=media.num_frames
@@ -169,6 +191,8 @@ class JobRunner:
             raise GenerationError(
                 "the input image is no longer in storage", name="input_missing"
             ) from None
+        except (InsufficientStorage, ServiceUnavailable) as exc:
+            raise _storage_failure(exc) from exc
         image = Image.open(io.BytesIO(data))
         return image.convert("RGB")
 
@@ -198,6 +222,18 @@ class JobRunner:
             raise LeaseLost(lease.job_id)
         if check is LeaseCheck.CANCEL_REQUESTED:
             raise JobCanceled(lease.job_id)
+
+
+def _storage_failure(exc: InsufficientStorage | ServiceUnavailable) -> GenerationError:
+    """The job's error for a store (or scratch folder) that is full or cannot be written."""
+    # Not retryable: another attempt would generate the whole video again (minutes of device
+    # time) only to reach the same store, and a full or read-only disk rarely heals before
+    # then; the job fails at once with the cause, and is resubmitted once an operator acts.
+    if isinstance(exc, InsufficientStorage):
+        return GenerationError(
+            f"{exc.message}; an operator must free space", name="storage_full", retryable=False
+        )
+    return GenerationError(exc.message, name="storage_unavailable", retryable=False)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

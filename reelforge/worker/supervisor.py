@@ -10,6 +10,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from reelforge.settings import Settings
+from reelforge.worker.backoff import HEALTHY_UPTIME_S, RestartBackoff
 from reelforge.worker.main import spawned_worker_main
 
 __all__ = ["WorkerSupervisor"]
@@ -17,7 +18,6 @@ __all__ = ["WorkerSupervisor"]
 log = logging.getLogger(__name__)
 
 _CHECK_EVERY_S = 0.5
-_MAX_RESTART_DELAY_S = 30.0
 
 
 class WorkerSupervisor:
@@ -25,15 +25,16 @@ class WorkerSupervisor:
 
     Spawn (not fork): a worker imports torch and CUDA, which must not inherit the API
     process's threads and sockets. A child that keeps dying is restarted with a growing
-    delay, so a broken model does not spin the CPU.
+    delay, so a broken model does not spin the CPU; one that ran for `healthy_uptime_s`
+    before it died starts that delay over (see `RestartBackoff`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, healthy_uptime_s: float = HEALTHY_UPTIME_S) -> None:
         self.settings = settings
         self._context = multiprocessing.get_context("spawn")
         self.wake: Any = self._context.Event()
         self._processes: list[SpawnProcess | None] = [None] * settings.workers
-        self._restarts = [0] * settings.workers
+        self._backoffs = [RestartBackoff(healthy_uptime_s) for _ in range(settings.workers)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
@@ -54,6 +55,7 @@ class WorkerSupervisor:
             daemon=False,
         )
         process.start()
+        self._backoffs[slot].started(time.monotonic())
         self._processes[slot] = process
         log.info("started worker process %s (pid %s)", process.name, process.pid)
 
@@ -64,8 +66,7 @@ class WorkerSupervisor:
                 if process is None or process.is_alive():
                     continue
                 if next_start[slot] == 0.0:
-                    self._restarts[slot] += 1
-                    delay = min(_MAX_RESTART_DELAY_S, 0.5 * 2 ** (self._restarts[slot] - 1))
+                    delay = self._backoffs[slot].delay_after_exit(time.monotonic())
                     log.error(
                         "worker process %s exited with code %s; restarting in %.1f s",
                         process.name,
