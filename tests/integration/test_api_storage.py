@@ -46,7 +46,7 @@ def test_an_input_image_on_a_full_store_is_answered_507_and_queues_nothing(
     tmp_path: Path, job_store: JobStore, full_filesystem: Path
 ) -> None:
     app = create_app(_context(tmp_path, job_store, full_filesystem))
-    client = TestClient(app, client=LOOPBACK)  # no API keys: loopback callers only
+    client = TestClient(app, client=LOOPBACK, base_url="http://127.0.0.1")  # keyless: loopback only
     body = {"model": I2V, "prompt": "the circle rolls away", "image_url": _image_data_uri()}
     response = client.post("/v2/video/generations", json=body)
 
@@ -63,10 +63,10 @@ def test_files_does_not_follow_a_symlink_out_of_the_store(
     ctx = _context(tmp_path, job_store, tmp_path / "artifacts")
     ctx.storage.put_bytes("jobs/abc/video.mp4", b"video", "video/mp4")
     (tmp_path / "artifacts" / "jobs" / "abc" / "leak.txt").symlink_to(secret)
-    client = TestClient(create_app(ctx))
+    client = TestClient(create_app(ctx), base_url="http://127.0.0.1")
 
     def download(key: str) -> tuple[int, bytes]:
-        response = client.get(ctx.signer.url("http://testserver", key))
+        response = client.get(ctx.signer.url("http://127.0.0.1", key))
         return response.status_code, response.content
 
     assert download("jobs/abc/video.mp4") == (200, b"video")

@@ -8,6 +8,7 @@ running one at its next denoising step; the answer is the generation object as i
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,7 +19,7 @@ from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
-from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound, ServiceUnavailable
+from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound, ServerError
 from reelforge.jobs import Job, JobStatus, new_job_id
 from reelforge.spec import GenerationSpec
 
@@ -37,7 +38,8 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         if parsed.image_url is not None:
             png = await ctx.images.load_png(parsed.image_url)
             key = f"inputs/{job_id}/image.png"
-            await run_in_threadpool(_stage_input, ctx, key, png)
+            # A full or read-only store raises 507 / 503 (reelforge.storage.storage_error).
+            await run_in_threadpool(ctx.storage.put_bytes, key, png, "image/png")
             spec = spec.model_copy(update={"image_key": key})
         job, position = await ctx.db.run(_insert, ctx, spec, tenant, job_id)
         return _render(ctx, job, position, str(request.base_url))
@@ -102,23 +104,14 @@ def _insert(
         job = ctx.store.create_job(spec, tenant=tenant, job_id=job_id)
     except BaseException:
         if spec.image_key is not None:
-            ctx.storage.delete(spec.image_key)  # no orphan input without its job
+            # No orphan input without its job; a store that cannot delete must not hide
+            # the insert's own error.
+            with contextlib.suppress(ServerError):
+                ctx.storage.delete(spec.image_key)
         raise
     return job, ctx.store.queue_position(job)
-
-
-def _stage_input(ctx: ApiContext, key: str, png: bytes) -> None:
-    try:
-        ctx.storage.put_bytes(key, png, "image/png")
-    except OSError as exc:
-        raise _storage_error(exc) from None
 
 
 def _render(ctx: ApiContext, job: Job, position: int | None, request_base: str) -> Any:
     base = ctx.base_url(request_base)
     return render_generation(job, position, lambda key: ctx.signer.url(base, key))
-
-
-def _storage_error(exc: OSError) -> ServiceUnavailable:
-    # TEMPORARY until the storage branch lands its translator.
-    return ServiceUnavailable(f"the artifact store cannot take the input image: {exc.strerror}")
