@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from reelforge.errors import FieldError, InvalidRequest, PayloadTooLarge
 from reelforge.net import FetchFailed, FetchTooLarge, OutboundPolicy, fetch_bytes
+from reelforge.net.fetch import tls_context
 
 __all__ = ["ImageIntake", "ImagePolicy"]
 
@@ -66,6 +67,7 @@ class ImageIntake:
         self._fetch_slots = asyncio.Semaphore(policy.fetch_concurrency)
         self._budget = _PixelBudget(policy.decode_budget_pixels)
         self._decoder = ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="image-decode")
+        tls_context()  # built now, at start-up, rather than inside the first request
 
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
