@@ -159,6 +159,12 @@ def _ascii_host(hostname: str) -> str:
         labels = hostname.rstrip(".").split(".")
         if len(hostname) > 253 or not all(_LABEL.match(label) for label in labels):
             raise OutboundRefused(f"is not a valid URL: {hostname!r} is not a host name")
+        try:  # a punycode label ("xn--...") must decode, or the connection's encoder raises
+            for label in labels:
+                if label.lower().startswith("xn--"):
+                    idna.decode(label)
+        except (idna.IDNAError, UnicodeError):
+            raise OutboundRefused(f"is not a valid URL: {hostname!r} is not a host name") from None
         return hostname
     try:
         return idna.encode(hostname, uts46=True).decode("ascii")
