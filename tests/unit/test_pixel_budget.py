@@ -20,7 +20,7 @@ def test_waiters_get_budget_in_order_as_it_is_released() -> None:
             return held
 
         second = asyncio.create_task(take("second", 60))
-        third = asyncio.create_task(take("third", 30))
+        third = asyncio.create_task(take("third", 50))
         await asyncio.sleep(0)
         assert order == []  # 60 + 60 > 100; the third queues behind the second
         budget.release(first)
