@@ -79,7 +79,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         build_files_router(ctx.storage, ctx.signer),
     ]
     install_error_handlers(app, routers)
-    install_openapi(app, ctx.registry.ids)
+    install_openapi(app, ctx.registry.ids, key_required=not ctx.auth.open_to_loopback_only)
     if ctx.auth.open_to_loopback_only:
         public_host = urlsplit(ctx.settings.public_base_url).hostname
         app.add_middleware(

@@ -10,6 +10,7 @@ FastAPI needs three fixes, made once in `install_openapi`: the create routes rea
 hand (api/body.py, for strictness), so their body is declared with `json_request_body`, whose
 sub-schemas are moved under `components`; the served model ids become the `model` field's enum;
 and FastAPI's automatic 422 answers are removed, because the validation handler answers 400.
+A keyless server (loopback clients only) documents the bearer as optional.
 """
 
 from __future__ import annotations
@@ -206,9 +207,9 @@ def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def install_openapi(app: FastAPI, model_ids: Iterable[str]) -> None:
+def install_openapi(app: FastAPI, model_ids: Iterable[str], *, key_required: bool) -> None:
     """Serve the document with the fixes of the module docstring; `model_ids` are the models
-    this server serves."""
+    this server serves; without `key_required` (a keyless server) the bearer is optional."""
     served = list(model_ids)
 
     def openapi() -> dict[str, Any]:
@@ -216,17 +217,19 @@ def install_openapi(app: FastAPI, model_ids: Iterable[str]) -> None:
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            _fix(document, served)
+            _fix(document, served, key_required)
             app.openapi_schema = document
         return app.openapi_schema
 
     setattr(app, "openapi", openapi)  # noqa: B010 (mypy refuses assigning to a method)
 
 
-def _fix(document: dict[str, Any], served: list[str]) -> None:
+def _fix(document: dict[str, Any], served: list[str], key_required: bool) -> None:
     components = document.setdefault("components", {}).setdefault("schemas", {})
     for operation in _operations(document):
         operation.get("responses", {}).pop("422", None)
+        if not key_required and operation.get("security"):
+            operation["security"] = [*operation["security"], {}]  # {}: no credentials
         for media in operation.get("requestBody", {}).get("content", {}).values():
             media["schema"] = _hoist(media["schema"], components)
     for name in ("HTTPValidationError", "ValidationError"):
