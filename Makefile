@@ -6,8 +6,12 @@ BIN := $(VENV)/bin
 SDK_VENV := .venv-aimlapi
 # The AI/ML API's own SDK, pinned, in its own environment: its wheel carries its own `openai`.
 AIMLAPI_SDK := aimlapi-sdk-python==2.24.0rc1
+# The API fuzzer, pinned, in its own environment: its dependencies (hypothesis, werkzeug, ...)
+# stay out of the project's.
+FUZZ_VENV := .venv-schemathesis
+SCHEMATHESIS := schemathesis==4.32.5
 
-.PHONY: install serve demo test check lint format sdk-env clean
+.PHONY: install serve demo test check lint format sdk-env fuzz-env clean
 
 install: $(VENV)/.installed
 
@@ -25,13 +29,20 @@ $(SDK_VENV)/.installed: Makefile
 	$(SDK_VENV)/bin/python -m pip install --quiet '$(AIMLAPI_SDK)' requests
 	@touch $@
 
+fuzz-env: $(FUZZ_VENV)/.installed
+
+$(FUZZ_VENV)/.installed: Makefile
+	@test -x $(FUZZ_VENV)/bin/python || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --quiet '$(SCHEMATHESIS)'
+	@touch $@
+
 serve: install
 	$(BIN)/reelforge serve
 
 demo: install
 	$(BIN)/python -m reelforge.demo --out out
 
-test: install sdk-env
+test: install sdk-env fuzz-env
 	$(BIN)/python -m pytest
 
 lint: install
@@ -46,4 +57,4 @@ format: install
 check: lint test
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) .mypy_cache .ruff_cache .pytest_cache out
+	rm -rf $(VENV) $(SDK_VENV) $(FUZZ_VENV) .mypy_cache .ruff_cache .pytest_cache out

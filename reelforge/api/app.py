@@ -16,6 +16,7 @@ from reelforge.api.errors import install_error_handlers
 from reelforge.api.files import FileSigner, build_files_router, load_or_create_secret
 from reelforge.api.images import ImageIntake, ImagePolicy
 from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
+from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
 from reelforge.errors import DatabaseUnavailable, ReelforgeError
@@ -78,6 +79,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         build_files_router(ctx.storage, ctx.signer),
     ]
     install_error_handlers(app, routers)
+    install_openapi(app, ctx.registry.ids, key_required=not ctx.auth.open_to_loopback_only)
     if ctx.auth.open_to_loopback_only:
         public_host = urlsplit(ctx.settings.public_base_url).hostname
         app.add_middleware(

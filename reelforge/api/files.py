@@ -12,11 +12,13 @@ import mimetypes
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from reelforge.api.openapi import error_responses
 from reelforge.errors import Forbidden, NotFound
 from reelforge.storage import Storage, validate_key
 
@@ -69,11 +71,27 @@ def load_or_create_secret(configured: str, data_dir: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_DOWNLOAD_ANSWER: dict[str, Any] = {
+    "description": "The file: the video, its GIF preview or its WebP thumbnail.",
+    "content": {
+        media_type: _BINARY
+        for media_type in ("video/mp4", "image/gif", "image/webp", "application/octet-stream")
+    },
+}
+
+
 def build_files_router(storage: Storage, signer: FileSigner) -> APIRouter:
     router = APIRouter()
 
-    @router.get(FILES_PREFIX + "/{key:path}", include_in_schema=False)
+    @router.get(
+        FILES_PREFIX + "/{key:path}",
+        tags=["files"],
+        response_class=Response,
+        responses={200: _DOWNLOAD_ANSWER, **error_responses(400, 403, 404)},
+    )
     def download(key: str, expires: int = Query(...), signature: str = Query(...)) -> Response:
+        """An artifact, by a signed link from a generation object (no API key needed)."""
         try:
             validate_key(key)
         except ValueError:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from reelforge.api.context import ApiContext
+from reelforge.api.openapi import Health, HealthDatabaseDown, ModelList, answers, error_responses
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
 from reelforge.errors import DatabaseUnavailable
 from reelforge.jobs import JobStatus, WorkerInfo
@@ -18,7 +19,18 @@ __all__ = ["build_system_router"]
 def build_system_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["service"])
 
-    @router.get("/healthz")
+    @router.get(
+        "/healthz",
+        response_model=None,
+        responses={
+            200: {"model": Health, "description": "A worker is live."},
+            503: {
+                "model": Health | HealthDatabaseDown,
+                "description": "No worker is live yet, or the job database is away.",
+            },
+            **error_responses(403),
+        },
+    )
     async def healthz() -> JSONResponse:
         try:
             live, counts = await ctx.db.run(_health, ctx)
@@ -32,7 +44,11 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         }
         return JSONResponse(body, status_code=200 if live else 503)
 
-    @router.get("/v1/models")
+    @router.get(
+        "/v1/models",
+        response_model=None,
+        responses=answers(ModelList, "The served models.", 401, 403, 503),
+    )
     async def list_models(_tenant: str = Depends(ctx.auth)) -> dict[str, Any]:
         live = await ctx.db.run(ctx.store.live_workers, ctx.settings.lease_seconds)
         return {

@@ -258,3 +258,39 @@ def test_keyed_server_serves_any_host(app_settings: Settings, store: JobStore) -
         headers={"authorization": "Bearer k1", "origin": "https://app.example.com"},
     )
     assert answer.status_code == 200, answer.text
+
+
+# --- the OpenAPI document (tests/e2e/test_fuzz.py fuzzes a live server against it) --------
+
+
+def test_openapi_document_declares_bodies_keys_and_real_error_answers(
+    app_settings: Settings, store: JobStore
+) -> None:
+    keyed = client_for(app_settings.model_copy(update={"api_keys": ["k1"]}), store)
+    document = keyed.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas  # the server answers 400, never 422
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "422" not in operation["responses"], (method, path)
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")) and (path, status) != ("/healthz", "503"):
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+    create = document["paths"][CREATE]["post"]
+    assert create["requestBody"]["required"] is True
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/CreateVideoRequest"}
+    assert schemas["CreateVideoRequest"]["properties"]["model"]["enum"] == Registry.load().ids
+    assert "$defs" not in json.dumps(document)  # every sub-schema under components
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert create["security"] == [{"HTTPBearer": []}]
+    health = document["paths"]["/healthz"]["get"]
+    assert "security" not in health
+    unhealthy = health["responses"]["503"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {"$ref": "#/components/schemas/HealthDatabaseDown"} in unhealthy
+
+
+def test_keyless_server_documents_the_key_as_optional(client: TestClient) -> None:
+    create = client.get("/openapi.json").json()["paths"][CREATE]["post"]
+    assert create["security"] == [{"HTTPBearer": []}, {}]

@@ -10,9 +10,16 @@ as the hosted API does, so newer SDKs keep working.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from reelforge.engines import Registry
 from reelforge.errors import FieldError, InvalidRequest
@@ -32,6 +39,11 @@ MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
 # Strict numbers: in lax mode pydantic reads `true` as 1, which no client means.
 _AXIS = Field(default=0.0, ge=-10, le=10, strict=True)
+# What the validators below accept, for the OpenAPI document (the types alone say less).
+_DURATION_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "integer", "enum": [5, 10]}, {"type": "string", "enum": ["5", "10"]}]}
+)
+_PRESET_SCHEMA = WithJsonSchema({"type": "string", "enum": list(CAMERA_PRESETS)})
 
 
 class KlingCameraConfig(BaseModel):
@@ -67,10 +79,10 @@ class CreateVideoRequest(BaseModel):
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     aspect_ratio: AspectRatio | None = None
     ratio: AspectRatio | None = None  # deprecated alias of aspect_ratio
-    duration: Literal[5, 10] = 5
+    duration: Annotated[Literal[5, 10], _DURATION_SCHEMA] = 5
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     cfg_scale: float | None = Field(default=None, ge=0, le=1)
-    camera_control: str | KlingCameraControl | None = None
+    camera_control: Annotated[str, _PRESET_SCHEMA] | KlingCameraControl | None = None
     advanced_camera_control: AdvancedCameraControl | None = None
     image_url: str | None = Field(default=None, min_length=1)
     seed: int | None = Field(default=None, ge=0, le=_SEED_MAX, strict=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from reelforge.api.aimlapi.protocol import parse_create_request
+from reelforge.api.aimlapi.protocol import CreateVideoRequest, parse_create_request
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
+from reelforge.api.openapi import Generation, answers, json_request_body
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
 from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound, ServerError
 from reelforge.jobs import Job, JobStatus, new_job_id
@@ -45,7 +46,10 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         return _render(ctx, job, position, str(request.base_url))
 
     async def get_generation(
-        request: Request, generation_id: str | None = None, tenant: str = Depends(ctx.auth)
+        request: Request,
+        # Optional here so that its absence gets our message; documented as required.
+        generation_id: str | None = Query(default=None, include_in_schema=False),
+        tenant: str = Depends(ctx.auth),
     ) -> Any:
         if not generation_id:
             raise InvalidRequest(FieldError("generation_id", "query parameter is required"))
@@ -58,12 +62,41 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         job, position = await ctx.db.run(_cancel, ctx, generation_id, tenant)
         return _render(ctx, job, position, str(request.base_url))
 
+    generation = (Generation, "The generation, as it stands.")
     for path in PATHS:
-        router.add_api_route(path, create_generation, methods=["POST"])
-        router.add_api_route(path, get_generation, methods=["GET"])
-        router.add_api_route(path + "/{generation_id}/cancel", cancel_generation, methods=["POST"])
+        router.add_api_route(
+            path,
+            create_generation,
+            methods=["POST"],
+            response_model=None,
+            responses=answers(*generation, 400, 401, 403, 413, 415, 503, 507),
+            openapi_extra=json_request_body(CreateVideoRequest),
+        )
+        router.add_api_route(
+            path,
+            get_generation,
+            methods=["GET"],
+            response_model=None,
+            responses=answers(*generation, 400, 401, 403, 404, 503),
+            openapi_extra={"parameters": [_GENERATION_ID_QUERY]},
+        )
+        router.add_api_route(
+            path + "/{generation_id}/cancel",
+            cancel_generation,
+            methods=["POST"],
+            response_model=None,
+            responses=answers(*generation, 401, 403, 404, 409, 503, 507),
+        )
     return router
 
+
+_GENERATION_ID_QUERY = {
+    "name": "generation_id",
+    "in": "query",
+    "required": True,
+    "description": "The `id` of a generation object.",
+    "schema": {"type": "string", "minLength": 1},
+}
 
 # Each function below is one trip to a database thread (`ctx.db.run`): a request's reads and
 # writes together, under one deadline.

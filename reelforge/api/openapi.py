@@ -1,0 +1,255 @@
+"""The OpenAPI document: what the routes answer, as models, and the few fixes FastAPI needs.
+
+The models here only document; the routes build their answers elsewhere (aimlapi/render.py,
+system.py, errors.py) and the fuzz test (tests/e2e/test_fuzz.py) checks every answer of a live
+server against this document. A field added to an answer without a line here fails it:
+the generation object and its parts forbid unknown fields (`meta` excepted, which carries each
+engine's own keys).
+
+FastAPI needs three fixes, made once in `install_openapi`: the create routes read their body by
+hand (api/body.py, for strictness), so their body is declared with `json_request_body`, whose
+sub-schemas are moved under `components`; the served model ids become the `model` field's enum;
+and FastAPI's automatic 422 answers are removed, because the validation handler answers 400.
+A keyless server (loopback clients only) documents the bearer as optional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+__all__ = [
+    "ErrorBody",
+    "Generation",
+    "Health",
+    "HealthDatabaseDown",
+    "ModelList",
+    "answers",
+    "error_responses",
+    "install_openapi",
+    "json_request_body",
+]
+
+_STATUS_DESCRIPTIONS = {
+    400: "The request is malformed or a field is invalid; `errors` names each field.",
+    401: "No API key, or an unknown one.",
+    403: "Refused: a keyless server serves loopback clients and same-origin pages only, or "
+    "a file link's signature is wrong or expired.",
+    404: "No such generation (or another tenant's), or no such file.",
+    409: "The generation has already ended; there is nothing to cancel.",
+    413: "The request body is larger than REELFORGE_MAX_BODY_BYTES.",
+    415: "The request body is not declared as JSON.",
+    503: "Try again later (see Retry-After): the job database is busy or away.",
+    507: "The job database or the artifact store is full.",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def _optional(**field: Any) -> Any:
+    """A field that is sometimes absent but never null."""
+    return Field(default=None, json_schema_extra=_drop_default, **field)
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class ErrorField(BaseModel):
+    field: str = Field(description="The offending field, dotted (`camera_control.config.pan`).")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The AI/ML API error body, sent with every 4xx and 5xx answer."""
+
+    message: str
+    path: str
+    requestId: str = Field(description="Also sent as `x-request-id`; quote it in reports.")
+    statusCode: int = Field(ge=400, le=599)
+    timestamp: datetime
+    errors: list[ErrorField] | SkipJsonSchema[None] = _optional(
+        description="Sent with a 400 for an invalid field: one entry per field."
+    )
+
+
+def answers(model: Any, description: str, *error_codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: its 200 body, a model (or a union of models), and the error
+    statuses it can answer."""
+    return {200: {"model": model, "description": description}, **error_responses(*error_codes)}
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that can answer these error statuses."""
+    return {
+        code: {
+            "model": ErrorBody,
+            "description": _STATUS_DESCRIPTIONS[code],
+            **({"headers": _RETRY_AFTER} if code == 503 else {}),
+        }
+        for code in status_codes
+    }
+
+
+# --- the generation object (aimlapi/render.py) ------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationFile(_Strict):
+    url: str = Field(description="Signed download link; expires (REELFORGE_FILE_URL_TTL_S).")
+    content_type: str
+    file_name: str
+    file_size: int = Field(ge=0, description="Bytes.")
+
+
+class GenerationVideoFile(GenerationFile):
+    width: int | SkipJsonSchema[None] = _optional()
+    height: int | SkipJsonSchema[None] = _optional()
+    fps: float | SkipJsonSchema[None] = _optional()
+    frames: int | SkipJsonSchema[None] = _optional()
+
+
+class GenerationFailure(_Strict):
+    name: str = Field(description="`canceled`, or why the generation failed.")
+    message: str
+
+
+class GenerationUsage(_Strict):
+    seconds: float
+    frames: int
+
+
+class GenerationMeta(BaseModel):
+    """The clip's size and timing, then the engine's own keys."""
+
+    model_config = ConfigDict(extra="allow")
+    usage: GenerationUsage
+    width: int
+    height: int
+    fps: int
+    attempts: int
+
+
+class Generation(_Strict):
+    """The AI/ML API generation object, with reelforge's additions (the hosted API's clients
+    ignore fields they do not know)."""
+
+    id: str
+    status: Literal["queued", "generating", "completed", "error"]
+    model: str
+    video: GenerationVideoFile | None = Field(description="Set once `completed`.")
+    preview: GenerationFile | None = Field(description="Animated GIF, once `completed`.")
+    thumbnail: GenerationFile | None = Field(description="WebP still, once `completed`.")
+    error: GenerationFailure | None = Field(description="Set when `error`.")
+    progress: int = Field(ge=0, le=100, description="Percent.")
+    queue_position: int | None = Field(ge=0, description="Jobs ahead of this one, if queued.")
+    cancel_requested: bool
+    seed: int
+    engine: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    meta: GenerationMeta
+
+
+# --- service routes (system.py) ---------------------------------------------------------
+
+
+class ModelCard(_Strict):
+    id: str
+    object: Literal["model"]
+    owned_by: str
+    engine: str
+    checkpoint: str | None
+    catalog: str | None
+    task: Literal["text-to-video", "image-to-video"]
+    workers: int = Field(ge=0, description="Live workers serving this model.")
+
+
+class ModelList(_Strict):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Health(_Strict):
+    status: Literal["ok", "starting"] = Field(description="`starting` until a worker is live.")
+    workers: int = Field(ge=0)
+    jobs: dict[str, int] = Field(description="Jobs per state.")
+
+
+class HealthDatabaseDown(_Strict):
+    status: Literal["database_unavailable"]
+    message: str
+
+
+# --- the document -----------------------------------------------------------------------
+
+
+def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra=` for a route that reads a JSON body of `model` by hand."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def install_openapi(app: FastAPI, model_ids: Iterable[str], *, key_required: bool) -> None:
+    """Serve the document with the fixes of the module docstring; `model_ids` are the models
+    this server serves; without `key_required` (a keyless server) the bearer is optional."""
+    served = list(model_ids)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            _fix(document, served, key_required)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    setattr(app, "openapi", openapi)  # noqa: B010 (mypy refuses assigning to a method)
+
+
+def _fix(document: dict[str, Any], served: list[str], key_required: bool) -> None:
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for operation in _operations(document):
+        operation.get("responses", {}).pop("422", None)
+        if not key_required and operation.get("security"):
+            operation["security"] = [*operation["security"], {}]  # {}: no credentials
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            media["schema"] = _hoist(media["schema"], components)
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    if served and "model" in components.get("CreateVideoRequest", {}).get("properties", {}):
+        components["CreateVideoRequest"]["properties"]["model"]["enum"] = served
+
+
+def _hoist(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """Put a model's schema and its `$defs` under `components`; return a reference to it.
+    Copies: FastAPI puts the route's own `openapi_extra` into the document."""
+    schema = dict(schema)
+    components.update(schema.pop("$defs", {}))
+    components[schema["title"]] = schema
+    return {"$ref": f"#/components/schemas/{schema['title']}"}
+
+
+def _operations(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for item in document.get("paths", {}).values():
+        yield from (op for method, op in item.items() if method in _METHODS)
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
