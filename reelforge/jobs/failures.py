@@ -84,16 +84,14 @@ def translate_db_error(exc: BaseException) -> ReelforgeError | None:
 
 def startup_error(database_url: str, exc: BaseException) -> DatabaseStartupError | None:
     """The one-line error for `exc`, raised while opening the database at `database_url`."""
-    if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
-        return DatabaseStartupError(
-            f"REELFORGE_DATABASE_URL is not a usable database URL ({exc}); expected e.g. "
-            "postgresql+psycopg://user@host/reelforge or sqlite:////var/lib/reelforge/jobs.db"
-        )
     try:
-        is_sqlite = make_url(database_url).get_backend_name() == "sqlite"
-        path = make_url(database_url).database or ""
-    except sa_exc.ArgumentError:
-        is_sqlite, path = False, ""
+        parsed = make_url(database_url)
+    except (sa_exc.ArgumentError, ValueError) as bad:  # ValueError: a port that is no number
+        return _bad_url(bad)
+    if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError | ImportError):
+        return _bad_url(exc)  # an unknown dialect, or one whose driver is not installed
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    path = parsed.database or ""
     if isinstance(exc, OSError) and is_sqlite:
         return DatabaseStartupError(
             f"cannot create the folder of the job database file {path} ({exc.strerror}); "
@@ -106,6 +104,13 @@ def startup_error(database_url: str, exc: BaseException) -> DatabaseStartupError
         diagnosis, path if is_sqlite else shown_url(database_url), database_url
     )
     return DatabaseStartupError(message)
+
+
+def _bad_url(problem: BaseException) -> DatabaseStartupError:
+    return DatabaseStartupError(
+        f"REELFORGE_DATABASE_URL is not a usable database URL ({problem}); expected e.g. "
+        "postgresql+psycopg://user@host/reelforge or sqlite:////var/lib/reelforge/jobs.db"
+    )
 
 
 def _sqlite_startup(d: _Diagnosis, path: str, _url: str) -> str:

@@ -108,3 +108,12 @@ def test_corrupt_sqlite_file_names_it_and_what_to_do(command: str, tmp_path: Pat
     line, _ = start_and_fail(command, tmp_path)
     assert f"the job database file {database} is damaged or is not a SQLite database" in line
     assert "move it aside (or restore a backup)" in line
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:s3cret@db:not-a-port/x", "nosuchdialect://u:s3cret@db/x"]
+)
+def test_unusable_url_is_one_line(url: str, tmp_path: Path) -> None:
+    line, _ = start_and_fail("worker", tmp_path, url)
+    assert "REELFORGE_DATABASE_URL is not a usable database URL" in line
+    assert "s3cret" not in line
