@@ -7,6 +7,9 @@
 Every flag overrides one `REELFORGE_*` variable of `reelforge.settings.Settings`; `--model`
 adds to `REELFORGE_MODELS` rather than replacing it. The server and worker modules are
 imported only when their command runs, so the client commands never load torch or uvicorn.
+
+Both exit 1 with one `reelforge: error: ...` line, and no traceback, when the job database
+cannot be reached or opened at start-up (`reelforge.jobs.DatabaseStartupError`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from reelforge.cli import common
 from reelforge.settings import Settings
 
 __all__ = ["add_commands", "run_serve", "run_worker", "settings_from_args"]
+
+EXIT_CANNOT_START = 1
 
 # Flags whose dest is a Settings field of the same name; applied only when given.
 _SETTING_FLAGS = (
@@ -104,9 +109,13 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings_or_none(args)
     if settings is None:
         return common.EXIT_USAGE
+    from reelforge.jobs import DatabaseStartupError
     from reelforge.server import serve
 
-    return serve(settings)
+    try:
+        return serve(settings)
+    except DatabaseStartupError as exc:
+        return _cannot_start(exc)
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -114,9 +123,20 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = _settings_or_none(args)
     if settings is None:
         return common.EXIT_USAGE
+    from reelforge.jobs import DatabaseStartupError
     from reelforge.worker.main import run_worker as run_worker_process
 
-    return run_worker_process(settings)
+    try:
+        return run_worker_process(settings)
+    except DatabaseStartupError as exc:
+        return _cannot_start(exc)
+
+
+def _cannot_start(exc: Exception) -> int:
+    # A database that is down or a damaged file is for an operator to fix: one line that says
+    # what and how, not a traceback; restarting in a loop would not help either.
+    print(f"reelforge: error: {exc}", file=sys.stderr)
+    return EXIT_CANNOT_START
 
 
 def _settings_or_none(args: argparse.Namespace) -> Settings | None:
