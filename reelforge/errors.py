@@ -13,7 +13,9 @@
     │   ├── ServiceUnavailable   503, try again later (`retry_after_s`, sent as Retry-After)
     │   │   └── DatabaseUnavailable  the job database refused, timed out or is gone
     │   └── InsufficientStorage  507, the database or artifact store is full
-    └── GenerationError          a job failed inside a worker; its message is shown to the user
+    ├── GenerationError          a job failed inside a worker; its message is shown to the user
+    └── DatabaseStartupError     (reelforge.jobs.failures) the database cannot be opened at
+                                 start: one line for the operator, and the process exits 1
 
 The API maps `ClientError` and `ServerError` to each dialect's error body in one registered
 handler; anything else is logged and answered as a generic 500 without details.

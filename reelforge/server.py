@@ -25,7 +25,11 @@ def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
     configure_logging()
     registry = Registry.load(settings.models_file, settings.models)
-    store = open_store(settings.resolved_database_url, max_attempts=settings.max_attempts)
+    store = open_store(
+        settings.resolved_database_url,
+        max_attempts=settings.max_attempts,
+        **settings.database_options(api=True),
+    )
     storage = open_storage(settings.resolved_storage_url)
     ctx = build_context(settings, store, storage, registry)
     if ctx.auth.open_to_loopback_only:

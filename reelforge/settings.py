@@ -124,6 +124,26 @@ class Settings(BaseSettings):
         description="How long the API waits for the job database (a connection, or one "
         "request's reads and writes) before answering 503 with Retry-After.",
     )
+    database_connect_timeout_s: float = Field(
+        default=5.0,
+        ge=2,
+        description="PostgreSQL: longest wait for a new connection (whole seconds, at least 2).",
+    )
+    database_statement_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL: longest statement; a connection that has not answered a "
+        "second after that is closed and replaced.",
+    )
+    database_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for a free pooled database connection."
+    )
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="SQLite: how long a worker waits for the write lock (the API waits at most "
+        "database_timeout_s).",
+    )
     api_database_threads: int = Field(
         default=16, ge=1, description="Threads of one API process that talk to the database."
     )
@@ -147,6 +167,17 @@ class Settings(BaseSettings):
     @property
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+    def database_options(self, *, api: bool = False) -> dict[str, float]:
+        """Timeouts for `reelforge.jobs.open_store`; the API's SQLite lock wait is capped by
+        its request deadline, since an answer after that is never read."""
+        busy = min(self.sqlite_busy_timeout_s, self.database_timeout_s) if api else None
+        return {
+            "connect_timeout_s": self.database_connect_timeout_s,
+            "statement_timeout_s": self.database_statement_timeout_s,
+            "pool_timeout_s": self.database_pool_timeout_s,
+            "sqlite_busy_timeout_s": busy or self.sqlite_busy_timeout_s,
+        }
 
     @property
     def outbound_networks(self) -> list[str]:

@@ -19,8 +19,7 @@ from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
 from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
-from reelforge.errors import DatabaseUnavailable, ReelforgeError
-from reelforge.jobs import JobStore
+from reelforge.jobs import JobStore, translate_db_error
 from reelforge.net import OutboundPolicy
 from reelforge.settings import Settings
 from reelforge.storage import Storage
@@ -60,15 +59,6 @@ def build_context(
             settings.database_timeout_s, settings.api_database_threads, translate_db_error
         ),
     )
-
-
-def translate_db_error(exc: BaseException) -> ReelforgeError | None:
-    # TEMPORARY until the database branch lands its translator.
-    from sqlalchemy import exc as sa
-
-    if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError):
-        return DatabaseUnavailable("the job database is not reachable; retry shortly")
-    return None
 
 
 def create_app(ctx: ApiContext) -> FastAPI:

@@ -12,7 +12,6 @@ on their own once the network heals; nothing needs a restart.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,6 @@ from typing import Any, TypeVar
 from reelforge.errors import DatabaseUnavailable, ReelforgeError
 
 __all__ = ["DatabaseGate"]
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -52,7 +49,7 @@ class DatabaseGate:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a database thread; its result, or its error (database failures
-        translated to 503/507 answers)."""
+        translated to 503/507 answers, which the error handler logs with the request id)."""
         with self._lock:
             if self._in_flight >= self._max_waiting:
                 # Memory, not threads, is what this bounds: queued calls are cheap, but not
@@ -70,7 +67,6 @@ class DatabaseGate:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
         except TimeoutError:
-            log.warning("database call %s did not answer within %g s", _name(fn), self.timeout_s)
             raise DatabaseUnavailable(
                 f"the job database did not answer within {self.timeout_s:g} s; retry shortly",
                 retry_after_s=max(1, round(self.timeout_s)),
@@ -81,13 +77,8 @@ class DatabaseGate:
             translated = self._translate(exc)
             if translated is None:
                 raise
-            log.warning("database call %s failed: %s", _name(fn), translated.message)
             raise translated from None
 
     def _finished(self, _future: object) -> None:
         with self._lock:
             self._in_flight -= 1
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", repr(fn))

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from reelforge.errors import InvalidRequest, ReelforgeError, ServiceUnavailable
+from reelforge.jobs import translate_db_error
 
 __all__ = ["error_response", "install_error_handlers", "request_id"]
 
@@ -97,6 +98,11 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Database calls go through the gate, which translates their failures; this catches one
+    # that did not (a dependency, a new route), so an outage is never a 500.
+    translated = translate_db_error(exc)
+    if translated is not None:
+        return await _reelforge_error(request, translated)
     log.error("request %s: unhandled error", request_id(request), exc_info=exc)
     return error_response(
         request, 500, f"internal server error; quote request id {request_id(request)}"

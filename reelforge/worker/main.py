@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from reelforge.engines import Registry
-from reelforge.jobs import open_store
+from reelforge.jobs import open_store, translate_db_error
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
@@ -63,7 +63,11 @@ def _stop_when_orphaned(stop: threading.Event, check_every_s: float = 1.0) -> No
 def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> None:
     """Load the engines, then claim and run jobs one at a time until `stop` is set."""
     registry = Registry.load(settings.models_file, settings.models)
-    store = open_store(settings.resolved_database_url, max_attempts=settings.max_attempts)
+    store = open_store(
+        settings.resolved_database_url,
+        max_attempts=settings.max_attempts,
+        **settings.database_options(),
+    )
     storage = open_storage(settings.resolved_storage_url)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     engines = load_engines(registry, settings.device)
@@ -78,8 +82,12 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
         while not stop.is_set():
             try:
                 lease = store.claim_next_job(worker_id, models, settings.lease_seconds)
-            except Exception:
-                log.exception("worker %s could not claim; retrying", worker_id)
+            except Exception as exc:
+                outage = translate_db_error(exc)
+                if outage is None:
+                    log.exception("worker %s could not claim; retrying", worker_id)
+                else:  # an expected outage: one line per attempt, not a traceback
+                    log.warning("worker %s could not claim: %s", worker_id, outage.message)
                 lease = None
             if lease is None:
                 wait_for_work(wake, stop, settings.poll_interval_s)
