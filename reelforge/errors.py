@@ -14,6 +14,8 @@
     │   │   └── DatabaseUnavailable  the job database refused, timed out or is gone
     │   └── InsufficientStorage  507, the database or artifact store is full
     ├── GenerationError          a job failed inside a worker; its message is shown to the user
+    ├── ConfigurationError       settings, registry or weights are wrong: one line saying what
+    │                            and the command that fixes it; the process exits, never loops
     └── DatabaseStartupError     (reelforge.jobs.failures) the database cannot be opened at
                                  start: one line for the operator, and the process exits 1
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ClientError",
+    "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
     "FieldError",
@@ -125,6 +128,11 @@ class InsufficientStorage(ServerError):
     """The database or the artifact store has no room left; an operator must free some."""
 
     status_code = 507
+
+
+class ConfigurationError(ReelforgeError):
+    """Not recoverable by retrying: the operator must change a setting, the registry, or pull
+    a model. Raised at start-up (or when a worker loads its engines), never per request."""
 
 
 class GenerationError(ReelforgeError):

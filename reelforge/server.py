@@ -9,11 +9,10 @@ from types import FrameType
 import uvicorn
 
 from reelforge.api.app import build_context, create_app
-from reelforge.engines import Registry
 from reelforge.jobs import open_store
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
-from reelforge.storage import open_storage
+from reelforge.startup import check_weights_present, load_registry, open_configured_storage
 from reelforge.worker.supervisor import WorkerSupervisor
 
 __all__ = ["serve"]
@@ -24,13 +23,15 @@ log = logging.getLogger(__name__)
 def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
     configure_logging()
-    registry = Registry.load(settings.models_file, settings.models)
+    registry = load_registry(settings)
+    if settings.workers > 0:  # an API-only replica needs no weights
+        check_weights_present(registry)
+    storage = open_configured_storage(settings)
     store = open_store(
         settings.resolved_database_url,
         max_attempts=settings.max_attempts,
         **settings.database_options(api=True),
     )
-    storage = open_storage(settings.resolved_storage_url)
     ctx = build_context(settings, store, storage, registry)
     if ctx.auth.open_to_loopback_only:
         log.warning("no API keys configured (REELFORGE_API_KEYS): serving loopback clients only")
@@ -39,6 +40,7 @@ def serve(settings: Settings) -> int:
 
     supervisor = WorkerSupervisor(settings)
     store.on_enqueue = supervisor.wake.set
+    ctx.worker_problems = supervisor.problems
     # uvicorn shuts down on SIGTERM and then re-raises the signal; with the default action that
     # would end this process before `finally` stops the workers, leaving them orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

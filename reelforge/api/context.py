@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reelforge.api.auth import Authenticator
@@ -16,6 +17,10 @@ from reelforge.storage import Storage
 __all__ = ["ApiContext"]
 
 
+def _no_problems() -> list[str]:
+    return []
+
+
 @dataclass
 class ApiContext:
     settings: Settings
@@ -26,6 +31,8 @@ class ApiContext:
     signer: FileSigner
     images: ImageIntake
     db: DatabaseGate
+    worker_problems: Callable[[], list[str]] = _no_problems
+    """Why this server's own worker processes gave up (a model that cannot load)."""
 
     def base_url(self, request_base_url: str) -> str:
         """Where clients reach this server: the configured public URL, else the request's."""

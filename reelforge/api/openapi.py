@@ -45,7 +45,8 @@ _STATUS_DESCRIPTIONS = {
     409: "The generation has already ended; there is nothing to cancel.",
     413: "The request body is larger than REELFORGE_MAX_BODY_BYTES.",
     415: "The request body is not declared as JSON.",
-    503: "Try again later (see Retry-After): the job database is busy or away.",
+    503: "Try again later (see Retry-After): the job database is busy or away, or no worker "
+    "can serve the model (its reason in the message).",
     507: "The job database or the artifact store is full.",
 }
 _RETRY_AFTER = {
@@ -188,9 +189,15 @@ class ModelList(_Strict):
 
 
 class Health(_Strict):
-    status: Literal["ok", "starting"] = Field(description="`starting` until a worker is live.")
+    status: Literal["ok", "starting", "failed"] = Field(
+        description="`starting` until a worker is live; `failed` when none is and this "
+        "server's workers gave up (see `problems`)."
+    )
     workers: int = Field(ge=0)
     jobs: dict[str, int] = Field(description="Jobs per state.")
+    problems: list[str] = Field(
+        description="Why this server's worker processes gave up (a model that cannot load)."
+    )
 
 
 class HealthDatabaseDown(_Strict):

@@ -26,7 +26,8 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
             200: {"model": Health, "description": "A worker is live."},
             503: {
                 "model": Health | HealthDatabaseDown,
-                "description": "No worker is live yet, or the job database is away.",
+                "description": "No worker is live (yet, or it gave up), or the job database is "
+                "away.",
             },
             **error_responses(403),
         },
@@ -37,10 +38,12 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         except DatabaseUnavailable as exc:
             down = {"status": "database_unavailable", "message": exc.message}
             return JSONResponse(down, status_code=503, headers={"Retry-After": "5"})
+        problems = ctx.worker_problems()
         body: dict[str, Any] = {
-            "status": "ok" if live else "starting",
+            "status": "ok" if live else "failed" if problems else "starting",
             "workers": len(live),
             "jobs": {status.value: n for status, n in counts.items()},
+            "problems": problems,
         }
         return JSONResponse(body, status_code=200 if live else 503)
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reelforge.cli import common
+from reelforge.errors import ConfigurationError
 from reelforge.settings import Settings
 
 __all__ = ["add_commands", "run_serve", "run_worker", "settings_from_args"]
@@ -114,7 +115,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         return serve(settings)
-    except DatabaseStartupError as exc:
+    except (DatabaseStartupError, ConfigurationError) as exc:
         return _cannot_start(exc)
 
 
@@ -128,7 +129,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     try:
         return run_worker_process(settings)
-    except DatabaseStartupError as exc:
+    except (DatabaseStartupError, ConfigurationError) as exc:
         return _cannot_start(exc)
 
 

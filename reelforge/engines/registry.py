@@ -17,6 +17,7 @@ from typing import Any
 
 from reelforge.engines import catalog
 from reelforge.engines.base import Engine
+from reelforge.errors import ConfigurationError
 
 __all__ = [
     "ENGINES",
@@ -41,7 +42,7 @@ ENGINES: dict[str, str] = {
 IMAGE_TO_VIDEO_MODELS = frozenset({"klingai/v2-master-image-to-video"})
 
 
-class RegistryError(ValueError):
+class RegistryError(ConfigurationError, ValueError):
     """The registry file or an override is malformed; raised at start-up, never per request."""
 
 

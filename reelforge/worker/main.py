@@ -7,14 +7,15 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from typing import Any
 
-from reelforge.engines import Registry
+from reelforge.errors import ConfigurationError
 from reelforge.jobs import open_store, translate_db_error
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
-from reelforge.storage import open_storage
+from reelforge.startup import check_weights_present, load_registry, open_configured_storage
 from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner, load_engines, wait_for_work
 
@@ -33,15 +34,28 @@ def run_worker(settings: Settings) -> int:
     return 0
 
 
-def spawned_worker_main(settings: Settings, wake: Any) -> None:
-    """Target of the child process `serve` spawns: a worker woken by the API on new jobs."""
+EXIT_CONFIGURATION = 78  # EX_CONFIG of sysexits.h: the supervisor does not restart it
+
+
+def spawned_worker_main(settings: Settings, wake: Any, problems: Any = None) -> None:
+    """Target of the child process `serve` spawns: a worker woken by the API on new jobs.
+
+    A `ConfigurationError` (a model that cannot load) goes to `problems`, a queue the
+    supervisor reads for `/healthz`, and ends the process with `EXIT_CONFIGURATION`.
+    """
     configure_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C in a terminal reaches the whole process group; the parent stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stop_when_orphaned(stop)
-    worker_loop(settings, stop, wake)
+    try:
+        worker_loop(settings, stop, wake)
+    except ConfigurationError as exc:
+        log.error("worker cannot start: %s", exc.message)
+        if problems is not None:
+            problems.put(exc.message)
+        sys.exit(EXIT_CONFIGURATION)
 
 
 def _stop_when_orphaned(stop: threading.Event, check_every_s: float = 1.0) -> None:
@@ -62,13 +76,14 @@ def _stop_when_orphaned(stop: threading.Event, check_every_s: float = 1.0) -> No
 
 def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> None:
     """Load the engines, then claim and run jobs one at a time until `stop` is set."""
-    registry = Registry.load(settings.models_file, settings.models)
+    registry = load_registry(settings)
+    check_weights_present(registry)
+    storage = open_configured_storage(settings)
     store = open_store(
         settings.resolved_database_url,
         max_attempts=settings.max_attempts,
         **settings.database_options(),
     )
-    storage = open_storage(settings.resolved_storage_url)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     engines = load_engines(registry, settings.device)
     models = list(engines)

@@ -17,7 +17,12 @@ from typing import Any
 from PIL import Image
 
 from reelforge.engines import Clip, Engine, ModelEntry, Registry, engine_class
-from reelforge.errors import GenerationError, InsufficientStorage, ServiceUnavailable
+from reelforge.errors import (
+    ConfigurationError,
+    GenerationError,
+    InsufficientStorage,
+    ServiceUnavailable,
+)
 from reelforge.jobs import JobStore, Lease, LeaseCheck
 from reelforge.media import conform_frames, encode_outputs
 from reelforge.storage import Storage, storage_error
@@ -43,15 +48,27 @@ class JobCanceled(Exception):
 
 def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
     """Build and load one engine per distinct (engine, checkpoint, options) in the registry;
-    map every model id to its engine."""
+    map every model id to its engine. Any failure is a `ConfigurationError` naming the
+    model."""
     loaded: dict[tuple[str, str | None, str], Engine] = {}
     by_model: dict[str, Engine] = {}
     for entry in registry:
         key = (entry.engine, entry.checkpoint, repr(sorted(entry.options.items())))
         if key not in loaded:
-            engine = engine_class(entry.engine)(entry.checkpoint, device, entry.options)
             log.info("loading engine %s for %s", entry.engine, entry.id)
-            engine.load()
+            try:
+                engine = engine_class(entry.engine)(entry.checkpoint, device, entry.options)
+                engine.load()
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                # Missing or damaged weights, an unknown option, no such device: restarting
+                # would fail the same way, so this is for the operator, in one line.
+                log.debug("loading %s failed", entry.id, exc_info=True)
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ConfigurationError(
+                    f"cannot load model {entry.id} (engine {entry.engine}): {first_line}"
+                ) from exc
             loaded[key] = engine
         by_model[entry.id] = loaded[key]
     return by_model

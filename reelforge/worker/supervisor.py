@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import queue
 import threading
 import time
 from multiprocessing.context import SpawnProcess
@@ -11,7 +13,7 @@ from typing import Any
 
 from reelforge.settings import Settings
 from reelforge.worker.backoff import HEALTHY_UPTIME_S, RestartBackoff
-from reelforge.worker.main import spawned_worker_main
+from reelforge.worker.main import EXIT_CONFIGURATION, spawned_worker_main
 
 __all__ = ["WorkerSupervisor"]
 
@@ -33,6 +35,10 @@ class WorkerSupervisor:
         self.settings = settings
         self._context = multiprocessing.get_context("spawn")
         self.wake: Any = self._context.Event()
+        # Why workers gave up (a model that cannot load): read by /healthz and by creates.
+        self._problem_queue: Any = self._context.Queue()
+        self._problems: list[str] = []
+        self._given_up = [False] * settings.workers
         self._processes: list[SpawnProcess | None] = [None] * settings.workers
         self._backoffs = [RestartBackoff(healthy_uptime_s) for _ in range(settings.workers)]
         self._stop = threading.Event()
@@ -50,7 +56,7 @@ class WorkerSupervisor:
     def _start(self, slot: int) -> None:
         process = self._context.Process(
             target=spawned_worker_main,
-            args=(self.settings, self.wake),
+            args=(self.settings, self.wake, self._problem_queue),
             name=f"reelforge-worker-{slot}",
             daemon=False,
         )
@@ -59,11 +65,29 @@ class WorkerSupervisor:
         self._processes[slot] = process
         log.info("started worker process %s (pid %s)", process.name, process.pid)
 
+    def problems(self) -> list[str]:
+        """Why worker processes gave up for good (empty while all are fine)."""
+        self._collect_problems()
+        return list(self._problems)
+
+    def _collect_problems(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                problem = self._problem_queue.get_nowait()
+                if problem not in self._problems:
+                    self._problems.append(problem)
+
     def _watch(self) -> None:
         next_start = [0.0] * len(self._processes)
         while not self._stop.wait(_CHECK_EVERY_S):
             for slot, process in enumerate(self._processes):
-                if process is None or process.is_alive():
+                if process is None or process.is_alive() or self._given_up[slot]:
+                    continue
+                if process.exitcode == EXIT_CONFIGURATION:
+                    # Restarting would fail the same way; the reason stays for /healthz.
+                    self._given_up[slot] = True
+                    self._collect_problems()
+                    log.error("worker process %s cannot start; not restarting it", process.name)
                     continue
                 if next_start[slot] == 0.0:
                     delay = self._backoffs[slot].delay_after_exit(time.monotonic())
@@ -95,3 +119,5 @@ class WorkerSupervisor:
                 log.warning("worker %s did not stop in time; killing it", process.name)
                 process.kill()
                 process.join()
+        self._problem_queue.close()
+        self._problem_queue.cancel_join_thread()

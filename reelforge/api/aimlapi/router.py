@@ -20,7 +20,14 @@ from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
 from reelforge.api.openapi import Generation, answers, json_request_body
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
-from reelforge.errors import Conflict, FieldError, InvalidRequest, NotFound, ServerError
+from reelforge.errors import (
+    Conflict,
+    FieldError,
+    InvalidRequest,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+)
 from reelforge.jobs import Job, JobStatus, new_job_id
 from reelforge.spec import GenerationSpec
 
@@ -35,6 +42,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     async def create_generation(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
         parsed, spec = parse_create_request(body, ctx.registry, IMAGE_TO_VIDEO_MODELS)
+        await _check_servable(ctx, spec.model)
         job_id = new_job_id()
         if parsed.image_url is not None:
             png = await ctx.images.load_png(parsed.image_url)
@@ -97,6 +105,21 @@ _GENERATION_ID_QUERY = {
     "description": "The `id` of a generation object.",
     "schema": {"type": "string", "minLength": 1},
 }
+
+
+async def _check_servable(ctx: ApiContext, model: str) -> None:
+    """503 instead of a job queued forever, when this server's workers gave up (a model that
+    cannot load) and no live worker anywhere serves `model`. Without such problems (or on an
+    API-only replica, which knows none) the job queues for whichever worker comes."""
+    problems = ctx.worker_problems()
+    if not problems:
+        return
+    live = await ctx.db.run(ctx.store.live_workers, ctx.settings.lease_seconds)
+    if not any(model in worker.models for worker in live):
+        raise ServiceUnavailable(
+            f"no worker can serve {model}: {'; '.join(problems)}", retry_after_s=60
+        )
+
 
 # Each function below is one trip to a database thread (`ctx.db.run`): a request's reads and
 # writes together, under one deadline.
