@@ -227,12 +227,13 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _env(hub: FakeHub, models_dir: Path) -> dict[str, str]:
+def _env(hub: FakeHub | str, models_dir: Path) -> dict[str, str]:
+    """The environment of a pull against `hub` (a fake, or the URL of some other endpoint)."""
     return {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "REELFORGE_MODELS_DIR": str(models_dir),
-        "HF_ENDPOINT": hub.url,
+        "HF_ENDPOINT": hub if isinstance(hub, str) else hub.url,
         "HF_HUB_OFFLINE": "0",
         "HF_HOME": str(models_dir.parent / "hf-home"),
         "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",  # no stored token is ever sent, not even to the fake
@@ -240,7 +241,9 @@ def _env(hub: FakeHub, models_dir: Path) -> dict[str, str]:
     }
 
 
-def _reelforge(hub: FakeHub, models_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _reelforge(
+    hub: FakeHub | str, models_dir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "reelforge", *args],
         env=_env(hub, models_dir),
@@ -256,7 +259,8 @@ def _assert_pulled_intact(hub: FakeHub, models_dir: Path) -> Path:
     for file in hub.files:
         assert (folder / file.path).read_bytes() == file.content, file.path
     marker = json.loads((folder / PULLED_MARKER).read_text())
-    assert (marker["repo"], marker["revision"], marker["files"]) == (MODEL.repo, COMMIT, 3)
+    assert (marker["repo"], marker["revision"]) == (MODEL.repo, COMMIT)
+    assert marker["files"] == len(hub.files)
     assert marker["bytes"] == sum(len(f.content) for f in hub.files)
     return folder
 
@@ -365,3 +369,48 @@ def test_an_empty_file_in_the_repository_is_pulled_too(models_dir: Path) -> None
     folder = pull_folder(MODEL)
     assert (folder / "transformer" / ".keep").read_bytes() == b""
     assert json.loads((folder / PULLED_MARKER).read_text())["files"] == 4
+
+
+def _bar_lines(stderr: str) -> list[str]:
+    """Every state a progress bar was drawn in (tqdm redraws a line after a carriage return)."""
+    return [line.strip() for line in re.split(r"[\r\n]+", stderr) if line.strip()]
+
+
+def test_files_download_several_at_once_under_one_bar_for_the_whole_pull(
+    models_dir: Path,
+) -> None:
+    # The weights listed first and stalled: the other files still arrive meanwhile.
+    weights, *small = _repository(300_000)[::-1]
+    small += [HubFile(f"tokenizer/part-{n}.json", b"{}" * (n + 1)) for n in range(3)]
+    with FakeHub(MODEL.repo, [weights, *small]) as hub:
+        hub.drop_after(WEIGHTS, 1000, hang=True)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "reelforge", "models", "pull", MODEL.name],
+            env=_env(hub, models_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert hub.stalled.wait(timeout=60), "the pull never reached the weight file"
+            deadline = time.monotonic() + 30
+            while not all(hub.gets_of(f.path) for f in small) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fetched_meanwhile = [f.path for f in small if hub.gets_of(f.path)]
+        finally:
+            hub.release.set()  # the stalled transfer is cut; the pull resumes it
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 0, stderr
+        assert fetched_meanwhile == [f.path for f in small]
+        _assert_pulled_intact(hub, models_dir)
+
+    bars = _bar_lines(stderr)
+    downloading = [line for line in bars if line.startswith("downloading")]
+    verifying = [line for line in bars if line.startswith("verifying")]
+    # One bar per phase, not one per file: bytes done/total, files done/total, speed, ETA.
+    assert not [line for line in bars if line.startswith(("model_index", "diffusion_pytorch"))]
+    assert re.search(
+        r"100% .*\| 300kB/300kB, 6/6 files \| [\d.]+[kMG]?B/s \| ETA 00:00$", downloading[-1]
+    ), downloading[-1]
+    assert re.search(r"100% .*6/6 files", verifying[-1]), verifying[-1]
+    assert any(re.search(r"[0-5]/6 files", line) for line in verifying)  # drawn while hashing
