@@ -147,6 +147,10 @@ def run_models_pull(args: argparse.Namespace) -> int:
     except PullError as exc:
         print(f"reelforge: {exc}", file=sys.stderr)
         return common.EXIT_CONNECTION  # the download or its check failed
+    except KeyboardInterrupt:
+        # What arrived stays in the `.part` files, and the next pull starts from there.
+        print("reelforge: interrupted; run the same command to resume", file=sys.stderr)
+        return common.EXIT_INTERRUPTED
     print(
         f"pulled {model.repo} into {folder} ({_size(folder)}, verified); serve it with\n"
         f"  reelforge serve --model klingai/v2-master-text-to-video={model.name}"

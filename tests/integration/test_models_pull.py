@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -318,6 +319,48 @@ def test_a_pull_killed_mid_file_resumes_it_on_the_next_run(
         hub.release.set()
     assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
     partial = (pull_folder(MODEL) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
+
+    pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
+    assert pulled.returncode == 0, pulled.stderr
+    _assert_pulled_intact(hub, models_dir)
+    assert hub.gets_of(WEIGHTS)[-1].range == f"bytes={partial}-"
+
+
+# A shell without job control starts background commands with SIGINT ignored, and Python then
+# installs no handler for it; restoring it lets the signal reach the CLI as a terminal's Ctrl-C.
+_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('reelforge', run_name='__main__')"
+)
+
+
+def test_ctrl_c_keeps_the_partial_download_and_the_same_command_resumes_it(
+    hub_with_large_weights: FakeHub, models_dir: Path
+) -> None:
+    hub = hub_with_large_weights
+    hub.drop_after(WEIGHTS, CHUNK_BYTES + 100_000, hang=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", _WITH_CTRL_C, "models", "pull", MODEL.name],
+        env=_env(hub, models_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hub.stalled.wait(timeout=60), "the first pull never reached the weight file"
+        _wait_for_partial_download(pull_folder(MODEL), CHUNK_BYTES)
+        first.send_signal(signal.SIGINT)
+        # Well before the hub gives up its stall (60 s): Ctrl-C waits on no transfer.
+        _, stderr = first.communicate(timeout=20)
+    finally:
+        first.kill()
+        hub.release.set()
+    assert first.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "reelforge: interrupted; run the same command to resume"
+    assert "Traceback" not in stderr
+    assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
+    partial = (pull_folder(MODEL) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
+    assert partial >= CHUNK_BYTES
 
     pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
     assert pulled.returncode == 0, pulled.stderr
