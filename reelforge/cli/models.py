@@ -139,11 +139,22 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 def run_models_pull(args: argparse.Namespace) -> int:
     """Run `reelforge models pull MODEL`."""
-    from reelforge.engines.pull import PullError, pull
+    from reelforge.engines.pull import HubUnreachable, PullError, pull
 
     model = CATALOG[args.name]
     try:
         folder = pull(model, revision=args.revision)
+    except HubUnreachable as exc:
+        present = local_checkpoint(model) if args.revision == "main" else None
+        if present is not None:  # pulled before, or an `hf download` snapshot: serve it as is
+            print(f"reelforge: {exc}; {model.name} is present in {present}", file=sys.stderr)
+            return common.EXIT_OK
+        print(
+            f"reelforge: {exc}; to pull through a mirror set HF_ENDPOINT, and a snapshot "
+            f"from `hf download {model.repo}` in the Hugging Face cache counts as present",
+            file=sys.stderr,
+        )
+        return common.EXIT_CONNECTION
     except PullError as exc:
         print(f"reelforge: {exc}", file=sys.stderr)
         return common.EXIT_CONNECTION  # the download or its check failed

@@ -38,7 +38,7 @@ from typing import Any
 
 from reelforge.engines.catalog import PULLED_MARKER, CatalogModel, pull_folder
 
-__all__ = ["ExpectedFile", "PullError", "pull", "verify_folder"]
+__all__ = ["ExpectedFile", "HubUnreachable", "PullError", "pull", "verify_folder"]
 
 PARTIAL_SUFFIX = ".part"
 WORKERS = 4
@@ -65,6 +65,14 @@ class PullError(RuntimeError):
         """Repository paths that failed verification."""
 
 
+class HubUnreachable(PullError):
+    """No connection to the hub (or offline mode is on): nothing was listed or fetched."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        super().__init__(f"cannot reach the Hugging Face hub at {endpoint} ({reason})")
+        self.endpoint = endpoint
+
+
 @dataclass(frozen=True)
 class ExpectedFile:
     """One file of a repository revision, as the hub lists it."""
@@ -88,15 +96,20 @@ def verify_folder(folder: Path, expected: Iterable[ExpectedFile]) -> int:
 def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) -> Path:
     """Download (or resume) `model`'s repository at `revision`, verify it, mark it present."""
     import httpx
-    from huggingface_hub import HfApi, hf_hub_url
+    from huggingface_hub import HfApi, constants, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
     from huggingface_hub.utils import build_hf_headers
 
     folder = pull_folder(model)
     started = time.monotonic()
     try:
         info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
-    except Exception as exc:  # network, auth, unknown repo: a plain message, no traceback
+    except OfflineModeIsEnabled as exc:
+        raise HubUnreachable(constants.ENDPOINT, "HF_HUB_OFFLINE is set") from exc
+    except HfHubHTTPError as exc:  # the hub answered: auth, unknown repo or revision, 5xx
         raise PullError(f"listing {model.repo} at {revision} failed: {_one_line(exc)}") from exc
+    except Exception as exc:  # no answer: DNS, refused, timeout, proxy, TLS (httpx2's errors)
+        raise HubUnreachable(constants.ENDPOINT, _one_line(exc)) from exc
     commit = info.sha or revision
     expected = [
         ExpectedFile(
@@ -204,6 +217,10 @@ def _fetch(client: Any, url: str, target: Path, size: int | None, report: Report
                         report(len(chunk))
             break
         except httpx.TransportError as exc:
+            if attempt == _ATTEMPTS and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                from huggingface_hub import constants
+
+                raise HubUnreachable(constants.ENDPOINT, _one_line(exc)) from exc
             if attempt == _ATTEMPTS:
                 raise PullError(
                     f"downloading {url} failed after {attempt} tries: {_one_line(exc)}"

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -243,11 +244,11 @@ def _env(hub: FakeHub | str, models_dir: Path) -> dict[str, str]:
 
 
 def _reelforge(
-    hub: FakeHub | str, models_dir: Path, *args: str
+    hub: FakeHub | str, models_dir: Path, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "reelforge", *args],
-        env=_env(hub, models_dir),
+        env={**_env(hub, models_dir), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -457,3 +458,52 @@ def test_files_download_several_at_once_under_one_bar_for_the_whole_pull(
     ), downloading[-1]
     assert re.search(r"100% .*6/6 files", verifying[-1]), verifying[-1]
     assert any(re.search(r"[0-5]/6 files", line) for line in verifying)  # drawn while hashing
+
+
+@pytest.fixture
+def unreachable_hub() -> str:
+    """The URL of a loopback port where nothing listens (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_an_unreachable_hub_fails_in_one_line_naming_a_mirror_and_the_hf_cache(
+    unreachable_hub: str, models_dir: Path
+) -> None:
+    pulled = _reelforge(unreachable_hub, models_dir, "models", "pull", MODEL.name)
+    assert pulled.returncode == 3
+    (line,) = pulled.stderr.splitlines()
+    assert line.startswith(f"reelforge: cannot reach the Hugging Face hub at {unreachable_hub} (")
+    assert "set HF_ENDPOINT" in line
+    assert f"`hf download {MODEL.repo}` in the Hugging Face cache counts as present" in line
+
+
+def test_with_the_hub_unreachable_a_snapshot_in_the_hf_cache_counts_as_present(
+    unreachable_hub: str, models_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hf-cache"
+    repo = cache / ("models--" + MODEL.repo.replace("/", "--"))
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    pulled = _reelforge(
+        unreachable_hub, models_dir, "models", "pull", MODEL.name, HF_HUB_CACHE=str(cache)
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    (line,) = pulled.stderr.splitlines()
+    assert line.endswith(f"; {MODEL.name} is present in {snapshot}")
+    assert not pull_folder(MODEL).exists()
+
+
+def test_pulling_again_with_the_hub_unreachable_keeps_the_model_present(
+    hub: FakeHub, unreachable_hub: str, models_dir: Path
+) -> None:
+    assert _reelforge(hub, models_dir, "models", "pull", MODEL.name).returncode == 0
+    again = _reelforge(unreachable_hub, models_dir, "models", "pull", MODEL.name)
+    assert again.returncode == 0, again.stderr
+    assert f"{MODEL.name} is present in {pull_folder(MODEL)}" in again.stderr
+    _assert_pulled_intact(hub, models_dir)  # the marker too: still served
