@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -507,3 +508,27 @@ def test_pulling_again_with_the_hub_unreachable_keeps_the_model_present(
     assert again.returncode == 0, again.stderr
     assert f"{MODEL.name} is present in {pull_folder(MODEL)}" in again.stderr
     _assert_pulled_intact(hub, models_dir)  # the marker too: still served
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)]
+)
+def test_pulled_files_and_folders_follow_the_umask(
+    hub: FakeHub, models_dir: Path, umask: int, file_mode: int, folder_mode: int
+) -> None:
+    pulled = subprocess.run(
+        [sys.executable, "-m", "reelforge", "models", "pull", MODEL.name],
+        env=_env(hub, models_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        umask=umask,
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    folder = _assert_pulled_intact(hub, models_dir)
+    modes = {
+        path.relative_to(folder).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in [folder, *folder.rglob("*")]
+    }
+    expected = {name: folder_mode if (folder / name).is_dir() else file_mode for name in modes}
+    assert modes == expected
