@@ -37,7 +37,7 @@ from typing import Any
 
 from reelforge.cli import common
 from reelforge.client import ModelInfo
-from reelforge.engines.catalog import CATALOG, local_checkpoint, size_on_disk
+from reelforge.engines.catalog import CATALOG, CatalogModel, local_checkpoint, size_on_disk
 from reelforge.engines.registry import Registry, RegistryError
 from reelforge.engines.tiny import TINY_ARCHS, build_tiny
 
@@ -91,6 +91,7 @@ def add_command(commands: Any) -> None:
 
 def run_models_list(args: argparse.Namespace) -> int:
     """Run `reelforge models list`: the catalog and the registry, as seen on this machine."""
+    from reelforge.engines.pull import hub_download_bytes
     from reelforge.settings import Settings
 
     settings = Settings()
@@ -104,7 +105,8 @@ def run_models_list(args: argparse.Namespace) -> int:
     for entry in registry:
         if entry.catalog:
             serving.setdefault(entry.catalog, []).append(entry.id)
-    rows = [("MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "SERVES")]
+    hub_bytes = hub_download_bytes(model.repo for model in CATALOG.values())
+    rows = [("MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "DOWNLOAD", "SERVES")]
     for model in CATALOG.values():
         folder = local_checkpoint(model)
         rows.append(
@@ -115,6 +117,7 @@ def run_models_list(args: argparse.Namespace) -> int:
                 f"{model.width}x{model.height}@{model.fps:g} {model.max_frames}f",
                 "yes" if folder else "no",
                 _size(folder) if folder else "-",
+                _download_size(model, hub_bytes.get(model.repo)),
                 ", ".join(serving.get(model.name, [])) or "-",
             )
         )
@@ -130,6 +133,7 @@ def run_models_list(args: argparse.Namespace) -> int:
                 "-",
                 present,
                 _size(folder) if folder is not None and folder.is_dir() else "-",
+                "-",
                 entry.id,
             )
         )
@@ -199,8 +203,18 @@ def run_make_tiny(args: argparse.Namespace) -> int:
 
 
 def _size(folder: Path) -> str:
-    size = size_on_disk(folder)
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    return _bytes(size_on_disk(folder))
+
+
+def _download_size(model: CatalogModel, hub_bytes: int | None) -> str:
+    """The hub's exact figure when it answered, else the catalog's estimate, marked `~`."""
+    if hub_bytes is not None:
+        return _bytes(hub_bytes)
+    return f"~{model.download_gb:g} GB" if model.download_gb is not None else "?"
+
+
+def _bytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
 
 
 def _columns(rows: Sequence[Sequence[str]]) -> str:

@@ -38,7 +38,14 @@ from typing import Any
 
 from reelforge.engines.catalog import PULLED_MARKER, CatalogModel, pull_folder
 
-__all__ = ["ExpectedFile", "HubUnreachable", "PullError", "pull", "verify_folder"]
+__all__ = [
+    "ExpectedFile",
+    "HubUnreachable",
+    "PullError",
+    "hub_download_bytes",
+    "pull",
+    "verify_folder",
+]
 
 PARTIAL_SUFFIX = ".part"
 WORKERS = 4
@@ -167,6 +174,37 @@ def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) 
     }
     (folder / PULLED_MARKER).write_text(json.dumps(record, indent=2) + "\n")
     return folder
+
+
+def hub_download_bytes(repos: Iterable[str], *, timeout_s: float = 3.0) -> dict[str, int]:
+    """Repository -> the bytes of its files at `main`, as the hub lists them, for every
+    repository the hub answers for within `timeout_s`; none in offline mode (HF_HUB_OFFLINE).
+
+    The repositories are asked at once, on daemon threads: one that has not answered by the
+    deadline is left out (and its thread left behind) rather than holding up `models list`.
+    """
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return {}
+    sizes: dict[str, int] = {}
+
+    def ask(repo: str) -> None:
+        try:
+            info = HfApi().model_info(repo, revision="main", files_metadata=True, timeout=timeout_s)
+        except Exception:  # unreachable, unknown, gated: the catalog's estimate stands
+            return
+        listed = [sibling.size for sibling in info.siblings or []]
+        if listed and None not in listed:
+            sizes[repo] = sum(size for size in listed if size is not None)
+
+    threads = [threading.Thread(target=ask, args=(repo,), daemon=True) for repo in repos]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return dict(sizes)
 
 
 def _complete(folder: Path, item: ExpectedFile) -> bool:

@@ -284,6 +284,22 @@ def test_pull_downloads_every_file_verifies_it_and_lists_the_model_present(
     assert re.split(r" {3,}", row)[4:6] == ["yes", "0.3 MB"]
 
 
+def test_models_list_shows_the_hubs_download_size_else_the_catalogs_estimate(
+    hub: FakeHub, models_dir: Path
+) -> None:
+    listed = _reelforge(hub, models_dir, "models", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {
+        row[0]: row for row in (re.split(r" {3,}", line) for line in listed.stdout.splitlines())
+    }
+    assert rows["MODEL"][6] == "DOWNLOAD"
+    # The fake hub lists this repository (300 kB), before any pull; the others are unknown
+    # to it (404), so they show the catalog's estimate.
+    assert rows[MODEL.name][4:7] == ["no", "-", "0.3 MB"]
+    assert rows["wan2.1-t2v-14b"][6] == "~80 GB"
+    assert any(r.path == f"/api/models/{MODEL.repo}/revision/main" for r in hub.requests)
+
+
 def test_a_transfer_cut_mid_file_resumes_with_a_range_request(
     hub_with_large_weights: FakeHub, models_dir: Path
 ) -> None:
