@@ -37,7 +37,13 @@ from typing import Any
 
 from reelforge.cli import common
 from reelforge.client import ModelInfo
-from reelforge.engines.catalog import CATALOG, CatalogModel, local_checkpoint, size_on_disk
+from reelforge.engines.catalog import (
+    CATALOG,
+    CatalogModel,
+    local_checkpoint,
+    pull_folder,
+    size_on_disk,
+)
 from reelforge.engines.registry import Registry, RegistryError
 from reelforge.engines.tiny import TINY_ARCHS, build_tiny
 
@@ -47,6 +53,7 @@ __all__ = [
     "run_make_tiny",
     "run_models_list",
     "run_models_pull",
+    "run_models_rm",
     "run_models_served",
 ]
 
@@ -75,6 +82,13 @@ def add_command(commands: Any) -> None:
     pulling.add_argument("name", metavar="MODEL", choices=list(CATALOG), help=", ".join(CATALOG))
     pulling.add_argument("--revision", default="main", help="branch, tag or commit (main)")
     pulling.set_defaults(handler=run_models_pull)
+
+    removing = actions.add_parser(
+        "rm", help="delete a pulled catalog model (never the Hugging Face cache)"
+    )
+    # Not `choices`: an unknown name gets the message below instead of argparse's usage dump.
+    removing.add_argument("name", metavar="MODEL", help=", ".join(CATALOG))
+    removing.set_defaults(handler=run_models_rm)
 
     served = actions.add_parser("served", help="list the models a running server offers")
     common.add_connection_flags(served)
@@ -170,6 +184,43 @@ def run_models_pull(args: argparse.Namespace) -> int:
         f"pulled {model.repo} into {folder} ({_size(folder)}, verified); serve it with\n"
         f"  reelforge serve --model klingai/v2-master-text-to-video={model.name}"
     )
+    return common.EXIT_OK
+
+
+def run_models_rm(args: argparse.Namespace) -> int:
+    """Run `reelforge models rm MODEL`: delete what `models pull` wrote for it."""
+    from reelforge.engines.pull import remove_pulled
+
+    model = CATALOG.get(args.name)
+    if model is None:
+        print(
+            f"reelforge: unknown model {args.name!r}; the catalog has {', '.join(CATALOG)}",
+            file=sys.stderr,
+        )
+        return common.EXIT_USAGE
+    removal = remove_pulled(model)
+    cached = local_checkpoint(model)  # after the removal: what is left is not reelforge's
+    if removal is None:
+        folder = pull_folder(model)
+        if cached is not None:
+            problem = (
+                f"{model.name} was not pulled into {folder.parent}; its snapshot in the Hugging "
+                f"Face cache ({cached}) is not reelforge's to remove: "
+                f"`hf cache rm model/{model.repo}` does that"
+            )
+        elif folder.exists():
+            problem = (
+                f"{folder} has no pull marker: not made by `reelforge models pull`, left alone"
+            )
+        else:
+            problem = f"{model.name} is not pulled (nothing at {folder})"
+        print(f"reelforge: {problem}", file=sys.stderr)
+        return common.EXIT_USAGE
+    print(f"removed {model.name} from {removal.folder} ({_bytes(removal.freed_bytes)})")
+    if removal.kept:
+        print(f"kept {len(removal.kept)} files no pull wrote: {', '.join(removal.kept)}")
+    if cached is not None:
+        print(f"{model.name} is still present in the Hugging Face cache: {cached}")
     return common.EXIT_OK
 
 

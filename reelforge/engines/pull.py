@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -36,18 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines.catalog import PULLED_MARKER, CatalogModel, pull_folder
+from reelforge.engines.catalog import PULLED_MARKER, CatalogModel, pull_folder, size_on_disk
 
 __all__ = [
     "ExpectedFile",
     "HubUnreachable",
     "PullError",
+    "Removal",
     "hub_download_bytes",
     "pull",
+    "remove_pulled",
     "verify_folder",
 ]
 
 PARTIAL_SUFFIX = ".part"
+PULLING_MARKER = "reelforge-pull.incomplete.json"
+"""Written into the folder before the first byte arrives, naming the files the pull will
+write (as the pulled marker does once it is complete), so that `remove_pulled` can delete a
+half-finished pull too, and nothing else."""
 WORKERS = 4
 """Files downloaded (and verified) at once: enough to fill a link that one connection to the
 hub's CDN does not, few enough to leave a shared link usable."""
@@ -127,6 +134,13 @@ def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) 
         )
         for sibling in info.siblings or []
     ]
+    for item in expected:
+        _inside(folder, item.path)
+    # Every file this folder's pulls have written, for `remove_pulled`; on disk before them.
+    paths = sorted({item.path for item in expected} | (_recorded_paths(folder) or set()))
+    folder.mkdir(parents=True, exist_ok=True)
+    pulling = {"repo": model.repo, "revision": commit, "paths": paths}
+    (folder / PULLING_MARKER).write_text(json.dumps(pulling, indent=2) + "\n")
     # A new pull over an old one: the folder counts as present again only once verified.
     (folder / PULLED_MARKER).unlink(missing_ok=True)
     total_bytes = sum(item.size or 0 for item in expected)
@@ -171,9 +185,79 @@ def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) 
         "files": len(expected),
         "bytes": checked,
         "seconds": round(time.monotonic() - started, 1),
+        "paths": paths,
     }
     (folder / PULLED_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    (folder / PULLING_MARKER).unlink()
     return folder
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What `remove_pulled` did."""
+
+    folder: Path
+    freed_bytes: int
+    kept: list[str]
+    """Files in the folder that no pull wrote (the user's own), left in place."""
+
+
+def remove_pulled(model: CatalogModel) -> Removal | None:
+    """Delete what `pull` wrote for `model` (complete or not) under `REELFORGE_MODELS_DIR`.
+
+    Only the files the pull markers name, their `.part` files, the markers and the folders
+    left empty go; None when the model's folder holds no pull (absent, or a folder of the
+    user's without a marker). The Hugging Face cache is never touched.
+    """
+    folder = pull_folder(model)
+    markers = [folder / PULLED_MARKER, folder / PULLING_MARKER]
+    if not any(marker.is_file() for marker in markers):
+        return None
+    paths = _recorded_paths(folder)
+    if paths is None:  # a marker from before pulls named their files: the folder is the pull's
+        freed = size_on_disk(folder)
+        shutil.rmtree(folder)
+        return Removal(folder, freed, [])
+    freed = 0
+    for name in paths:
+        target = _inside(folder, name)
+        for path in (target, target.with_name(target.name + PARTIAL_SUFFIX)):
+            if path.is_file():
+                freed += path.stat().st_size
+                path.unlink()
+    for marker in markers:
+        marker.unlink(missing_ok=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    kept = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return Removal(folder, freed, kept)
+
+
+def _recorded_paths(folder: Path) -> set[str] | None:
+    """The files the folder's pull markers name; None if a marker names none (or is unreadable)."""
+    paths: set[str] = set()
+    for marker in (folder / PULLED_MARKER, folder / PULLING_MARKER):
+        if not marker.is_file():
+            continue
+        try:
+            named = json.loads(marker.read_text()).get("paths")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(named, list):
+            return None
+        paths.update(str(name) for name in named)
+    return paths
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused when `name` (from a listing or a marker) would leave it."""
+    path = folder / name
+    if ".." in Path(name).parts or Path(name).is_absolute():
+        raise PullError(f"refusing a repository path outside {folder}: {name!r}")
+    return path
 
 
 def hub_download_bytes(repos: Iterable[str], *, timeout_s: float = 3.0) -> dict[str, int]:

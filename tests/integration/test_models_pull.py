@@ -284,6 +284,18 @@ def test_pull_downloads_every_file_verifies_it_and_lists_the_model_present(
     assert re.split(r" {3,}", row)[4:6] == ["yes", "0.3 MB"]
 
 
+def test_models_rm_deletes_what_the_pull_wrote_and_the_model_is_absent_again(
+    hub: FakeHub, models_dir: Path
+) -> None:
+    assert _reelforge(hub, models_dir, "models", "pull", MODEL.name).returncode == 0
+    folder = pull_folder(MODEL)
+    removed = _reelforge(hub, models_dir, "models", "rm", MODEL.name)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == f"removed {MODEL.name} from {folder} (0.3 MB)\n"
+    assert not folder.exists()
+    assert local_checkpoint(MODEL) is None
+
+
 def test_models_list_shows_the_hubs_download_size_else_the_catalogs_estimate(
     hub: FakeHub, models_dir: Path
 ) -> None:
