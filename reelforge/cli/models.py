@@ -1,13 +1,19 @@
-"""`reelforge models list|pull|served|make-tiny`: the models on this machine, downloads, a
-running server's models, and tiny test checkpoints.
+"""`reelforge models list|pull|rm|served|make-tiny`: the models on this machine, downloads,
+a running server's models, and tiny test checkpoints.
 
     $ reelforge models list
-    MODEL                 ENGINE   TASKS     NATIVE             PRESENT    SIZE   SERVES
-    wan2.1-t2v-1.3b       wan      t2v       832x480@16 81f     no         -      -
+    MODEL             ENGINE  TASKS  NATIVE           PRESENT   SIZE  DOWNLOAD  SERVES
+    wan2.1-t2v-1.3b   wan     t2v    832x480@16 81f   no        -     ~29 GB    -
     ...
-    (micro)               micro    t2v       -                  built in   -      reelforge/micro
+    (micro)           micro   t2v    -                built in  -     -         reelforge/micro
 
     $ reelforge models pull wan2.2-ti2v-5b     # the only command that downloads weights
+    pulling Wan-AI/Wan2.2-TI2V-5B-Diffusers at <commit>: <N> files, <size>
+    downloading  41% |#########     | <done>B/<size>B, 9/<N> files | <speed>B/s | ETA 05:05
+    verifying ...
+
+    $ reelforge models rm wan2.2-ti2v-5b
+    removed wan2.2-ti2v-5b from ~/.cache/reelforge/models/Wan2.2-TI2V-5B-Diffusers (<size>)
 
     $ reelforge models served --base-url http://gpu-box:8000
     ID                                ENGINE   TASK
@@ -17,11 +23,14 @@ running server's models, and tiny test checkpoints.
     built a tiny random-weight wan2.1-t2v checkpoint in ./tiny-t2v (0.5 MB); serve it with
       reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-t2v
 
-`list` shows every catalog model (present here or not, and its size on disk) and every model
-the registry configures (`--models-file`, `REELFORGE_MODELS_FILE`, or the embedded defaults);
-`pull` downloads a catalog model resumably and verifies it (`REELFORGE_MODELS_DIR`, default
-~/.cache/reelforge/models); `served` asks a running server (`--base-url` and `--api-key`
-default to the environment). `make-tiny`
+`list` shows every catalog model (present here or not, its size on disk, and its download
+size: the hub's figure when the hub answers within 3 s, else the catalog's estimate marked
+`~`) and every model the registry configures (`--models-file`, `REELFORGE_MODELS_FILE`, or
+the embedded defaults); `pull` downloads a catalog model resumably, four files at a time, and
+verifies it (`REELFORGE_MODELS_DIR`, default ~/.cache/reelforge/models): Ctrl-C keeps what
+arrived for the next run, and with the hub unreachable a model already here counts as
+pulled; `rm` deletes what `pull` wrote, never the Hugging Face cache; `served` asks a running
+server (`--base-url` and `--api-key` default to the environment). `make-tiny`
 builds offline, in about a second, a checkpoint with the real architecture's layout and
 random weights: its output is noise, but it loads and runs exactly as the real model does,
 for tests and for a user's own CI.
@@ -64,7 +73,10 @@ _I2V_ID = "klingai/v2-master-image-to-video"
 def add_command(commands: Any) -> None:
     """Register `models` (with its `list` subcommand) on the top-level subcommand parser."""
     parser: argparse.ArgumentParser = commands.add_parser(
-        "models", help="inspect the models of a running server", description=__doc__
+        "models",
+        help="the models here and on a server: list, pull, rm, ...",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = actions.add_parser(

@@ -21,6 +21,11 @@ either; and its thread pool is joined on Ctrl-C, which then waits on every trans
 flight. Here downloads go through the hub's `resolve` URLs, which serve every file over
 plain HTTPS with Range support (Xet-stored ones included), on daemon threads that Ctrl-C
 leaves behind at once.
+
+Errors, all with a one-line message for the CLI:
+
+    PullError            the listing, a download or the verification failed
+    └── HubUnreachable   no answer from the hub, or HF_HUB_OFFLINE (what arrived is kept)
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ class PullError(RuntimeError):
 
 
 class HubUnreachable(PullError):
-    """No connection to the hub (or offline mode is on): nothing was listed or fetched."""
+    """No connection to the hub, or offline mode is on; files that arrived stay for a resume."""
 
     def __init__(self, endpoint: str, reason: str) -> None:
         super().__init__(f"cannot reach the Hugging Face hub at {endpoint} ({reason})")
