@@ -115,30 +115,12 @@ def verify_folder(folder: Path, expected: Iterable[ExpectedFile]) -> int:
 def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) -> Path:
     """Download (or resume) `model`'s repository at `revision`, verify it, mark it present."""
     import httpx
-    from huggingface_hub import HfApi, constants, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
     folder = pull_folder(model)
     started = time.monotonic()
-    try:
-        info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
-    except OfflineModeIsEnabled as exc:
-        raise HubUnreachable(constants.ENDPOINT, "HF_HUB_OFFLINE is set") from exc
-    except HfHubHTTPError as exc:  # the hub answered: auth, unknown repo or revision, 5xx
-        raise PullError(f"listing {model.repo} at {revision} failed: {_one_line(exc)}") from exc
-    except Exception as exc:  # no answer: DNS, refused, timeout, proxy, TLS (httpx2's errors)
-        raise HubUnreachable(constants.ENDPOINT, _one_line(exc)) from exc
-    commit = info.sha or revision
-    expected = [
-        ExpectedFile(
-            sibling.rfilename,
-            sibling.size,
-            sibling.lfs.sha256 if sibling.lfs is not None else None,
-            sibling.blob_id if sibling.lfs is None else None,
-        )
-        for sibling in info.siblings or []
-    ]
+    commit, expected = _listing(model, revision)
     for item in expected:
         _inside(folder, item.path)
     # Every file this folder's pulls have written, for `remove_pulled`; on disk before them.
@@ -294,6 +276,31 @@ def hub_download_bytes(repos: Iterable[str], *, timeout_s: float = 3.0) -> dict[
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return dict(sizes)
+
+
+def _listing(model: CatalogModel, revision: str) -> tuple[str, list[ExpectedFile]]:
+    """The commit `revision` names on the hub, and the files of `model`'s repository there."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
+    except OfflineModeIsEnabled as exc:
+        raise HubUnreachable(constants.ENDPOINT, "HF_HUB_OFFLINE is set") from exc
+    except HfHubHTTPError as exc:  # the hub answered: auth, unknown repo or revision, 5xx
+        raise PullError(f"listing {model.repo} at {revision} failed: {_one_line(exc)}") from exc
+    except Exception as exc:  # no answer: DNS, refused, timeout, proxy, TLS (httpx2's errors)
+        raise HubUnreachable(constants.ENDPOINT, _one_line(exc)) from exc
+    expected = [
+        ExpectedFile(
+            sibling.rfilename,
+            sibling.size,
+            sibling.lfs.sha256 if sibling.lfs is not None else None,
+            sibling.blob_id if sibling.lfs is None else None,
+        )
+        for sibling in info.siblings or []
+    ]
+    return info.sha or revision, expected
 
 
 def _complete(folder: Path, item: ExpectedFile) -> bool:
