@@ -1,13 +1,19 @@
-"""`reelforge models list|pull|served|make-tiny`: the models on this machine, downloads, a
-running server's models, and tiny test checkpoints.
+"""`reelforge models list|pull|rm|served|make-tiny`: the models on this machine, downloads,
+a running server's models, and tiny test checkpoints.
 
     $ reelforge models list
-    MODEL                 ENGINE   TASKS     NATIVE             PRESENT    SIZE   SERVES
-    wan2.1-t2v-1.3b       wan      t2v       832x480@16 81f     no         -      -
+    MODEL             ENGINE  TASKS  NATIVE           PRESENT   SIZE  DOWNLOAD  SERVES
+    wan2.1-t2v-1.3b   wan     t2v    832x480@16 81f   no        -     ~29 GB    -
     ...
-    (micro)               micro    t2v       -                  built in   -      reelforge/micro
+    (micro)           micro   t2v    -                built in  -     -         reelforge/micro
 
     $ reelforge models pull wan2.2-ti2v-5b     # the only command that downloads weights
+    pulling Wan-AI/Wan2.2-TI2V-5B-Diffusers at <commit>: <N> files, <size>
+    downloading  41% |#########     | <done>B/<size>B, 9/<N> files | <speed>B/s | ETA 05:05
+    verifying ...
+
+    $ reelforge models rm wan2.2-ti2v-5b
+    removed wan2.2-ti2v-5b from ~/.cache/reelforge/models/Wan2.2-TI2V-5B-Diffusers (<size>)
 
     $ reelforge models served --base-url http://gpu-box:8000
     ID                                ENGINE   TASK
@@ -17,11 +23,14 @@ running server's models, and tiny test checkpoints.
     built a tiny random-weight wan2.1-t2v checkpoint in ./tiny-t2v (0.5 MB); serve it with
       reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-t2v
 
-`list` shows every catalog model (present here or not, and its size on disk) and every model
-the registry configures (`--models-file`, `REELFORGE_MODELS_FILE`, or the embedded defaults);
-`pull` downloads a catalog model resumably and verifies it (`REELFORGE_MODELS_DIR`, default
-~/.cache/reelforge/models); `served` asks a running server (`--base-url` and `--api-key`
-default to the environment). `make-tiny`
+`list` shows every catalog model (present here or not, its size on disk, and its download
+size: the hub's figure when the hub answers within 3 s, else the catalog's estimate marked
+`~`) and every model the registry configures (`--models-file`, `REELFORGE_MODELS_FILE`, or
+the embedded defaults); `pull` downloads a catalog model resumably, four files at a time, and
+verifies it (`REELFORGE_MODELS_DIR`, default ~/.cache/reelforge/models): Ctrl-C keeps what
+arrived for the next run, and with the hub unreachable a model already here counts as
+pulled; `rm` deletes what `pull` wrote, never the Hugging Face cache; `served` asks a running
+server (`--base-url` and `--api-key` default to the environment). `make-tiny`
 builds offline, in about a second, a checkpoint with the real architecture's layout and
 random weights: its output is noise, but it loads and runs exactly as the real model does,
 for tests and for a user's own CI.
@@ -37,7 +46,13 @@ from typing import Any
 
 from reelforge.cli import common
 from reelforge.client import ModelInfo
-from reelforge.engines.catalog import CATALOG, local_checkpoint, size_on_disk
+from reelforge.engines.catalog import (
+    CATALOG,
+    CatalogModel,
+    local_checkpoint,
+    pull_folder,
+    size_on_disk,
+)
 from reelforge.engines.registry import Registry, RegistryError
 from reelforge.engines.tiny import TINY_ARCHS, build_tiny
 
@@ -47,6 +62,7 @@ __all__ = [
     "run_make_tiny",
     "run_models_list",
     "run_models_pull",
+    "run_models_rm",
     "run_models_served",
 ]
 
@@ -57,7 +73,10 @@ _I2V_ID = "klingai/v2-master-image-to-video"
 def add_command(commands: Any) -> None:
     """Register `models` (with its `list` subcommand) on the top-level subcommand parser."""
     parser: argparse.ArgumentParser = commands.add_parser(
-        "models", help="inspect the models of a running server", description=__doc__
+        "models",
+        help="the models here and on a server: list, pull, rm, ...",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = actions.add_parser(
@@ -76,6 +95,13 @@ def add_command(commands: Any) -> None:
     pulling.add_argument("--revision", default="main", help="branch, tag or commit (main)")
     pulling.set_defaults(handler=run_models_pull)
 
+    removing = actions.add_parser(
+        "rm", help="delete a pulled catalog model (never the Hugging Face cache)"
+    )
+    # Not `choices`: an unknown name gets the message below instead of argparse's usage dump.
+    removing.add_argument("name", metavar="MODEL", help=", ".join(CATALOG))
+    removing.set_defaults(handler=run_models_rm)
+
     served = actions.add_parser("served", help="list the models a running server offers")
     common.add_connection_flags(served)
     served.set_defaults(handler=run_models_served)
@@ -91,6 +117,7 @@ def add_command(commands: Any) -> None:
 
 def run_models_list(args: argparse.Namespace) -> int:
     """Run `reelforge models list`: the catalog and the registry, as seen on this machine."""
+    from reelforge.engines.pull import hub_download_bytes
     from reelforge.settings import Settings
 
     settings = Settings()
@@ -104,7 +131,8 @@ def run_models_list(args: argparse.Namespace) -> int:
     for entry in registry:
         if entry.catalog:
             serving.setdefault(entry.catalog, []).append(entry.id)
-    rows = [("MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "SERVES")]
+    hub_bytes = hub_download_bytes(model.repo for model in CATALOG.values())
+    rows = [("MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "DOWNLOAD", "SERVES")]
     for model in CATALOG.values():
         folder = local_checkpoint(model)
         rows.append(
@@ -115,6 +143,7 @@ def run_models_list(args: argparse.Namespace) -> int:
                 f"{model.width}x{model.height}@{model.fps:g} {model.max_frames}f",
                 "yes" if folder else "no",
                 _size(folder) if folder else "-",
+                _download_size(model, hub_bytes.get(model.repo)),
                 ", ".join(serving.get(model.name, [])) or "-",
             )
         )
@@ -130,6 +159,7 @@ def run_models_list(args: argparse.Namespace) -> int:
                 "-",
                 present,
                 _size(folder) if folder is not None and folder.is_dir() else "-",
+                "-",
                 entry.id,
             )
         )
@@ -139,18 +169,70 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 def run_models_pull(args: argparse.Namespace) -> int:
     """Run `reelforge models pull MODEL`."""
-    from reelforge.engines.pull import PullError, pull
+    from reelforge.engines.pull import HubUnreachable, PullError, pull
 
     model = CATALOG[args.name]
     try:
         folder = pull(model, revision=args.revision)
+    except HubUnreachable as exc:
+        present = local_checkpoint(model) if args.revision == "main" else None
+        if present is not None:  # pulled before, or an `hf download` snapshot: serve it as is
+            print(f"reelforge: {exc}; {model.name} is present in {present}", file=sys.stderr)
+            return common.EXIT_OK
+        print(
+            f"reelforge: {exc}; to pull through a mirror set HF_ENDPOINT, and a snapshot "
+            f"from `hf download {model.repo}` in the Hugging Face cache counts as present",
+            file=sys.stderr,
+        )
+        return common.EXIT_CONNECTION
     except PullError as exc:
         print(f"reelforge: {exc}", file=sys.stderr)
         return common.EXIT_CONNECTION  # the download or its check failed
+    except KeyboardInterrupt:
+        # What arrived stays in the `.part` files, and the next pull starts from there.
+        print("reelforge: interrupted; run the same command to resume", file=sys.stderr)
+        return common.EXIT_INTERRUPTED
     print(
         f"pulled {model.repo} into {folder} ({_size(folder)}, verified); serve it with\n"
         f"  reelforge serve --model klingai/v2-master-text-to-video={model.name}"
     )
+    return common.EXIT_OK
+
+
+def run_models_rm(args: argparse.Namespace) -> int:
+    """Run `reelforge models rm MODEL`: delete what `models pull` wrote for it."""
+    from reelforge.engines.pull import remove_pulled
+
+    model = CATALOG.get(args.name)
+    if model is None:
+        print(
+            f"reelforge: unknown model {args.name!r}; the catalog has {', '.join(CATALOG)}",
+            file=sys.stderr,
+        )
+        return common.EXIT_USAGE
+    removal = remove_pulled(model)
+    cached = local_checkpoint(model)  # after the removal: what is left is not reelforge's
+    if removal is None:
+        folder = pull_folder(model)
+        if cached is not None:
+            problem = (
+                f"{model.name} was not pulled into {folder.parent}; its snapshot in the Hugging "
+                f"Face cache ({cached}) is not reelforge's to remove: "
+                f"`hf cache rm model/{model.repo}` does that"
+            )
+        elif folder.exists():
+            problem = (
+                f"{folder} has no pull marker: not made by `reelforge models pull`, left alone"
+            )
+        else:
+            problem = f"{model.name} is not pulled (nothing at {folder})"
+        print(f"reelforge: {problem}", file=sys.stderr)
+        return common.EXIT_USAGE
+    print(f"removed {model.name} from {removal.folder} ({_bytes(removal.freed_bytes)})")
+    if removal.kept:
+        print(f"kept {len(removal.kept)} files no pull wrote: {', '.join(removal.kept)}")
+    if cached is not None:
+        print(f"{model.name} is still present in the Hugging Face cache: {cached}")
     return common.EXIT_OK
 
 
@@ -184,8 +266,18 @@ def run_make_tiny(args: argparse.Namespace) -> int:
 
 
 def _size(folder: Path) -> str:
-    size = size_on_disk(folder)
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    return _bytes(size_on_disk(folder))
+
+
+def _download_size(model: CatalogModel, hub_bytes: int | None) -> str:
+    """The hub's exact figure when it answered, else the catalog's estimate, marked `~`."""
+    if hub_bytes is not None:
+        return _bytes(hub_bytes)
+    return f"~{model.download_gb:g} GB" if model.download_gb is not None else "?"
+
+
+def _bytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
 
 
 def _columns(rows: Sequence[Sequence[str]]) -> str:

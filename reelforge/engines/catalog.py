@@ -61,6 +61,10 @@ class CatalogModel:
     """The scheduler's shift, where the card sets one other than the checkpoint's."""
     timesteps: tuple[float, ...] | None = None
     """The card's denoising schedule for a step-distilled model (replaces `steps`)."""
+    download_gb: float | None = None
+    """About how many GB (10^9 bytes) `reelforge models pull` fetches: an estimate from the
+    parameter count and stored precision of each component (transformer, text encoder, VAE),
+    not a measurement; `models list` shows the hub's exact sum whenever the hub answers."""
 
     def engine_options(self) -> dict[str, Any]:
         """The registry options that make the engine render this model natively."""
@@ -102,6 +106,7 @@ def _model(
     guidance: float,
     flow_shift: float | None = None,
     timesteps: tuple[float, ...] | None = None,
+    download_gb: float | None = None,
 ) -> CatalogModel:
     """A model whose engine and tasks are those of its layout (`TINY_ARCHS[tiny_arch]`)."""
     arch = TINY_ARCHS[tiny_arch]
@@ -121,6 +126,7 @@ def _model(
         guidance=guidance,
         flow_shift=flow_shift,
         timesteps=timesteps,
+        download_gb=download_gb,
     )
 
 
@@ -135,6 +141,7 @@ def _wan(
     max_frames: int = 81,
     steps: int = 50,
     guidance: float = 5.0,
+    download_gb: float | None = None,
 ) -> CatalogModel:
     """A Wan model: frames 4k+1; the rate, length, steps and guidance default to Wan2.1's."""
     return _model(
@@ -148,6 +155,7 @@ def _wan(
         steps=steps,
         guidance=guidance,
         flow_shift=flow_shift,
+        download_gb=download_gb,
     )
 
 
@@ -157,34 +165,37 @@ CATALOG: dict[str, CatalogModel] = {
     model.name: model
     for model in (
         # Wan2.1: 16 fps, 81 frames; shift 3.0 at 480p and 5.0 at 720p, as the cards advise.
+        # Sizes: the Diffusers conversions keep transformer and UMT5-XXL text encoder (22.7 GB)
+        # in float32; the I2V model adds its CLIP image encoder.
         _wan("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan2.1-t2v", (832, 480),
-             flow_shift=3.0),
+             flow_shift=3.0, download_gb=29),
         _wan("wan2.1-t2v-14b", "Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan2.1-t2v", _720P,
-             flow_shift=5.0),
+             flow_shift=5.0, download_gb=80),
         _wan("wan2.1-i2v-14b-720p", "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", "wan2.1-i2v", _720P,
-             flow_shift=5.0),
+             flow_shift=5.0, download_gb=91),
         # Wan2.2-TI2V-5B: one set of weights for both tasks, 24 fps, 121 frames at 1280x704.
         _wan("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "wan2.2-ti2v", (1280, 704),
-             fps=24, max_frames=121, flow_shift=5.0),
+             fps=24, max_frames=121, flow_shift=5.0, download_gb=46),
         # Wan2.2-A14B: two experts; 40 steps; the T2V card's guidance is 4.0 (high-noise
         # expert; 3.0 on the low-noise one) with shift 12, the I2V card's 3.5 with shift 5.
+        # Two float32 14B transformers make most of their size.
         _wan("wan2.2-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", "wan2.2-a14b-t2v", _720P,
-             steps=40, guidance=4.0, flow_shift=12.0),
+             steps=40, guidance=4.0, flow_shift=12.0, download_gb=137),
         _wan("wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", "wan2.2-a14b-i2v", _720P,
-             steps=40, guidance=3.5, flow_shift=5.0),
+             steps=40, guidance=3.5, flow_shift=5.0, download_gb=137),
         # LTX-Video 0.9.7-distilled (13B): 1216x704 at 30 fps, clips up to 257 frames (8k+1),
         # guidance-distilled (1.0: no CFG pass) with the card's eight-step schedule.
         _model("ltx-video-0.9.7-distilled", "Lightricks/LTX-Video-0.9.7-distilled", "ltx-video",
                (1216, 704), fps=30, max_frames=257, frame_multiple=8, steps=8, guidance=1.0,
-               timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03)),
+               timesteps=(1000, 993, 987, 981, 975, 909, 725, 0.03), download_gb=47),
         # HunyuanVideo-1.5 (8.3B), 480p releases: 848x480 at 24 fps, 121 frames, 50 steps,
         # guidance 6 and shift 5 as their scheduler and guider configs ship them.
         _model("hunyuanvideo-1.5-480p-t2v", "hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v",
                "hunyuanvideo-1.5-t2v", (848, 480), fps=24, max_frames=121, frame_multiple=4,
-               steps=50, guidance=6.0),
+               steps=50, guidance=6.0, download_gb=36),
         _model("hunyuanvideo-1.5-480p-i2v", "hunyuanvideo-community/HunyuanVideo-1.5-480p_i2v",
                "hunyuanvideo-1.5-i2v", (848, 480), fps=24, max_frames=121, frame_multiple=4,
-               steps=50, guidance=6.0),
+               steps=50, guidance=6.0, download_gb=37),
     )
 }  # fmt: skip
 """Catalog name -> model, in the order `reelforge models list` shows them."""

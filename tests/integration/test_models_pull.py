@@ -8,6 +8,9 @@ import json
 import os
 import random
 import re
+import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -227,12 +230,13 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _env(hub: FakeHub, models_dir: Path) -> dict[str, str]:
+def _env(hub: FakeHub | str, models_dir: Path) -> dict[str, str]:
+    """The environment of a pull against `hub` (a fake, or the URL of some other endpoint)."""
     return {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "REELFORGE_MODELS_DIR": str(models_dir),
-        "HF_ENDPOINT": hub.url,
+        "HF_ENDPOINT": hub if isinstance(hub, str) else hub.url,
         "HF_HUB_OFFLINE": "0",
         "HF_HOME": str(models_dir.parent / "hf-home"),
         "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",  # no stored token is ever sent, not even to the fake
@@ -240,10 +244,12 @@ def _env(hub: FakeHub, models_dir: Path) -> dict[str, str]:
     }
 
 
-def _reelforge(hub: FakeHub, models_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _reelforge(
+    hub: FakeHub | str, models_dir: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "reelforge", *args],
-        env=_env(hub, models_dir),
+        env={**_env(hub, models_dir), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -256,7 +262,8 @@ def _assert_pulled_intact(hub: FakeHub, models_dir: Path) -> Path:
     for file in hub.files:
         assert (folder / file.path).read_bytes() == file.content, file.path
     marker = json.loads((folder / PULLED_MARKER).read_text())
-    assert (marker["repo"], marker["revision"], marker["files"]) == (MODEL.repo, COMMIT, 3)
+    assert (marker["repo"], marker["revision"]) == (MODEL.repo, COMMIT)
+    assert marker["files"] == len(hub.files)
     assert marker["bytes"] == sum(len(f.content) for f in hub.files)
     return folder
 
@@ -275,6 +282,34 @@ def test_pull_downloads_every_file_verifies_it_and_lists_the_model_present(
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith(MODEL.name + " "))
     assert re.split(r" {3,}", row)[4:6] == ["yes", "0.3 MB"]
+
+
+def test_models_rm_deletes_what_the_pull_wrote_and_the_model_is_absent_again(
+    hub: FakeHub, models_dir: Path
+) -> None:
+    assert _reelforge(hub, models_dir, "models", "pull", MODEL.name).returncode == 0
+    folder = pull_folder(MODEL)
+    removed = _reelforge(hub, models_dir, "models", "rm", MODEL.name)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == f"removed {MODEL.name} from {folder} (0.3 MB)\n"
+    assert not folder.exists()
+    assert local_checkpoint(MODEL) is None
+
+
+def test_models_list_shows_the_hubs_download_size_else_the_catalogs_estimate(
+    hub: FakeHub, models_dir: Path
+) -> None:
+    listed = _reelforge(hub, models_dir, "models", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {
+        row[0]: row for row in (re.split(r" {3,}", line) for line in listed.stdout.splitlines())
+    }
+    assert rows["MODEL"][6] == "DOWNLOAD"
+    # The fake hub lists this repository (300 kB), before any pull; the others are unknown
+    # to it (404), so they show the catalog's estimate.
+    assert rows[MODEL.name][4:7] == ["no", "-", "0.3 MB"]
+    assert rows["wan2.1-t2v-14b"][6] == "~80 GB"
+    assert any(r.path == f"/api/models/{MODEL.repo}/revision/main" for r in hub.requests)
 
 
 def test_a_transfer_cut_mid_file_resumes_with_a_range_request(
@@ -314,6 +349,48 @@ def test_a_pull_killed_mid_file_resumes_it_on_the_next_run(
         hub.release.set()
     assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
     partial = (pull_folder(MODEL) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
+
+    pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
+    assert pulled.returncode == 0, pulled.stderr
+    _assert_pulled_intact(hub, models_dir)
+    assert hub.gets_of(WEIGHTS)[-1].range == f"bytes={partial}-"
+
+
+# A shell without job control starts background commands with SIGINT ignored, and Python then
+# installs no handler for it; restoring it lets the signal reach the CLI as a terminal's Ctrl-C.
+_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('reelforge', run_name='__main__')"
+)
+
+
+def test_ctrl_c_keeps_the_partial_download_and_the_same_command_resumes_it(
+    hub_with_large_weights: FakeHub, models_dir: Path
+) -> None:
+    hub = hub_with_large_weights
+    hub.drop_after(WEIGHTS, CHUNK_BYTES + 100_000, hang=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", _WITH_CTRL_C, "models", "pull", MODEL.name],
+        env=_env(hub, models_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert hub.stalled.wait(timeout=60), "the first pull never reached the weight file"
+        _wait_for_partial_download(pull_folder(MODEL), CHUNK_BYTES)
+        first.send_signal(signal.SIGINT)
+        # Well before the hub gives up its stall (60 s): Ctrl-C waits on no transfer.
+        _, stderr = first.communicate(timeout=20)
+    finally:
+        first.kill()
+        hub.release.set()
+    assert first.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "reelforge: interrupted; run the same command to resume"
+    assert "Traceback" not in stderr
+    assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
+    partial = (pull_folder(MODEL) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
+    assert partial >= CHUNK_BYTES
 
     pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
     assert pulled.returncode == 0, pulled.stderr
@@ -365,3 +442,121 @@ def test_an_empty_file_in_the_repository_is_pulled_too(models_dir: Path) -> None
     folder = pull_folder(MODEL)
     assert (folder / "transformer" / ".keep").read_bytes() == b""
     assert json.loads((folder / PULLED_MARKER).read_text())["files"] == 4
+
+
+def _bar_lines(stderr: str) -> list[str]:
+    """Every state a progress bar was drawn in (tqdm redraws a line after a carriage return)."""
+    return [line.strip() for line in re.split(r"[\r\n]+", stderr) if line.strip()]
+
+
+def test_files_download_several_at_once_under_one_bar_for_the_whole_pull(
+    models_dir: Path,
+) -> None:
+    # The weights listed first and stalled: the other files still arrive meanwhile.
+    weights, *small = _repository(300_000)[::-1]
+    small += [HubFile(f"tokenizer/part-{n}.json", b"{}" * (n + 1)) for n in range(3)]
+    with FakeHub(MODEL.repo, [weights, *small]) as hub:
+        hub.drop_after(WEIGHTS, 1000, hang=True)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "reelforge", "models", "pull", MODEL.name],
+            env=_env(hub, models_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert hub.stalled.wait(timeout=60), "the pull never reached the weight file"
+            deadline = time.monotonic() + 30
+            while not all(hub.gets_of(f.path) for f in small) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fetched_meanwhile = [f.path for f in small if hub.gets_of(f.path)]
+        finally:
+            hub.release.set()  # the stalled transfer is cut; the pull resumes it
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 0, stderr
+        assert fetched_meanwhile == [f.path for f in small]
+        _assert_pulled_intact(hub, models_dir)
+
+    bars = _bar_lines(stderr)
+    downloading = [line for line in bars if line.startswith("downloading")]
+    verifying = [line for line in bars if line.startswith("verifying")]
+    # One bar per phase, not one per file: bytes done/total, files done/total, speed, ETA.
+    assert not [line for line in bars if line.startswith(("model_index", "diffusion_pytorch"))]
+    assert re.search(
+        r"100% .*\| 300kB/300kB, 6/6 files \| [\d.]+[kMG]?B/s \| ETA 00:00$", downloading[-1]
+    ), downloading[-1]
+    assert re.search(r"100% .*6/6 files", verifying[-1]), verifying[-1]
+    assert any(re.search(r"[0-5]/6 files", line) for line in verifying)  # drawn while hashing
+
+
+@pytest.fixture
+def unreachable_hub() -> str:
+    """The URL of a loopback port where nothing listens (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_an_unreachable_hub_fails_in_one_line_naming_a_mirror_and_the_hf_cache(
+    unreachable_hub: str, models_dir: Path
+) -> None:
+    pulled = _reelforge(unreachable_hub, models_dir, "models", "pull", MODEL.name)
+    assert pulled.returncode == 3
+    (line,) = pulled.stderr.splitlines()
+    assert line.startswith(f"reelforge: cannot reach the Hugging Face hub at {unreachable_hub} (")
+    assert "set HF_ENDPOINT" in line
+    assert f"`hf download {MODEL.repo}` in the Hugging Face cache counts as present" in line
+
+
+def test_with_the_hub_unreachable_a_snapshot_in_the_hf_cache_counts_as_present(
+    unreachable_hub: str, models_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hf-cache"
+    repo = cache / ("models--" + MODEL.repo.replace("/", "--"))
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    pulled = _reelforge(
+        unreachable_hub, models_dir, "models", "pull", MODEL.name, HF_HUB_CACHE=str(cache)
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    (line,) = pulled.stderr.splitlines()
+    assert line.endswith(f"; {MODEL.name} is present in {snapshot}")
+    assert not pull_folder(MODEL).exists()
+
+
+def test_pulling_again_with_the_hub_unreachable_keeps_the_model_present(
+    hub: FakeHub, unreachable_hub: str, models_dir: Path
+) -> None:
+    assert _reelforge(hub, models_dir, "models", "pull", MODEL.name).returncode == 0
+    again = _reelforge(unreachable_hub, models_dir, "models", "pull", MODEL.name)
+    assert again.returncode == 0, again.stderr
+    assert f"{MODEL.name} is present in {pull_folder(MODEL)}" in again.stderr
+    _assert_pulled_intact(hub, models_dir)  # the marker too: still served
+
+
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)]
+)
+def test_pulled_files_and_folders_follow_the_umask(
+    hub: FakeHub, models_dir: Path, umask: int, file_mode: int, folder_mode: int
+) -> None:
+    pulled = subprocess.run(
+        [sys.executable, "-m", "reelforge", "models", "pull", MODEL.name],
+        env=_env(hub, models_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        umask=umask,
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    folder = _assert_pulled_intact(hub, models_dir)
+    modes = {
+        path.relative_to(folder).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in [folder, *folder.rglob("*")]
+    }
+    expected = {name: folder_mode if (folder / name).is_dir() else file_mode for name in modes}
+    assert modes == expected

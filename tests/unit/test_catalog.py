@@ -20,7 +20,13 @@ from reelforge.engines.catalog import (
     pull_folder,
 )
 from reelforge.engines.diffusers_video import VideoOptions
-from reelforge.engines.pull import ExpectedFile, PullError, verify_folder
+from reelforge.engines.pull import (
+    PARTIAL_SUFFIX,
+    PULLING_MARKER,
+    ExpectedFile,
+    PullError,
+    verify_folder,
+)
 from reelforge.engines.tiny import TINY_ARCHS
 
 T2V, I2V = "klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"
@@ -155,12 +161,100 @@ def test_models_list_shows_presence_size_and_what_each_serves(
     assert main(["models", "list"]) == 0
     # Columns are three spaces apart; cells may hold single spaces ("2.5 MB").
     header, *rows = [re.split(r" {3,}", line) for line in capsys.readouterr().out.splitlines()]
-    assert header == ["MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "SERVES"]
+    assert header == [
+        "MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "DOWNLOAD", "SERVES"
+    ]  # fmt: skip
     by_name = {row[0]: row for row in rows}
     assert set(CATALOG) <= set(by_name)
-    assert by_name[DEFAULT_MODEL][3:] == ["1280x704@24 121f", "yes", "2.5 MB", f"{T2V}, {I2V}"]
-    assert by_name["wan2.1-t2v-1.3b"][4:] == ["no", "-", "-"]
-    assert by_name["(micro)"][4:] == ["built in", "-", "reelforge/micro"]
+    # The hub is offline in the tests: DOWNLOAD is the catalog's estimate, marked "~".
+    assert by_name[DEFAULT_MODEL][3:] == [
+        "1280x704@24 121f", "yes", "2.5 MB", "~46 GB", f"{T2V}, {I2V}"
+    ]  # fmt: skip
+    assert by_name["wan2.1-t2v-1.3b"][4:] == ["no", "-", "~29 GB", "-"]
+    assert by_name["(micro)"][4:] == ["built in", "-", "-", "reelforge/micro"]
+
+
+def test_every_catalog_model_has_a_download_estimate() -> None:
+    for model in CATALOG.values():
+        assert model.download_gb is not None and model.download_gb > 1, model.name
+
+
+def _hub_cache_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A complete snapshot of catalog model `name` in a Hugging Face cache, as `hf download`
+    leaves it."""
+    import huggingface_hub.constants
+
+    revision = "1" * 40
+    repo = tmp_path / "hub" / ("models--" + CATALOG[name].repo.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return snapshot
+
+
+def test_models_rm_deletes_a_pulled_model(
+    models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _fake_pull(DEFAULT_MODEL)
+    (folder / "weights.bin").write_bytes(b"\0" * 2_500_000)
+    assert main(["models", "rm", DEFAULT_MODEL]) == 0
+    assert capsys.readouterr().out == f"removed {DEFAULT_MODEL} from {folder} (2.5 MB)\n"
+    assert not folder.exists()
+    assert local_checkpoint(CATALOG[DEFAULT_MODEL]) is None
+
+
+def test_models_rm_deletes_a_half_finished_pull_and_only_what_it_wrote(
+    models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = pull_folder(CATALOG[DEFAULT_MODEL])
+    (folder / "transformer").mkdir(parents=True)
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    (folder / PULLING_MARKER).write_text(json.dumps({"paths": ["model_index.json", weights]}))
+    (folder / "model_index.json").write_text("{}")
+    (folder / (weights + PARTIAL_SUFFIX)).write_bytes(b"\0" * 1000)
+    (folder / "notes.txt").write_text("mine")  # the user's, not the pull's
+    assert main(["models", "rm", DEFAULT_MODEL]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "kept 1 files no pull wrote: notes.txt"
+    assert sorted(p.name for p in folder.rglob("*")) == ["notes.txt"]
+
+
+def test_models_rm_leaves_the_hugging_face_cache_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    snapshot = _hub_cache_snapshot(tmp_path, monkeypatch, DEFAULT_MODEL)
+    assert main(["models", "rm", DEFAULT_MODEL]) == 2
+    error = capsys.readouterr().err
+    assert f"its snapshot in the Hugging Face cache ({snapshot}) is not reelforge's" in error
+    assert f"`hf cache rm model/{CATALOG[DEFAULT_MODEL].repo}`" in error
+    assert (snapshot / "model_index.json").is_file()
+
+
+def test_models_rm_leaves_a_folder_without_a_pull_marker_alone(
+    models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _fake_pull(DEFAULT_MODEL)
+    (folder / PULLED_MARKER).unlink()  # e.g. the user's own `hf download --local-dir`
+    assert main(["models", "rm", DEFAULT_MODEL]) == 2
+    assert "has no pull marker: not made by `reelforge models pull`" in capsys.readouterr().err
+    assert (folder / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("wan9", "reelforge: unknown model 'wan9'; the catalog has wan2.1-t2v-1.3b, "),
+        (DEFAULT_MODEL, f"reelforge: {DEFAULT_MODEL} is not pulled (nothing at "),
+    ],
+)
+def test_models_rm_of_an_unknown_or_absent_model_says_so(
+    name: str, message: str, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "rm", name]) == 2
+    assert capsys.readouterr().err.startswith(message)
 
 
 def _expected(folder: Path) -> list[ExpectedFile]:
