@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from reelforge import __version__
 from reelforge.client._errors import ConnectionFailed, UnexpectedResponse, error_from_response
 from reelforge.client._models import Generation, ModelInfo
+from reelforge.fileperm import as_if_opened
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -150,6 +151,7 @@ def partial_file(target: Path) -> Iterator[IO[bytes]]:
     try:
         with handle:
             yield handle
+        as_if_opened(handle.name)  # NamedTemporaryFile makes 0600
         os.replace(handle.name, target)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

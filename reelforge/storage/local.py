@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reelforge.errors import ServiceUnavailable
+from reelforge.fileperm import as_if_opened
 from reelforge.storage.base import Storage, StoredObject, validate_key
 from reelforge.storage.errors import storage_error
 
@@ -93,6 +94,7 @@ def _write_atomically(target: Path, fill: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             fill(handle)
+        as_if_opened(temp)  # mkstemp makes 0600
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
