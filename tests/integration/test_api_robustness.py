@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from reelforge.api.app import build_context, create_app
 from reelforge.engines import Registry
@@ -294,3 +295,31 @@ def test_openapi_document_declares_bodies_keys_and_real_error_answers(
 def test_keyless_server_documents_the_key_as_optional(client: TestClient) -> None:
     create = client.get("/openapi.json").json()["paths"][CREATE]["post"]
     assert create["security"] == [{"HTTPBearer": []}, {}]
+
+
+# --- a full job database -----------------------------------------------------------------
+
+
+def test_full_sqlite_database_answers_507_and_keeps_serving(
+    app_settings: Settings, store: JobStore
+) -> None:
+    with store.engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+    store.engine.dispose()
+
+    @event.listens_for(store.engine, "connect")
+    def _full(dbapi_connection: Any, _record: Any) -> None:
+        # A real SQLITE_FULL ("database or disk is full") without filling a disk.
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+    client = client_for(app_settings, store)
+    body = {"model": T2V, "prompt": "x" * 2000}
+    answers = [client.post(CREATE, json=body) for _ in range(40)]
+    full = [a for a in answers if a.status_code != 200]
+    assert full, "the database never filled up"
+    for answer in full:
+        assert answer.status_code == 507, answer.text
+        assert "full" in answer.json()["message"]
+    created = [a.json()["id"] for a in answers if a.status_code == 200]
+    for job_id in created:  # what was accepted is still there and readable
+        assert client.get(CREATE, params={"generation_id": job_id}).status_code == 200
