@@ -11,7 +11,7 @@ AIMLAPI_SDK := aimlapi-sdk-python==2.24.0rc1
 FUZZ_VENV := .venv-schemathesis
 SCHEMATHESIS := schemathesis==4.32.5
 
-.PHONY: install serve demo test check lint format sdk-env fuzz-env clean
+.PHONY: install serve demo test test-fast check lint format sdk-env fuzz-env clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ demo: install
 
 test: install sdk-env fuzz-env
 	$(BIN)/python -m pytest
+
+# Everything not marked slow (no server processes, no diffusers pipelines): the inner loop.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check reelforge tests benchmarks
