@@ -203,11 +203,19 @@ class _GifWriter:
         sparse = GifImagePlugin.getdata(
             _indexed(masked), offset, transparency=transparent, **params
         )
-        return sparse if _length(sparse) < _length(plain) else plain
+        if _length(sparse) < _length(plain):
+            plain.clear()
+            return sparse
+        sparse.clear()
+        return plain
 
     def _emit(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self._handle.write(chunk)
+        # getdata's list belongs to a class it makes per call, which only the cyclic garbage
+        # collector frees: emptied here, a frame's bytes do not wait for it (memory would
+        # grow with the clip's length until the next collection).
+        chunks.clear()
 
 
 def _indexed(indices: np.ndarray) -> Image.Image:
