@@ -39,6 +39,7 @@ GIF_MAX_FPS = 12
 # The palette is built from this many frames spread over the clip: one shared palette keeps
 # colours from flickering between frames, and a sample is as good as all frames for it.
 _PALETTE_SAMPLE_FRAMES = 8
+_PALETTE_SAMPLE_PIXELS = 2**17
 # Where more of a frame's changed box than this changed, it is written as it is.
 _MOSTLY_CHANGED = 0.75
 _DISPOSAL_KEEP = 1  # leave each frame in place: the next one draws only what changed
@@ -113,10 +114,13 @@ def _shared_palette(scaler: _GifScaler, sources: list[int]) -> Image.Image:
     """A 256-colour palette from a few of the shown native frames, spread over the clip."""
     distinct = sorted(set(sources))
     picks = np.linspace(0, len(distinct) - 1, min(len(distinct), _PALETTE_SAMPLE_FRAMES))
-    # Every other pixel both ways: a quarter of the median cut's work, and the same palette
-    # to within a level (the sample frames hold far more pixels than 256 colours need).
-    tiles = [scaler.rgb(distinct[round(pick)])[::2, ::2] for pick in picks]
-    mosaic = Image.fromarray(np.ascontiguousarray(np.concatenate(tiles, axis=0)))
+    pixels = np.concatenate([scaler.rgb(distinct[round(pick)]) for pick in picks]).reshape(-1, 3)
+    if len(pixels) > _PALETTE_SAMPLE_PIXELS:
+        # A random sample (a regular one would miss the colours of fine, regular patterns):
+        # the median cut's cost falls with it, its palette barely moves.
+        chosen = np.random.default_rng(0).choice(len(pixels), _PALETTE_SAMPLE_PIXELS, False)
+        pixels = pixels[np.sort(chosen)]
+    mosaic = Image.fromarray(np.ascontiguousarray(pixels.reshape(1, -1, 3)))
     return mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
 
 
@@ -157,6 +161,7 @@ class _GifWriter:
     def __init__(self, handle: BinaryIO, palette: Image.Image) -> None:
         self._handle = handle
         self._palette = palette.getpalette() or []
+        self._colours = len(self._palette) // 3  # fewer than 256 for a clip of few colours
         self._canvas: np.ndarray | None = None  # what a viewer shows after the last frame
 
     def write(self, indices: np.ndarray, centiseconds: int) -> None:
@@ -194,8 +199,9 @@ class _GifWriter:
         changed_box = changed[top:bottom, left:right]
         if changed_box.mean() > _MOSTLY_CHANGED:
             return plain  # a few scattered transparent pixels would only break LZW's runs
-        # Transparency needs an index that the box does not use.
-        unused = np.flatnonzero(np.bincount(box.ravel(), minlength=256) == 0)
+        # Transparency needs an index of the palette that the box does not use.
+        counts = np.bincount(box.ravel(), minlength=self._colours)[: self._colours]
+        unused = np.flatnonzero(counts == 0)
         if unused.size == 0:
             return plain
         transparent = int(unused[0])

@@ -185,6 +185,50 @@ def test_gif_shows_the_clip_frame_of_each_moment_and_merges_repeats(tmp_path: Pa
         assert np.abs(pixels - native[index]).mean() < 2.0
 
 
+def _transparent_indices(gif: bytes) -> tuple[int, list[int]]:
+    """(global colour table size, the transparent index of each frame that has one)."""
+    table_size = 2 ** ((gif[10] & 0x07) + 1)
+    indices = []
+    start = 0
+    while (start := gif.find(b"\x21\xf9\x04", start) + 1) > 0:
+        packed, index = gif[start + 2], gif[start + 5]
+        if packed & 0x01:
+            indices.append(index)
+    return table_size, indices
+
+
+_FOUR_COLOURS = np.array([(250, 250, 250), (10, 10, 10), (200, 30, 30), (30, 30, 200)])
+
+
+def _speckled_clip(colours: int) -> np.ndarray:
+    """Still speckles of four colours (costly for LZW) with a small square moving in two
+    opposite corners, so each frame's changed box is almost the whole frame and almost all
+    still; with `colours` == 5, a still strip of a fifth colour below the boxes."""
+    rng = np.random.default_rng(7)
+    board = _FOUR_COLOURS[rng.integers(0, 4, size=(90, 160))].astype(np.uint8)
+    clip = np.repeat(board[None], 24, axis=0)
+    for index in range(24):
+        clip[index, 5:15, 5 + index : 15 + index] = _FOUR_COLOURS[0]
+        clip[index, 70:80, 140 - index : 150 - index] = _FOUR_COLOURS[0]
+    if colours == 5:
+        clip[:, 84:] = (0, 200, 0)
+    return clip
+
+
+@pytest.mark.parametrize("colours", [4, 5])
+def test_gif_transparency_uses_a_free_index_of_its_colour_table(
+    colours: int, tmp_path: Path
+) -> None:
+    # Four colours fill a 4-entry table and every changed box uses them all: no index is free
+    # for transparency (index 4 would point past the table). A fifth colour outside the boxes
+    # gives one, and the still speckles inside the boxes become transparent.
+    path = encode_gif(_speckled_clip(colours), 160, 90, 24, 12, tmp_path / "p.gif")
+    table_size, indices = _transparent_indices(path.read_bytes())
+    assert table_size == (4 if colours == 4 else 8)
+    assert all(index < colours for index in indices)
+    assert len(indices) == (0 if colours == 4 else 23)
+
+
 def _testsrc_clip(width: int, height: int, num_frames: int) -> np.ndarray:
     spec = GenerationSpec(
         model="media-test",
