@@ -140,8 +140,9 @@ def encode_outputs(
     least interesting (a still for image-to-video, the least-settled one for text-to-video).
 
     >>> import tempfile
-    >>> clip = np.zeros((16, 180, 320, 3), dtype=np.uint8)
-    >>> media = encode_outputs(clip, 1280, 720, 120, 24, Path(tempfile.mkdtemp()))
+    >>> clip = np.zeros((16, 180, 320, 3), dtype=np.uint8)  # 1 s of a 16 fps engine
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     media = encode_outputs(clip, 1280, 720, 120, 24, Path(tmp))  # 5 s at 24 fps
     >>> (media.width, media.height, media.num_frames, media.video.name)
     (1280, 720, 120, 'video.mp4')
     """
