@@ -1,12 +1,8 @@
-"""Media: conform engine frames to the exact output, encode mp4/GIF/WebP, probe the result."""
+"""Media: encode an engine's native frames into the exact output (mp4, GIF preview, WebP
+thumbnail), conform frames in RGB, probe the result."""
 
-from reelforge.media.encode import (
-    EncodedMedia,
-    encode_gif,
-    encode_mp4,
-    encode_outputs,
-    encode_thumbnail,
-)
+from reelforge.media.encode import EncodedMedia, encode_mp4, encode_outputs, encode_thumbnail
+from reelforge.media.gif import encode_gif
 from reelforge.media.probe import VideoInfo, probe_video
 from reelforge.media.resize import conform_frames, fit_width
 

@@ -1,9 +1,11 @@
-"""Encode conformed frames into the three artifacts: H.264 mp4, GIF preview, WebP thumbnail.
+"""Encode an engine's native frames into the three artifacts: H.264 mp4, GIF preview, WebP
+thumbnail, each at the exact output size, frame count and rate.
 
-All three are written from the same uint8 (frames, height, width, 3) array that
-`conform_frames` returns. The mp4 and the GIF are encoded at the same time on two threads:
-libx264 and Pillow's quantizer both release the GIL, so on two cores the GIF costs almost
-nothing on top of the video.
+Nothing holds the output-size clip: the mp4 gets one native frame at a time, scaled straight
+into yuv420p (`yuv.py`) and sent once per output frame that shows it; the GIF is made from the
+native frames at its own small size (`gif.py`); the thumbnail is the one output frame it
+shows. The mp4 and the GIF are encoded at the same time on two threads: libx264, swscale and
+Pillow's quantizer and LZW coder release the GIL.
 """
 
 from __future__ import annotations
@@ -11,32 +13,35 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import pairwise
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image
 
-from reelforge.media.resize import check_frames, conform_frames, fit_width, usable_cpus
+from reelforge.media.gif import encode_gif
+from reelforge.media.resize import (
+    check_frames,
+    check_output,
+    conform_frames,
+    fit_width,
+    output_runs,
+    usable_cpus,
+)
+from reelforge.media.yuv import YuvConverter
 
-__all__ = ["EncodedMedia", "encode_gif", "encode_mp4", "encode_outputs", "encode_thumbnail"]
+__all__ = ["EncodedMedia", "encode_mp4", "encode_outputs", "encode_thumbnail"]
 
 VIDEO_FILE = "video.mp4"
 PREVIEW_FILE = "preview.gif"
 THUMBNAIL_FILE = "thumbnail.webp"
 
-GIF_MAX_WIDTH = 480
-GIF_MAX_FPS = 12
 THUMBNAIL_MAX_WIDTH = 640
 
 # CRF 20 is visually lossless for generated video at 720p. "superfast" encodes a grainy 120-frame
 # 1280x720 clip in about 1.0 s on two cores against 1.6 s for "veryfast" (benchmarks/
 # media_encode.py), at a larger file; CRF, not the preset, sets the quality.
 _X264_OPTIONS = {"crf": "20", "preset": "superfast", "profile": "high"}
-# The palette is built from this many frames spread over the clip: one shared palette keeps
-# colours from flickering between frames, and a sample is as good as all frames for it.
-_PALETTE_SAMPLE_FRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,19 @@ def _same_frame(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a[middle], b[middle]) and np.array_equal(a, b))
 
 
-def encode_mp4(frames: np.ndarray, fps: float, path: Path) -> Path:
-    """Write `frames` as an H.264 (yuv420p) mp4 with its index up front (`+faststart`)."""
-    check_frames(frames)
-    height, width = frames.shape[1:3]
-    if width % 2 or height % 2:
-        # yuv420p stores colour at half resolution in both directions.
-        raise ValueError(f"H.264 yuv420p needs an even width and height, got {width}x{height}")
+def encode_mp4(
+    native_frames: np.ndarray, width: int, height: int, num_frames: int, fps: float, path: Path
+) -> Path:
+    """Write the `num_frames` x `width` x `height` output of `native_frames` as an H.264
+    (yuv420p) mp4 at `fps`, its index up front (`+faststart`).
+
+    Output frame i shows native frame floor(i * T / num_frames), covered and centre-cropped
+    (`resize.cover_plan`); frames already at the output size are only converted.
+    """
+    check_frames(native_frames)
+    check_output(width, height, num_frames)
     rate = _frame_rate(fps)
+    converter = YuvConverter(native_frames.shape[2], native_frames.shape[1], width, height)
     path = Path(path)
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=rate, options=dict(_X264_OPTIONS))
@@ -85,59 +95,21 @@ def encode_mp4(frames: np.ndarray, fps: float, path: Path) -> Path:
         stream.codec_context.color_trc = 1
         stream.codec_context.colorspace = 1
         frame = None
-        for index, pixels in enumerate(frames):
-            # Engines render fewer frames than 24 fps needs, so conformed clips repeat frames;
-            # converting a repeat again would cost a third of the encode for nothing.
-            if frame is None or not _same_frame(pixels, frames[index - 1]):
-                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
-            frame.pts = index  # x264 copies the picture, so one frame object can be sent again
-            out.mux(stream.encode(frame))
+        pts = 0
+        previous = -1
+        for source, repeat in output_runs(len(native_frames), num_frames):
+            # Engines render fewer frames than 24 fps needs, so output frames repeat native
+            # ones; converting a repeat again would cost as much as the first time for nothing.
+            # Equal neighbours (a still engine, a clip already conformed) count as repeats.
+            pixels = native_frames[source]
+            if frame is None or not _same_frame(pixels, native_frames[previous]):
+                frame = converter.convert(pixels)
+            previous = source
+            for _ in range(repeat):
+                frame.pts = pts  # x264 copies the picture, so one frame object can be sent again
+                out.mux(stream.encode(frame))
+                pts += 1
         out.mux(stream.encode(None))
-    return path
-
-
-def encode_gif(
-    frames: np.ndarray,
-    fps: float,
-    path: Path,
-    max_width: int = GIF_MAX_WIDTH,
-    max_fps: float = GIF_MAX_FPS,
-) -> Path:
-    """Write a looping GIF preview: at most `max_width` wide and `max_fps`, one shared palette."""
-    check_frames(frames)
-    if fps <= 0 or max_fps <= 0:
-        raise ValueError(f"fps and max_fps must be positive, got {fps} and {max_fps}")
-    gif_fps = min(fps, max_fps)
-    count = max(1, round(len(frames) * gif_fps / fps))
-    height, width = frames.shape[1:3]
-    small_width, small_height = fit_width(width, height, max_width)
-    # Downscale (the same cover logic, here a plain fit) and drop frames in one pass.
-    small = conform_frames(frames, small_width, small_height, count)
-
-    stride = max(1, count // _PALETTE_SAMPLE_FRAMES)
-    mosaic = Image.fromarray(np.concatenate(small[::stride][:_PALETTE_SAMPLE_FRAMES], axis=0))
-    palette = mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    images = [
-        Image.fromarray(pixels).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
-        for pixels in small
-    ]
-    # GIF delays are whole centiseconds (83.3 ms would become 80, 4 % fast): round the running
-    # timestamps instead, so the delays alternate (8, 8, 9, ...) and the total stays exact.
-    clip_cs = 100.0 * len(frames) / fps
-    stamps = [round(clip_cs * index / count) for index in range(count + 1)]
-    durations_ms = [10 * (end - start) for start, end in pairwise(stamps)]
-    path = Path(path)
-    images[0].save(
-        path,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=durations_ms,
-        loop=0,
-        optimize=False,  # the palette is already shared; optimising would rebuild it per frame
-        disposal=1,
-    )
     return path
 
 
@@ -153,26 +125,44 @@ def encode_thumbnail(frame: np.ndarray, path: Path, max_width: int = THUMBNAIL_M
     return path
 
 
-def encode_outputs(frames: np.ndarray, fps: float, out_dir: Path) -> EncodedMedia:
-    """Encode `frames` (already at the output size) into `out_dir`: video, preview, thumbnail.
+def encode_outputs(
+    native_frames: np.ndarray,
+    width: int,
+    height: int,
+    num_frames: int,
+    fps: float,
+    out_dir: Path,
+) -> EncodedMedia:
+    """Encode an engine's `native_frames` into `out_dir` as the exact output (`num_frames`
+    frames of `width` x `height` at `fps`): video, preview, thumbnail.
 
-    The thumbnail is the middle frame: the first frame of a generation is often the least
-    interesting (a still for image-to-video, the least-settled one for text-to-video).
+    The thumbnail is the middle output frame: the first frame of a generation is often the
+    least interesting (a still for image-to-video, the least-settled one for text-to-video).
+
+    >>> import tempfile
+    >>> clip = np.zeros((16, 180, 320, 3), dtype=np.uint8)  # 1 s of a 16 fps engine
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     media = encode_outputs(clip, 1280, 720, 120, 24, Path(tmp))  # 5 s at 24 fps
+    >>> (media.width, media.height, media.num_frames, media.video.name)
+    (1280, 720, 120, 'video.mp4')
     """
-    check_frames(frames)
+    check_frames(native_frames)
+    check_output(width, height, num_frames)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    height, width = frames.shape[1:3]
+    middle = (num_frames // 2) * len(native_frames) // num_frames
+    args = (native_frames, width, height, num_frames, fps)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="encode") as pool:
-        video = pool.submit(encode_mp4, frames, fps, out_dir / VIDEO_FILE)
-        preview = pool.submit(encode_gif, frames, fps, out_dir / PREVIEW_FILE)
-        thumbnail = encode_thumbnail(frames[len(frames) // 2], out_dir / THUMBNAIL_FILE)
+        video = pool.submit(encode_mp4, *args, out_dir / VIDEO_FILE)
+        preview = pool.submit(encode_gif, *args, out_dir / PREVIEW_FILE)
+        still = conform_frames(native_frames[middle : middle + 1], width, height, 1)[0]
+        thumbnail = encode_thumbnail(still, out_dir / THUMBNAIL_FILE)
         return EncodedMedia(
             video=video.result(),
             preview=preview.result(),
             thumbnail=thumbnail,
             width=width,
             height=height,
-            num_frames=len(frames),
+            num_frames=num_frames,
             fps=fps,
         )

@@ -24,7 +24,7 @@ from reelforge.errors import (
     ServiceUnavailable,
 )
 from reelforge.jobs import JobStore, Lease, LeaseCheck
-from reelforge.media import conform_frames, encode_outputs
+from reelforge.media import encode_outputs
 from reelforge.storage import Storage, storage_error
 from reelforge.worker.heartbeat import Heartbeat
 
@@ -152,10 +152,11 @@ class JobRunner:
         self._check_lease(lease)  # a cancel that came during the decode skips the encode
 
         mark = time.monotonic()
-        frames = conform_frames(clip.frames, spec.width, spec.height, spec.num_frames)
         with self._scratch(lease.job_id) as tmp:
             try:
-                media = encode_outputs(frames, spec.fps, tmp)
+                media = encode_outputs(
+                    clip.frames, spec.width, spec.height, spec.num_frames, spec.fps, tmp
+                )
             except OSError as exc:
                 raise _storage_failure(storage_error(exc, _SCRATCH)) from exc
             timings["encode_s"] = time.monotonic() - mark
