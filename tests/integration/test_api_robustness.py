@@ -323,3 +323,21 @@ def test_full_sqlite_database_answers_507_and_keeps_serving(
     created = [a.json()["id"] for a in answers if a.status_code == 200]
     for job_id in created:  # what was accepted is still there and readable
         assert client.get(CREATE, params={"generation_id": job_id}).status_code == 200
+
+
+# --- the switch that opens private networks --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image_url", ["http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/x.png"]
+)
+def test_allowing_private_urls_keeps_cloud_metadata_closed(
+    app_settings: Settings, store: JobStore, image_url: str
+) -> None:
+    # Refused before any connection is attempted: the guard checks the literal address.
+    settings = app_settings.model_copy(update={"allow_private_urls": True})
+    body = {"model": I2V, "prompt": "move", "image_url": image_url}
+    error = assert_rejected(
+        client_for(settings, store).post(CREATE, json=body), 400, "image_url", store
+    )
+    assert "metadata" in error["message"]
