@@ -1,0 +1,51 @@
+"""Where a server keeps its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reelforge.settings import Settings
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh home directory, with no data-dir variable set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("REELFORGE_DATA_DIR", "XDG_DATA_HOME", "REELFORGE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def test_the_data_dir_is_per_user_whichever_folder_serve_starts_in(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+    for folder in ("project", "elsewhere"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        settings = Settings()
+        seen.append((settings.data_dir, settings.resolved_database_url))
+    expected = home / ".local" / "share" / "reelforge"
+    assert seen[0] == seen[1] == (expected, f"sqlite:///{expected / 'reelforge.db'}")
+
+
+def test_the_data_dir_follows_xdg_data_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    assert Settings().data_dir == home / "data" / "reelforge"
+
+
+def test_a_relative_xdg_data_home_is_ignored(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")  # the XDG spec: ignore it
+    assert Settings().data_dir == home / ".local" / "share" / "reelforge"
+
+
+def test_the_data_dir_variable_still_wins_and_a_tilde_is_expanded(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("REELFORGE_DATA_DIR", "~/videos")
+    assert Settings().data_dir == home / "videos"
