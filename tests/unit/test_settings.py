@@ -1,11 +1,13 @@
-"""Where a server keeps its data."""
+"""Where a server keeps its data, and what it says about it at start-up."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from reelforge.server import log_where
 from reelforge.settings import Settings
 
 
@@ -49,3 +51,35 @@ def test_the_data_dir_variable_still_wins_and_a_tilde_is_expanded(
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("REELFORGE_DATA_DIR", "~/videos")
     assert Settings().data_dir == home / "videos"
+
+
+def test_serve_logs_where_its_data_lives_and_hides_the_database_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url="postgresql+psycopg://reelforge:s3cret@db.internal/jobs",
+        host="0.0.0.0",
+        port=9000,
+        device="cuda",
+        workers=2,
+    )
+    with caplog.at_level(logging.INFO, logger="reelforge.server"):
+        log_where(settings)
+    text = caplog.text
+    assert f"data dir {tmp_path / 'data'}" in text
+    assert "database postgresql+psycopg://reelforge:***@db.internal/jobs" in text
+    assert "s3cret" not in text
+    assert f"storage {(tmp_path / 'data' / 'artifacts').as_uri()}" in text
+    assert "device cuda, 2 worker process(es)" in text
+    assert "listening on http://0.0.0.0:9000" in text
+
+
+def test_serve_logs_the_embedded_database_and_an_ipv6_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=tmp_path, host="::1", port=8000)
+    with caplog.at_level(logging.INFO, logger="reelforge.server"):
+        log_where(settings)
+    assert f"database sqlite:///{tmp_path / 'reelforge.db'}" in caplog.text
+    assert "listening on http://[::1]:8000" in caplog.text
