@@ -1,11 +1,12 @@
 """What the client-side commands share: connection flags, the client factory, exit codes.
 
-Exit codes (stable, for scripts):
+Exit codes (stable, for scripts; `EXIT_CODES` below is what `reelforge --help` prints):
 
     0    success
-    1    the generation job failed (its error name and message go to stderr)
+    1    failure: the generation job failed (its error name and message go to stderr), or
+         a command could not do its work
     2    usage error, or the API refused the call (its message goes to stderr)
-    3    the server could not be reached
+    3    the server could not be reached (or a model download failed)
     4    `--timeout` passed while the job was still running (the job goes on)
     130  interrupted (Ctrl-C)
 """
@@ -26,6 +27,8 @@ from reelforge.client import (
 )
 
 __all__ = [
+    "CLIENT_ENVIRONMENT",
+    "EXIT_CODES",
     "EXIT_CONNECTION",
     "EXIT_GENERATION_FAILED",
     "EXIT_INTERRUPTED",
@@ -44,6 +47,25 @@ EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "success"),
+    (
+        EXIT_GENERATION_FAILED,
+        "failure: the generation failed, or the command could not do its work",
+    ),
+    (EXIT_USAGE, "usage error: a bad flag or value, or the server refused the request"),
+    (EXIT_CONNECTION, "the server could not be reached, or a model download failed"),
+    (EXIT_TIMEOUT, "--timeout passed while the generation was still running (it goes on)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)
+
+CLIENT_ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("REELFORGE_BASE_URL", "server to talk to when --base-url is not given "
+     "[default: http://127.0.0.1:8000]"),
+    ("REELFORGE_API_KEY", "bearer key when --api-key is not given [default: none; a server "
+     "without REELFORGE_API_KEYS needs none from this machine]"),
+)  # fmt: skip
 
 
 class UsageError(Exception):
