@@ -14,8 +14,10 @@ Exit codes (stable, for scripts; `EXIT_CODES` below is what `reelforge --help` p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from reelforge.client import (
     APIError,
@@ -37,6 +39,7 @@ __all__ = [
     "EXIT_USAGE",
     "UsageError",
     "add_connection_flags",
+    "base_url",
     "make_client",
     "report_errors",
 ]
@@ -85,13 +88,33 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     """`--base-url` and `--api-key`, defaulting to the environment like the client does."""
     parser.add_argument(
         "--base-url",
+        type=base_url,
+        # From the environment here, not in the client, so a bad value is a usage error too.
+        default=os.environ.get("REELFORGE_BASE_URL") or None,
         metavar="URL",
-        help="server to talk to (default: $REELFORGE_BASE_URL, else http://127.0.0.1:8000)",
+        help="server to talk to, with its scheme: http://HOST:PORT "
+        "(default: $REELFORGE_BASE_URL, else http://127.0.0.1:8000)",
     )
     parser.add_argument(
         "--api-key",
         metavar="KEY",
         help="bearer key (default: $REELFORGE_API_KEY; none for a loopback server)",
+    )
+
+
+def base_url(text: str) -> str:
+    """argparse type of `--base-url`: an http(s) URL with a host, or a usage error that
+    shows the URL it should have been."""
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return text
+    given = f"REELFORGE_BASE_URL={text}" if text == os.environ.get("REELFORGE_BASE_URL") else text
+    if "://" in text or parts.scheme in ("http", "https"):
+        raise argparse.ArgumentTypeError(
+            f"{given}: the server's URL must start with http:// or https:// and name a host"
+        )
+    raise argparse.ArgumentTypeError(
+        f"{given} has no scheme; write http://{text} (or https://{text})"
     )
 
 

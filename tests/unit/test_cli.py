@@ -452,6 +452,37 @@ def test_a_mistyped_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]
     assert "did you mean 'list'?" in err
 
 
+@pytest.mark.parametrize(
+    "command", [["generate", "a fox"], ["cancel", "gen_7"], ["models", "served"]]
+)
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost:8000"])
+def test_a_base_url_without_a_scheme_is_a_usage_error_that_shows_the_fix(
+    command: list[str], url: str, fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--base-url", url]) == 2
+    err = capsys.readouterr().err
+    assert f"write http://{url}" in err
+    assert fake_server.requests == []  # nothing was sent
+
+
+def test_a_base_url_without_a_scheme_from_the_environment_is_a_usage_error_too(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REELFORGE_BASE_URL", "gpu-box:8000")
+    assert main(["cancel", "gen_7"]) == 2
+    err = capsys.readouterr().err
+    assert "REELFORGE_BASE_URL=gpu-box:8000 has no scheme; write http://gpu-box:8000" in err
+
+
+def test_a_base_url_from_the_environment_reaches_the_client(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REELFORGE_BASE_URL", "https://gpu-box:8443")
+    assert main(["models", "served"]) == 0
+    (request,) = fake_server.requests
+    assert str(request.url) == "https://gpu-box:8443/v1/models"
+
+
 def test_ctrl_c_in_a_local_command_exits_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
