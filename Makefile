@@ -9,7 +9,12 @@ AIMLAPI_SDK := aimlapi-sdk-python==2.24.0rc1
 
 .PHONY: install serve demo test check lint format sdk-env clean
 
+# `install` alone says how to get `reelforge` on PATH; the targets below install silently.
 install: $(VENV)/.installed
+	@echo 'reelforge is installed in $(VENV). To run `reelforge ...` as README.md types it,'
+	@echo 'activate the environment in your shell (once per shell):'
+	@echo '    source $(VENV)/bin/activate'
+	@echo 'or call it as $(BIN)/reelforge. Torch: $(shell $(BIN)/python -c "import torch; print(torch.__version__)" 2>/dev/null) (README.md, Set up: CPU or CUDA).'
 
 # Re-installs only when the project's dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -25,21 +30,21 @@ $(SDK_VENV)/.installed: Makefile
 	$(SDK_VENV)/bin/python -m pip install --quiet '$(AIMLAPI_SDK)' requests
 	@touch $@
 
-serve: install
+serve: $(VENV)/.installed
 	$(BIN)/reelforge serve
 
-demo: install
+demo: $(VENV)/.installed
 	$(BIN)/python -m reelforge.demo --out out
 
-test: install sdk-env
+test: $(VENV)/.installed sdk-env
 	$(BIN)/python -m pytest
 
-lint: install
+lint: $(VENV)/.installed
 	$(BIN)/ruff check reelforge tests benchmarks
 	$(BIN)/ruff format --check reelforge tests benchmarks
 	$(BIN)/mypy
 
-format: install
+format: $(VENV)/.installed
 	$(BIN)/ruff format reelforge tests benchmarks
 	$(BIN)/ruff check --fix reelforge tests benchmarks
 

@@ -415,15 +415,17 @@ def test_client_commands_name_their_variables(command: str, wide_terminal: None)
     assert "\n  REELFORGE_API_KEY " in text
 
 
-def test_main_help_lists_every_exit_code(
+def test_main_help_and_readme_list_every_exit_code(
     wide_terminal: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
+    readme = (REPO_ROOT / "README.md").read_text()
     codes = [code for code, _ in common.EXIT_CODES]
     assert codes == [0, 1, 2, 3, 4, 130]
     for code, meaning in common.EXIT_CODES:
         assert f"\n  {code:<3}  {meaning}" in help_text, code
+        assert f"| {code} |" in readme, code
 
 
 @pytest.mark.parametrize(
