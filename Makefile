@@ -13,7 +13,12 @@ SCHEMATHESIS := schemathesis==4.32.5
 
 .PHONY: install serve demo test test-fast check lint format sdk-env fuzz-env clean
 
+# `install` alone says how to get `reelforge` on PATH; the targets below install silently.
 install: $(VENV)/.installed
+	@echo 'reelforge is installed in $(VENV). To run `reelforge ...` as README.md types it,'
+	@echo 'activate the environment in your shell (once per shell):'
+	@echo '    source $(VENV)/bin/activate'
+	@echo 'or call it as $(BIN)/reelforge. Torch: $(shell $(BIN)/python -c "import torch; print(torch.__version__)" 2>/dev/null) (README.md, Set up: CPU or CUDA).'
 
 # Re-installs only when the project's dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -36,25 +41,25 @@ $(FUZZ_VENV)/.installed: Makefile
 	$(FUZZ_VENV)/bin/python -m pip install --quiet '$(SCHEMATHESIS)'
 	@touch $@
 
-serve: install
+serve: $(VENV)/.installed
 	$(BIN)/reelforge serve
 
-demo: install
+demo: $(VENV)/.installed
 	$(BIN)/python -m reelforge.demo --out out
 
-test: install sdk-env fuzz-env
+test: $(VENV)/.installed sdk-env fuzz-env
 	$(BIN)/python -m pytest
 
 # Everything not marked slow (no server processes, no diffusers pipelines): the inner loop.
-test-fast: install
+test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: install
+lint: $(VENV)/.installed
 	$(BIN)/ruff check reelforge tests benchmarks
 	$(BIN)/ruff format --check reelforge tests benchmarks
 	$(BIN)/mypy
 
-format: install
+format: $(VENV)/.installed
 	$(BIN)/ruff format reelforge tests benchmarks
 	$(BIN)/ruff check --fix reelforge tests benchmarks
 

@@ -7,6 +7,7 @@ import signal
 from types import FrameType
 
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from reelforge.api.app import build_context, create_app
 from reelforge.jobs import open_store
@@ -15,7 +16,7 @@ from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
 from reelforge.worker.supervisor import WorkerSupervisor
 
-__all__ = ["serve"]
+__all__ = ["log_where", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
     configure_logging()
+    log_where(settings)
     registry = load_registry(settings)
     if settings.workers > 0:  # an API-only replica needs no weights
         check_weights_present(registry)
@@ -60,6 +62,22 @@ def serve(settings: Settings) -> int:
         ctx.close()
         store.engine.dispose()
     return 0
+
+
+def log_where(settings: Settings) -> None:
+    """Log where this server keeps its jobs and listens: a server started from another
+    folder or with another environment must not look like one that lost every job."""
+    try:
+        database = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    except Exception:  # a malformed URL: opening the store reports it, this line must not
+        database = "(a URL that does not parse)"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    log.info("data dir %s", settings.data_dir.resolve())
+    log.info("database %s", database)
+    log.info("storage %s", settings.resolved_storage_url)
+    # The configured device: resolving "auto" would import torch into the API process.
+    log.info("device %s, %d worker process(es)", settings.device, settings.workers)
+    log.info("listening on http://%s:%d", host, settings.port)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

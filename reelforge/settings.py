@@ -6,19 +6,32 @@ hands it to the server, the worker and the stores.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "default_data_dir"]
 
 
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder: `$XDG_DATA_HOME/reelforge`, else `~/.local/share/reelforge`.
+
+    Per user rather than per working directory, so a server started from another folder
+    finds the same jobs instead of starting an empty database beside it.
+    """
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    # The XDG spec says to ignore a relative path.
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "reelforge"
 
 
 class Settings(BaseSettings):
@@ -31,8 +44,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the API server binds.")
     port: int = Field(default=8000, description="Port the API server binds.")
     data_dir: Path = Field(
-        default=Path(".reelforge"),
-        description="Where the embedded SQLite database and local artifacts live.",
+        default_factory=default_data_dir,
+        description="Where the embedded SQLite database, local artifacts and the URL "
+        "signing secret live: $XDG_DATA_HOME/reelforge, else ~/.local/share/reelforge.",
     )
     database_url: str = Field(
         default="",
@@ -154,6 +168,12 @@ class Settings(BaseSettings):
         default="",
         description="Secret for signing artifact URLs; empty means one kept in data_dir.",
     )
+
+    @field_validator("data_dir", "models_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        # "~/videos" from a variable or a .env file, which no shell expanded.
+        return value.expanduser()
 
     @field_validator("api_keys", "models", "outbound_allow_networks", mode="before")
     @classmethod

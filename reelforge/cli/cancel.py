@@ -12,17 +12,37 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from reelforge.cli import common
+from reelforge.cli import common, parsing
 
 __all__ = ["add_command", "run_cancel"]
 
 
 def add_command(commands: Any) -> None:
     """Register `cancel` on the top-level subcommand parser."""
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "cancel", help="cancel a queued or running generation", description=__doc__
+    parser = parsing.add_command(
+        commands,
+        "cancel",
+        summary="cancel a queued or running generation",
+        description="""
+            Cancel a generation on a running server. A queued generation ends at once; a
+            running one stops at its next denoising step, and nothing is encoded. Polls of
+            it then answer status `error` with error name `canceled`.
+        """,
+        examples=[
+            "reelforge cancel 3f6c2a9e-...",
+            "reelforge cancel 3f6c2a9e-... --base-url http://gpu-box:8000 --api-key KEY",
+        ],
+        environment=common.CLIENT_ENVIRONMENT,
+        notes="""
+            exit codes: 0 the cancel was taken; 2 the generation had already finished, or is
+            unknown; 3 the server could not be reached (all codes: reelforge --help).
+        """,
     )
-    parser.add_argument("generation_id", metavar="ID", help="the generation's id")
+    parser.add_argument(
+        "generation_id",
+        metavar="ID",
+        help="the generation's id (`reelforge generate` prints it first, on stderr)",
+    )
     common.add_connection_flags(parser)
     parser.set_defaults(handler=run_cancel)
 

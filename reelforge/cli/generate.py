@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from reelforge.cli import common
+from reelforge.cli import common, parsing
 from reelforge.client import Generation, ReelforgeClient, default_model, image_to_data_uri
 from reelforge.spec import CAMERA_PRESETS, AspectRatio
 
@@ -25,13 +25,31 @@ __all__ = ["ProgressBar", "add_command", "image_url_for", "run_generate"]
 
 def add_command(commands: Any) -> None:
     """Register `generate` on the top-level subcommand parser."""
-    parser: argparse.ArgumentParser = commands.add_parser(
+    parser = parsing.add_command(
+        commands,
         "generate",
-        help="generate a video on a running server and save it",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        summary="generate a video on a running server and save it",
+        description="""
+            Submit one video to a running server (`reelforge serve`), show its status,
+            progress and queue position, and save the mp4 (and, with --preview, the GIF).
+            Saved paths go to stdout, one per line, so scripts can pick them up; the
+            generation id, the progress bar and errors go to stderr.
+        """,
+        examples=[
+            'reelforge generate "a paper boat on a rainy street" -o boat.mp4 --preview',
+            'reelforge generate "the boat sails away" --image boat.png      # image-to-video',
+            'reelforge generate "a red circle moving left" --seed 7 --base-url http://gpu-box:8000',
+        ],
+        environment=common.CLIENT_ENVIRONMENT,
+        notes="""
+            exit codes: 0 saved; 1 the generation failed; 2 usage error or the server refused
+            the request; 3 the server could not be reached; 4 --timeout passed (the job goes
+            on; its id is on stderr); 130 interrupted (all codes: reelforge --help).
+        """,
     )
-    parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="what to show")
+    parser.add_argument(
+        "prompt", nargs="?", metavar="PROMPT", help="what to show (optional with --image)"
+    )
     parser.add_argument(
         "--model",
         help="model id (default: klingai/v2-master-text-to-video, or "
@@ -42,13 +60,20 @@ def add_command(commands: Any) -> None:
     )
     parser.add_argument("--duration", type=int, choices=(5, 10), help="seconds (default 5)")
     parser.add_argument(
-        "--aspect-ratio", choices=[r.value for r in AspectRatio], help="default 16:9"
+        "--aspect-ratio",
+        choices=[r.value for r in AspectRatio],
+        help="frame shape: 16:9 is 1280x720, 9:16 720x1280, 1:1 960x960 (default 16:9)",
     )
     parser.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
     parser.add_argument(
         "--cfg-scale", type=_unit_interval, metavar="0..1", help="prompt adherence (default 0.5)"
     )
-    parser.add_argument("--camera-control", choices=list(CAMERA_PRESETS), help="camera preset")
+    parser.add_argument(
+        "--camera-control",
+        choices=list(CAMERA_PRESETS),
+        metavar="PRESET",
+        help="camera movement: %(choices)s",
+    )
     parser.add_argument("--seed", type=int, help="random seed, for repeatable results")
     parser.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="where to save the mp4 (default ./ID.mp4)"
@@ -57,10 +82,17 @@ def add_command(commands: Any) -> None:
         "--preview", action="store_true", help="also save the GIF preview, as FILE with .gif"
     )
     parser.add_argument(
-        "--poll-interval", type=float, default=1.0, metavar="SECONDS", help="default 1"
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to ask for progress (default 1)",
     )
     parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="give up waiting after this long"
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop waiting after this long, exit 4; the generation goes on (default: wait)",
     )
     common.add_connection_flags(parser)
     parser.set_defaults(handler=run_generate)

@@ -4,33 +4,59 @@
     reelforge worker    one standalone worker                 (reelforge.cli.serve)
     reelforge generate  make a video on a running server      (reelforge.cli.generate)
     reelforge cancel    cancel a queued or running generation (reelforge.cli.cancel)
-    reelforge models    list a running server's models        (reelforge.cli.models)
+    reelforge models    the models here, downloads, a server's (reelforge.cli.models)
     reelforge micro     train / evaluate the micro model      (reelforge.cli.micro)
 
-Each subcommand sets a `handler(args) -> int` default; `main` parses and calls it.
+Each subcommand sets a `handler(args) -> int` default; `main` parses and calls it. Every
+parser is a `reelforge.cli.parsing.CommandParser`. Building the parser imports no torch,
+numpy, PIL or uvicorn: each command imports what it runs on when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from reelforge import __version__
 from reelforge.cli import cancel, common, generate, micro, models, serve
+from reelforge.cli.parsing import CommandParser, format_pairs
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
+_DESCRIPTION = """\
+Self-hosted video generation speaking the AI/ML API video protocol. `serve` runs the
+server (API, job queue and workers); `generate`, `cancel` and `models served` talk to a
+running one; `models` and `micro` manage the models on this machine."""
+
+_EXAMPLES = """\
+examples:
+  reelforge serve                                   # http://127.0.0.1:8000, until Ctrl-C
+  reelforge generate "a red circle moving left on a black background" -o circle.mp4
+  reelforge models list
+  reelforge COMMAND --help                          # what each command does and reads"""
+
+
+_ENVIRONMENT = """\
+environment:
+  Each command's --help lists the variables it reads: serve and worker every REELFORGE_*
+  setting, the client commands REELFORGE_BASE_URL and REELFORGE_API_KEY."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `reelforge` argument parser."""
-    parser = argparse.ArgumentParser(
+    exit_codes = format_pairs([(str(code), meaning) for code, meaning in common.EXIT_CODES])
+    parser = CommandParser(
         prog="reelforge",
-        description="Self-hosted video generation speaking the AI/ML API video protocol.",
+        description=_DESCRIPTION,
+        epilog=f"{_EXAMPLES}\n\n{_ENVIRONMENT}\n\nexit codes:\n{exit_codes}",
     )
     parser.add_argument("--version", action="version", version=f"reelforge {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
     serve.add_commands(commands)
     generate.add_command(commands)
     cancel.add_command(commands)
@@ -50,4 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code
         return common.EXIT_OK if exc.code is None else common.EXIT_USAGE
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        # The client commands report this themselves; this covers the local ones (training).
+        print("reelforge: interrupted", file=sys.stderr)
+        return common.EXIT_INTERRUPTED

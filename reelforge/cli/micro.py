@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reelforge.cli import common
+from reelforge.cli import common, parsing
 
 __all__ = ["add_command"]
 
@@ -25,23 +25,94 @@ _SHIPPED = Path(__file__).resolve().parent.parent / "micro" / "weights" / "micro
 
 def add_command(commands: Any) -> None:
     """Register `micro` (with `train` and `eval`) on the top-level subcommand parser."""
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "micro", help="train or evaluate the built-in micro model", description=__doc__
+    parser = parsing.add_command(
+        commands,
+        "micro",
+        summary="train or evaluate the built-in micro model",
+        description="""
+            The micro model is the 3.3 M-parameter text-to-video model shipped in the package
+            (the default engine when no other model is configured). `train` reproduces its
+            checkpoint from scratch (seeded); `eval` generates the canonical prompts of its
+            world and held-out paraphrases, and scores colour, shape and direction of motion.
+            Both run on this machine's CPU cores; neither needs a server.
+        """,
+        examples=[
+            "reelforge micro train --out my-micro.safetensors      # about 26 min on 2 CPU cores",
+            "reelforge micro eval --checkpoint my-micro.safetensors",
+        ],
     )
-    actions = parser.add_subparsers(dest="micro_command", required=True, metavar="ACTION")
+    actions = parser.add_subparsers(
+        dest="micro_command", required=True, metavar="ACTION", title="actions"
+    )
 
-    training = actions.add_parser("train", help="train the micro model from scratch (seeded)")
-    training.add_argument("--out", type=Path, default=_SHIPPED, help="checkpoint file to write")
-    training.add_argument("--steps", type=int, default=None, help="optimiser steps (4000)")
-    training.add_argument("--batch-size", type=int, default=None, help="clips per step (32)")
-    training.add_argument("--seed", type=int, default=0)
-    training.add_argument("--threads", type=int, default=0, help="torch threads; 0: all cores")
+    training = parsing.add_command(
+        actions,
+        "train",
+        summary="train the micro model from scratch (seeded)",
+        description="""
+            Train the micro model from scratch on clips drawn from its synthetic world and
+            write a safetensors checkpoint (by default over the shipped one, which it
+            reproduces: the same seed gives the same weights). About 26 minutes for the
+            default 4000 steps of 32 clips on two CPU cores.
+        """,
+        examples=[
+            "reelforge micro train --out my-micro.safetensors",
+            "reelforge micro train --out quick.safetensors --steps 200 --threads 2",
+        ],
+    )
+    training.add_argument(
+        "--out",
+        type=Path,
+        default=_SHIPPED,
+        metavar="FILE",
+        help="checkpoint file to write (default: the shipped checkpoint, in the package)",
+    )
+    training.add_argument(
+        "--steps", type=int, default=None, metavar="N", help="optimiser steps (4000)"
+    )
+    training.add_argument(
+        "--batch-size", type=int, default=None, metavar="N", help="clips per step (32)"
+    )
+    training.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and the initial weights (0)"
+    )
+    training.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="torch threads; 0: all cores (0)"
+    )
     training.set_defaults(handler=run_train)
 
-    scoring = actions.add_parser("eval", help="score colour, shape and motion of generated clips")
-    scoring.add_argument("--checkpoint", type=Path, default=_SHIPPED)
-    scoring.add_argument("--seeds-per-scene", type=int, default=1)
-    scoring.add_argument("--steps", type=int, default=None, help="denoising steps (20)")
+    scoring = parsing.add_command(
+        actions,
+        "eval",
+        summary="score colour, shape and motion of generated clips",
+        description="""
+            Generate every canonical prompt of the micro model's world, and one held-out
+            paraphrase per scene, on seeds never used in training, and measure colour, shape
+            and direction of motion by pixel analysis: one line per prompt set, then the
+            time taken. About a minute on two CPU cores.
+        """,
+        examples=[
+            "reelforge micro eval",
+            "reelforge micro eval --checkpoint my-micro.safetensors --seeds-per-scene 3",
+        ],
+    )
+    scoring.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=_SHIPPED,
+        metavar="FILE",
+        help="checkpoint to score (default: the shipped one)",
+    )
+    scoring.add_argument(
+        "--seeds-per-scene",
+        type=int,
+        default=1,
+        metavar="N",
+        help="clips per scene, each on its own seed (1)",
+    )
+    scoring.add_argument(
+        "--steps", type=int, default=None, metavar="N", help="denoising steps (20)"
+    )
     scoring.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance (the engine's)"
     )

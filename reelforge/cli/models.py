@@ -42,19 +42,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reelforge.cli import common
+from reelforge.cli import common, parsing
 from reelforge.client import ModelInfo
-from reelforge.engines.catalog import (
-    CATALOG,
-    CatalogModel,
-    local_checkpoint,
-    pull_folder,
-    size_on_disk,
-)
-from reelforge.engines.registry import Registry, RegistryError
-from reelforge.engines.tiny import TINY_ARCHS, build_tiny
+
+if TYPE_CHECKING:
+    from reelforge.engines.catalog import CatalogModel
+
+# The engines package imports numpy and PIL: each command imports from it when it runs, so
+# building the parser (and `reelforge --help`) stays light.
 
 __all__ = [
     "add_command",
@@ -70,54 +67,177 @@ _T2V_ID = "klingai/v2-master-text-to-video"
 _I2V_ID = "klingai/v2-master-image-to-video"
 
 
+_MODELS_ENVIRONMENT = (
+    ("REELFORGE_MODELS_DIR", "where `pull` downloads and `list` looks for catalog models "
+     "[default: ~/.cache/reelforge/models]"),
+    ("HF_HOME, HF_HUB_CACHE", "the Hugging Face cache, where catalog models are also found "
+     "[default: ~/.cache/huggingface]"),
+)  # fmt: skip
+
+_HUB_ENVIRONMENT = (
+    ("HF_TOKEN", "Hugging Face token, for gated or private repositories [default: none]"),
+    ("HF_ENDPOINT", "the hub to download from [default: https://huggingface.co]"),
+)
+
+
 def add_command(commands: Any) -> None:
-    """Register `models` (with its `list` subcommand) on the top-level subcommand parser."""
-    parser: argparse.ArgumentParser = commands.add_parser(
+    """Register `models` and its actions on the top-level subcommand parser."""
+    parser = parsing.add_command(
+        commands,
         "models",
-        help="the models here and on a server: list, pull, rm, ...",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        summary="models on this machine, downloads, a running server's models",
+        description="""
+            The video models: which are on this machine and which public ids they serve
+            (list), downloading one (pull, the only command that downloads weights), what a
+            running server offers (served), and tiny random-weight checkpoints for tests
+            (make-tiny). `reelforge models ACTION --help` tells more about each.
+        """,
+        examples=[
+            "reelforge models list",
+            "reelforge models pull wan2.2-ti2v-5b",
+            "reelforge models served --base-url http://gpu-box:8000",
+            "reelforge models make-tiny wan2.1-t2v ./tiny-t2v",
+        ],
+        environment=[*_MODELS_ENVIRONMENT, *common.CLIENT_ENVIRONMENT],
     )
-    actions = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    listing = actions.add_parser(
-        "list", help="catalog and configured models: present here, size on disk"
+    actions = parser.add_subparsers(
+        dest="models_command", required=True, metavar="ACTION", title="actions"
     )
+    listing = parsing.add_command(
+        actions,
+        "list",
+        summary="catalog and configured models: present here, size on disk, ids served",
+        description="""
+            Every catalog model, whether it is on this machine (pulled, or in the Hugging
+            Face cache) and its size on disk, and every model the registry configures, with
+            the public ids each serves: the registry exactly as `reelforge serve` would load
+            it (--models-file, else REELFORGE_MODELS_FILE, else the embedded defaults, plus
+            REELFORGE_MODELS).
+        """,
+        examples=["reelforge models list", "reelforge models list --models-file models.toml"],
+        environment=[
+            ("REELFORGE_MODELS_FILE", "registry file when --models-file is not given "
+             "[default: the embedded defaults]"),
+            ("REELFORGE_MODELS", "extra registry entries ID=ENGINE[:CHECKPOINT], comma-separated"),
+            *_MODELS_ENVIRONMENT,
+        ],
+    )  # fmt: skip
     listing.add_argument(
         "--models-file",
         type=Path,
         default=None,
-        help="registry file (default: REELFORGE_MODELS_FILE, else the embedded defaults)",
+        metavar="TOML",
+        help="registry file (default: $REELFORGE_MODELS_FILE, else the embedded defaults)",
     )
     listing.set_defaults(handler=run_models_list)
 
-    pulling = actions.add_parser("pull", help="download a catalog model (resumable, verified)")
-    pulling.add_argument("name", metavar="MODEL", choices=list(CATALOG), help=", ".join(CATALOG))
-    pulling.add_argument("--revision", default="main", help="branch, tag or commit (main)")
+    pulling = parsing.add_command(
+        actions,
+        "pull",
+        summary="download a catalog model (resumable, verified)",
+        description="""
+            Download a catalog model from the Hugging Face hub into REELFORGE_MODELS_DIR,
+            with a progress bar, resuming an interrupted download and checking every file
+            against the hub's sizes and SHA-256 sums before the model counts as present.
+            The only reelforge command that downloads weights.
+        """,
+        examples=[
+            "reelforge models pull wan2.2-ti2v-5b",
+            "reelforge models pull wan2.1-t2v-1.3b --revision main",
+        ],
+        environment=[_MODELS_ENVIRONMENT[0], *_HUB_ENVIRONMENT],
+        notes="exit codes: 0 pulled and verified; 3 the download or its check failed.",
+    )
+    pulling.add_argument(
+        "name",
+        metavar="MODEL",
+        choices=parsing.LazyChoices(_catalog_names),
+        help="catalog name: %(choices)s",
+    )
+    pulling.add_argument(
+        "--revision", default="main", help="branch, tag or commit of the repository (main)"
+    )
     pulling.set_defaults(handler=run_models_pull)
 
-    removing = actions.add_parser(
-        "rm", help="delete a pulled catalog model (never the Hugging Face cache)"
+    removing = parsing.add_command(
+        actions,
+        "rm",
+        summary="delete a pulled catalog model (never the Hugging Face cache)",
+        description="""
+            Delete the files `reelforge models pull` wrote for a catalog model, and nothing
+            else: files it did not write stay, and a snapshot in the Hugging Face cache is
+            left to `hf cache rm`.
+        """,
+        examples=["reelforge models rm wan2.1-t2v-1.3b"],
+        environment=[_MODELS_ENVIRONMENT[0]],
     )
-    # Not `choices`: an unknown name gets the message below instead of argparse's usage dump.
-    removing.add_argument("name", metavar="MODEL", help=", ".join(CATALOG))
+    # Not `choices`: an unknown name gets the message of run_models_rm, listing the catalog.
+    removing.add_argument("name", metavar="MODEL", help="a catalog name (see models list)")
     removing.set_defaults(handler=run_models_rm)
 
-    served = actions.add_parser("served", help="list the models a running server offers")
+    served = parsing.add_command(
+        actions,
+        "served",
+        summary="list the models a running server offers",
+        description="""
+            Ask a running server which model ids it serves and with which engine
+            (GET /v1/models), as columns ID, ENGINE, TASK.
+        """,
+        examples=[
+            "reelforge models served",
+            "reelforge models served --base-url http://gpu-box:8000 --api-key KEY",
+        ],
+        environment=common.CLIENT_ENVIRONMENT,
+    )
     common.add_connection_flags(served)
     served.set_defaults(handler=run_models_served)
 
-    tiny = actions.add_parser(
-        "make-tiny", help="build a tiny random-weight checkpoint of an architecture (offline)"
+    tiny = parsing.add_command(
+        actions,
+        "make-tiny",
+        summary="build a tiny random-weight checkpoint of an architecture (offline)",
+        description="""
+            Build, offline and in about a second, a checkpoint with a real architecture's
+            layout and random weights. Its output is noise, but it loads and runs exactly as
+            the real model does: for tests, and for trying the plumbing in your own CI.
+        """,
+        examples=[
+            "reelforge models make-tiny wan2.2-ti2v ./tiny-ti2v",
+            "reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-ti2v",
+        ],
     )
-    tiny.add_argument("arch", metavar="ARCH", choices=list(TINY_ARCHS), help=", ".join(TINY_ARCHS))
-    tiny.add_argument("directory", metavar="DIR", type=Path, help="folder to write (created)")
-    tiny.add_argument("--seed", type=int, default=0, help="same seed, same weights (0)")
+    tiny.add_argument(
+        "arch",
+        metavar="ARCH",
+        choices=parsing.LazyChoices(_tiny_arch_names),
+        help="architecture: %(choices)s",
+    )
+    tiny.add_argument(
+        "directory", metavar="DIR", type=Path, help="folder to write (created; must be empty)"
+    )
+    tiny.add_argument(
+        "--seed", type=int, default=0, help="random seed: the same seed, the same weights (0)"
+    )
     tiny.set_defaults(handler=run_make_tiny)
+
+
+def _catalog_names() -> list[str]:
+    from reelforge.engines.catalog import CATALOG
+
+    return list(CATALOG)
+
+
+def _tiny_arch_names() -> list[str]:
+    from reelforge.engines.tiny import TINY_ARCHS
+
+    return list(TINY_ARCHS)
 
 
 def run_models_list(args: argparse.Namespace) -> int:
     """Run `reelforge models list`: the catalog and the registry, as seen on this machine."""
+    from reelforge.engines.catalog import CATALOG, local_checkpoint
     from reelforge.engines.pull import hub_download_bytes
+    from reelforge.engines.registry import Registry, RegistryError
     from reelforge.settings import Settings
 
     settings = Settings()
@@ -169,6 +289,7 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 def run_models_pull(args: argparse.Namespace) -> int:
     """Run `reelforge models pull MODEL`."""
+    from reelforge.engines.catalog import CATALOG, local_checkpoint
     from reelforge.engines.pull import HubUnreachable, PullError, pull
 
     model = CATALOG[args.name]
@@ -201,6 +322,7 @@ def run_models_pull(args: argparse.Namespace) -> int:
 
 def run_models_rm(args: argparse.Namespace) -> int:
     """Run `reelforge models rm MODEL`: delete what `models pull` wrote for it."""
+    from reelforge.engines.catalog import CATALOG, local_checkpoint, pull_folder
     from reelforge.engines.pull import remove_pulled
 
     model = CATALOG.get(args.name)
@@ -249,6 +371,8 @@ def run_models_served(args: argparse.Namespace) -> int:
 
 def run_make_tiny(args: argparse.Namespace) -> int:
     """Run `reelforge models make-tiny`; returns the exit code."""
+    from reelforge.engines.tiny import TINY_ARCHS, build_tiny
+
     directory: Path = args.directory
     if directory.exists() and any(directory.iterdir()):
         print(f"reelforge: {directory} is not empty; choose a new folder", file=sys.stderr)
@@ -266,6 +390,8 @@ def run_make_tiny(args: argparse.Namespace) -> int:
 
 
 def _size(folder: Path) -> str:
+    from reelforge.engines.catalog import size_on_disk
+
     return _bytes(size_on_disk(folder))
 
 

@@ -1,8 +1,7 @@
 """`reelforge serve` and `reelforge worker`: settings from the environment, then from flags.
 
     reelforge serve --port 9000 --model klingai/v2-master-text-to-video=testsrc
-    reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge \\
-        --storage-url s3://videos
+    reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge
 
 Every flag overrides one `REELFORGE_*` variable of `reelforge.settings.Settings`; `--model`
 adds to `REELFORGE_MODELS` rather than replacing it. The server and worker modules are
@@ -21,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reelforge.cli import common
+from reelforge.cli import common, parsing
 from reelforge.errors import ConfigurationError
 from reelforge.settings import Settings
 
@@ -43,42 +42,101 @@ _SETTING_FLAGS = (
 )
 
 
+_SERVE_DESCRIPTION = """
+    Run the API server on --host:--port, with --workers worker processes beside it that
+    claim jobs from the database and render them. Runs until Ctrl-C (or SIGTERM), then stops
+    its workers. At start-up it logs where its data lives (data dir, database, storage), the
+    device and the URL it listens on.
+
+    Every setting is a REELFORGE_* variable (listed below, generated from
+    reelforge.settings.Settings); a flag overrides its variable, and --model adds to
+    REELFORGE_MODELS rather than replacing it. Without REELFORGE_API_KEYS only clients on
+    this machine (loopback) are served.
+"""
+
+_WORKER_DESCRIPTION = """
+    Run one worker process that claims jobs from the shared job database, renders them and
+    writes the artifacts to the shared storage: the way to scale out, one per GPU host,
+    next to API-only servers (REELFORGE_WORKERS=0 reelforge serve). It reads the same
+    REELFORGE_* settings as serve (the API's own, such as the host and the keys, go
+    unused); a flag overrides its variable. Runs until Ctrl-C or SIGTERM.
+"""
+
+# Read by the process beside Settings: the log level, and huggingface_hub's own variables
+# for finding catalog models in the Hugging Face cache.
+_PROCESS_ENVIRONMENT = (
+    ("REELFORGE_LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR [default: INFO]"),
+    ("HF_HOME, HF_HUB_CACHE", "Where catalog models are also looked for (the Hugging Face "
+     "cache; `hf download REPO` puts them there) [default: ~/.cache/huggingface]"),
+)  # fmt: skip
+
+
+def _environment() -> list[tuple[str, str]]:
+    return [*parsing.settings_environment(Settings), *_PROCESS_ENVIRONMENT]
+
+
 def add_commands(commands: Any) -> None:
     """Register `serve` and `worker` on the top-level subcommand parser."""
-    serve = commands.add_parser(
+    serve = parsing.add_command(
+        commands,
         "serve",
-        help="run the API server and its worker processes",
-        description="Run the API server, starting --workers worker processes beside it.",
+        summary="run the API server and its worker processes",
+        description=_SERVE_DESCRIPTION,
+        examples=[
+            "reelforge serve                                   # http://127.0.0.1:8000",
+            "REELFORGE_API_KEYS=key1,key2 reelforge serve --host 0.0.0.0",
+            "reelforge serve --port 9000 --model klingai/v2-master-text-to-video=wan2.1-t2v-1.3b",
+            "reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-ti2v",
+            "REELFORGE_WORKERS=0 reelforge serve --database-url "
+            "postgresql+psycopg://reelforge@db/reelforge",
+        ],
+        environment=_environment(),
     )
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument("--host", help=parsing.setting_help(Settings, "host"))
+    serve.add_argument("--port", type=int, help=parsing.setting_help(Settings, "port"))
     serve.add_argument(
-        "--workers", type=_non_negative_int, metavar="N", help="worker processes (default 1)"
+        "--workers",
+        type=_non_negative_int,
+        metavar="N",
+        help=parsing.setting_help(Settings, "workers"),
     )
     serve.add_argument(
-        "--public-base-url", metavar="URL", help="URL clients reach this server at (proxies)"
+        "--public-base-url", metavar="URL", help=parsing.setting_help(Settings, "public_base_url")
     )
     _add_shared_flags(serve)
     serve.set_defaults(handler=run_serve)
 
-    worker = commands.add_parser(
+    worker = parsing.add_command(
+        commands,
         "worker",
-        help="run one standalone worker (scale-out: one per GPU)",
-        description="Run one worker that claims jobs from the shared database.",
+        summary="run one standalone worker (scale-out: one per GPU)",
+        description=_WORKER_DESCRIPTION,
+        examples=[
+            "reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge \\",
+            "    --storage-url file:///shared/reelforge-artifacts --device cuda",
+        ],
+        environment=_environment(),
     )
     _add_shared_flags(worker)
     worker.set_defaults(handler=run_worker)
 
 
 def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="default ./.reelforge")
     parser.add_argument(
-        "--database-url", metavar="URL", help="job database (default SQLite in the data dir)"
+        "--data-dir", type=Path, metavar="DIR", help=parsing.setting_help(Settings, "data_dir")
     )
     parser.add_argument(
-        "--storage-url", metavar="URL", help="artifact store (default the data dir)"
+        "--database-url", metavar="URL", help=parsing.setting_help(Settings, "database_url")
     )
-    parser.add_argument("--models-file", type=Path, metavar="TOML", help="model registry file")
+    parser.add_argument(
+        "--storage-url", metavar="URL", help=parsing.setting_help(Settings, "storage_url")
+    )
+    parser.add_argument(
+        "--models-file",
+        type=Path,
+        metavar="TOML",
+        help=parsing.setting_help(Settings, "models_file"),
+    )
     parser.add_argument(
         "--model",
         dest="extra_models",
@@ -86,10 +144,11 @@ def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
         type=_model_entry,
         default=[],
         metavar="ID=ENGINE[:CHECKPOINT]",
-        help="serve a model with an engine (repeatable), e.g. "
-        "klingai/v2-master-text-to-video=testsrc",
+        help="serve a model id with an engine, a catalog name or a checkpoint folder "
+        "(repeatable; adds to $REELFORGE_MODELS), e.g. "
+        "klingai/v2-master-text-to-video=wan2.1-t2v-1.3b",
     )
-    parser.add_argument("--device", help="torch device: auto, cpu, cuda (default auto)")
+    parser.add_argument("--device", help=parsing.setting_help(Settings, "device"))
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -7,8 +7,12 @@ get fake server / worker modules injected into `sys.modules`, since they import 
 
 from __future__ import annotations
 
+import argparse
 import base64
+import dataclasses
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +22,7 @@ import httpx
 import pytest
 
 from reelforge.cli import common
-from reelforge.cli.main import main
+from reelforge.cli.main import build_parser, main
 from reelforge.client import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, ReelforgeClient
 from reelforge.settings import Settings
 
@@ -311,3 +315,194 @@ def test_make_tiny_refuses_a_folder_that_is_not_empty(
 def test_make_tiny_names_the_architectures_it_knows(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "make-tiny", "sora-2", "out"]) == 2
     assert "wan2.2-ti2v" in capsys.readouterr().err
+
+
+# --- help, usage errors and exit codes ------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def all_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command and action parser by its prog ('reelforge models pull', ...)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def visit(parser: argparse.ArgumentParser) -> None:
+        found[parser.prog] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in dict.fromkeys(action.choices.values()):
+                    visit(child)
+
+    visit(build_parser())
+    return found
+
+
+@pytest.fixture
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+
+
+def test_building_the_parser_imports_no_torch_numpy_uvicorn_or_pil() -> None:
+    # A fresh interpreter: this one has long imported them all.
+    heavy = ("torch", "numpy", "uvicorn", "PIL")
+    code = (
+        "import sys; from reelforge.cli.main import build_parser; build_parser(); "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_help_shows_its_purpose_examples_and_environment(wide_terminal: None) -> None:
+    parsers = all_parsers()
+    assert len(parsers) == 14  # reelforge, 6 commands, 5 models actions, 2 micro actions
+    for prog, parser in parsers.items():
+        text = parser.format_help()
+        assert parser.description, prog
+        assert "\nexamples:\n  reelforge " in text, prog
+        assert "\nenvironment:\n  " in text, prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                # Each command or action is listed with what it does.
+                assert all(choice.help for choice in action._choices_actions), prog
+                continue
+            assert action.help, f"{prog} {action.option_strings or action.dest} has no help"
+
+
+def test_help_keeps_descriptions_and_examples_as_written(wide_terminal: None) -> None:
+    parsers = all_parsers()
+    cancel_help = parsers["reelforge cancel"].format_help()
+    # Lines as written, not reflowed into one paragraph.
+    assert "\nCancel a generation on a running server. A queued generation ends at once; a\n" in (
+        cancel_help
+    )
+    assert "\n  reelforge cancel 3f6c2a9e-...\n" in cancel_help
+    micro_help = parsers["reelforge micro"].format_help()
+    assert (
+        "\n  reelforge micro train --out my-micro.safetensors      # about 26 min on 2 CPU cores\n"
+        in micro_help
+    )
+    # Sub-actions are listed with what they do.
+    models_help = parsers["reelforge models"].format_help()
+    assert "download a catalog model (resumable, verified)" in models_help
+
+
+@pytest.mark.parametrize("command", ["reelforge serve", "reelforge worker"])
+def test_serve_and_worker_help_name_every_setting_variable(
+    command: str, wide_terminal: None
+) -> None:
+    text = all_parsers()[command].format_help()
+    for name, field in Settings.model_fields.items():
+        variable = f"REELFORGE_{name.upper()}"
+        assert f"\n  {variable} " in text or f"\n  {variable}\n" in text, variable
+        assert field.description is not None
+        first_words = " ".join(field.description.split()[:3])
+        assert first_words in " ".join(text.split()), variable
+
+
+def test_a_settings_flag_names_its_variable_and_default(wide_terminal: None) -> None:
+    text = " ".join(all_parsers()["reelforge serve"].format_help().split())
+    assert "Port the API server binds. [$REELFORGE_PORT; default: 8000]" in text
+
+
+@pytest.mark.parametrize("command", ["generate", "cancel", "models served"])
+def test_client_commands_name_their_variables(command: str, wide_terminal: None) -> None:
+    text = all_parsers()[f"reelforge {command}"].format_help()
+    assert "\n  REELFORGE_BASE_URL " in text
+    assert "\n  REELFORGE_API_KEY " in text
+
+
+def test_main_help_and_readme_list_every_exit_code(
+    wide_terminal: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    readme = (REPO_ROOT / "README.md").read_text()
+    codes = [code for code, _ in common.EXIT_CODES]
+    assert codes == [0, 1, 2, 3, 4, 130]
+    for code, meaning in common.EXIT_CODES:
+        assert f"\n  {code:<3}  {meaning}" in help_text, code
+        assert f"| {code} |" in readme, code
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "suggestion"),
+    [
+        (["generate", "a fox", "--durration", "5"], "reelforge generate", "--duration"),
+        (["cancel", "gen_7", "--base_url", "http://x"], "reelforge cancel", "--base-url"),
+        (["models", "make-tiny", "wan2.1-t2v", "out", "--sed", "1"],
+         "reelforge models make-tiny", "--seed"),
+        (["serve", "--prot=9000"], "reelforge serve", "--port"),
+    ],
+)  # fmt: skip
+def test_an_unknown_flag_gets_its_commands_usage_and_a_suggestion(
+    argv: list[str], usage: str, suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {usage} ")
+    assert f"did you mean {suggestion}?" in err
+
+
+def test_a_mistyped_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "lst"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: reelforge models ")
+    assert "did you mean 'list'?" in err
+
+
+@pytest.mark.parametrize(
+    "command", [["generate", "a fox"], ["cancel", "gen_7"], ["models", "served"]]
+)
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost:8000"])
+def test_a_base_url_without_a_scheme_is_a_usage_error_that_shows_the_fix(
+    command: list[str], url: str, fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--base-url", url]) == 2
+    err = capsys.readouterr().err
+    assert f"write http://{url}" in err
+    assert fake_server.requests == []  # nothing was sent
+
+
+def test_a_base_url_without_a_scheme_from_the_environment_is_a_usage_error_too(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REELFORGE_BASE_URL", "gpu-box:8000")
+    assert main(["cancel", "gen_7"]) == 2
+    err = capsys.readouterr().err
+    assert "REELFORGE_BASE_URL=gpu-box:8000 has no scheme; write http://gpu-box:8000" in err
+
+
+def test_a_base_url_from_the_environment_reaches_the_client(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REELFORGE_BASE_URL", "https://gpu-box:8443")
+    assert main(["models", "served"]) == 0
+    (request,) = fake_server.requests
+    assert str(request.url) == "https://gpu-box:8443/v1/models"
+
+
+def test_ctrl_c_in_a_local_command_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class TrainConfig:
+        seed: int = 0
+        threads: int = 0
+        steps: int = 4000
+        save_every: int = 500
+        batch_size: int = 32
+
+    def train(out: Path, config: TrainConfig) -> Path:
+        raise KeyboardInterrupt
+
+    inject_module(monkeypatch, "reelforge.micro.train", TrainConfig=TrainConfig, train=train)
+    try:
+        code = main(["micro", "train", "--out", "unused.safetensors"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main() as a traceback")
+    assert code == 130
+    assert "interrupted" in capsys.readouterr().err
