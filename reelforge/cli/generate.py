@@ -1,10 +1,11 @@
 """`reelforge generate`: submit one video, show its progress, save the mp4 (and GIF preview).
 
-    reelforge generate "a paper boat on a rainy street" --duration 5 -o boat.mp4 --preview
-    reelforge generate "the boat sails away" --image boat.png   # image-to-video
+    reelforge generate "a crimson ball drifting to the left" --duration 5 -o ball.mp4 --preview
+    reelforge generate "the square slides to the right" --image square.png   # image-to-video
 
 Saved paths go to stdout, one per line, so scripts can pick them up; everything else (the
-generation id, the progress bar, errors) goes to stderr.
+generation id, the progress bar, the engine's warnings about the result, errors) goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from reelforge.cli import common, parsing
 from reelforge.client import Generation, ReelforgeClient, default_model, image_to_data_uri
 from reelforge.spec import CAMERA_PRESETS, AspectRatio
 
-__all__ = ["ProgressBar", "add_command", "image_url_for", "run_generate"]
+__all__ = ["ProgressBar", "add_command", "image_url_for", "print_warnings", "run_generate"]
 
 
 def add_command(commands: Any) -> None:
@@ -109,6 +110,7 @@ def _generate(args: argparse.Namespace) -> int:
     image_url = image_url_for(args.image) if args.image else None
     with common.make_client(args.base_url, args.api_key) as client:
         generation = _create_and_wait(client, args, image_url)
+        print_warnings(generation)
         saved = _save(client, generation, args.output, preview=args.preview)
     for path in saved:
         print(path)
@@ -125,6 +127,16 @@ def image_url_for(value: str) -> str:
             f"--image {value}: no such file (give a local image file or an http(s) URL)"
         )
     return image_to_data_uri(path)
+
+
+def print_warnings(generation: Generation) -> None:
+    """Print each of the engine's `meta.warnings` (e.g. that the prompt is outside what the
+    model knows) to stderr, one line each."""
+    warnings = generation.meta.get("warnings") or []
+    if isinstance(warnings, str):
+        warnings = [warnings]
+    for warning in warnings:
+        print(f"reelforge: warning: {warning}", file=sys.stderr)
 
 
 def _create_and_wait(

@@ -114,6 +114,28 @@ def test_generate_saves_the_video_and_preview_and_prints_their_paths(
     assert fake_server.created_body() == {"model": DEFAULT_TEXT_MODEL, "prompt": "a red fox"}
 
 
+def test_generate_prints_the_engines_warnings_to_stderr(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warned = {**COMPLETED, "meta": {"warnings": ["the prompt is far from the model's world"]}}
+    fake_server.states = [warned]
+    output = tmp_path / "fox.mp4"
+
+    assert main(["generate", "a red fox", "-o", str(output), *FAST]) == 0
+
+    captured = capsys.readouterr()
+    assert "reelforge: warning: the prompt is far from the model's world\n" in captured.err
+    assert captured.out.splitlines() == [str(output)]  # stdout stays the saved paths
+
+
+def test_generate_prints_no_warning_when_the_engine_gave_none(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [{**COMPLETED, "meta": {"legs": 1}}]
+    assert main(["generate", "a red circle", "-o", str(tmp_path / "c.mp4"), *FAST]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_generate_names_the_file_after_the_generation_by_default(
     fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
