@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
     configure_logging()
-    log_where(settings)
     registry = load_registry(settings)
     if settings.workers > 0:  # an API-only replica needs no weights
         check_weights_present(registry)
@@ -34,6 +33,8 @@ def serve(settings: Settings) -> int:
         max_attempts=settings.max_attempts,
         **settings.database_options(api=True),
     )
+    # After the checks above: a server that cannot start says only why, in one line.
+    log_where(settings)
     ctx = build_context(settings, store, storage, registry)
     if ctx.auth.open_to_loopback_only:
         log.warning("no API keys configured (REELFORGE_API_KEYS): serving loopback clients only")
