@@ -48,15 +48,23 @@ __all__ = [
 
 
 class ReelforgeError(Exception):
-    """Base of every error reelforge raises deliberately."""
+    """Base of every error reelforge raises deliberately.
 
-    def __init__(self, message: str) -> None:
+    `code` is the machine-readable name each dialect's error body can carry (OpenAI's
+    `error.code`, Kling's `code`); `field`, where one request field or header is at fault.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class ClientError(ReelforgeError):
     status_code = 400
+    code = "invalid_request"
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,14 @@ class FieldError:
 
 class InvalidRequest(ClientError):
     status_code = 400
+    code = "invalid_request"
 
     def __init__(self, errors: list[FieldError] | FieldError) -> None:
         self.errors = [errors] if isinstance(errors, FieldError) else list(errors)
-        super().__init__("; ".join(str(e) for e in self.errors))
+        super().__init__(
+            "; ".join(str(e) for e in self.errors),
+            field=self.errors[0].field if self.errors else None,
+        )
 
     @property
     def fields(self) -> list[str]:
@@ -84,36 +96,44 @@ class InvalidRequest(ClientError):
 
 class Unauthorized(ClientError):
     status_code = 401
+    code = "unauthorized"
 
 
 class Forbidden(ClientError):
     status_code = 403
+    code = "forbidden"
 
 
 class NotFound(ClientError):
     status_code = 404
+    code = "not_found"
 
 
 class Conflict(ClientError):
     status_code = 409
+    code = "conflict"
 
 
 class PayloadTooLarge(ClientError):
     status_code = 413
+    code = "payload_too_large"
 
 
 class UnsupportedMediaType(ClientError):
     status_code = 415
+    code = "unsupported_media_type"
 
 
 class ServerError(ReelforgeError):
     status_code = 500
+    code = "server_error"
 
 
 class ServiceUnavailable(ServerError):
     """Recoverable: the same request may succeed later; answered with `Retry-After`."""
 
     status_code = 503
+    code = "unavailable"
 
     def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
         super().__init__(message)
@@ -128,6 +148,7 @@ class InsufficientStorage(ServerError):
     """The database or the artifact store has no room left; an operator must free some."""
 
     status_code = 507
+    code = "insufficient_storage"
 
 
 class ConfigurationError(ReelforgeError):

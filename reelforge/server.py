@@ -43,7 +43,7 @@ def serve(settings: Settings) -> int:
 
     supervisor = WorkerSupervisor(settings)
     store.on_enqueue = supervisor.wake.set
-    ctx.worker_problems = supervisor.problems
+    ctx.generations.worker_problems = supervisor.problems
     # uvicorn shuts down on SIGTERM and then re-raises the signal; with the default action that
     # would end this process before `finally` stops the workers, leaving them orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -168,6 +168,20 @@ class Settings(BaseSettings):
         default="",
         description="Secret for signing artifact URLs; empty means one kept in data_dir.",
     )
+    retention_hours: float = Field(
+        default=168,
+        ge=0,
+        description="How long a generation and its files are kept after it was created; "
+        "a sweeper removes older ones. 0 keeps them until deleted.",
+    )
+    sweep_interval_s: float = Field(
+        default=60, gt=0, description="How often the retention sweeper runs in `serve`."
+    )
+    webhook_secret: str = Field(
+        default="",
+        description="Signing secret for webhooks, `whsec_` and base64 (Standard Webhooks); "
+        "empty means one kept in data_dir.",
+    )
 
     @field_validator("data_dir", "models_dir")
     @classmethod
@@ -204,6 +218,11 @@ class Settings(BaseSettings):
         """Every network client-named URLs may reach beyond the public internet."""
         opened = ["loopback", "private"] if self.allow_private_urls else []
         return [*opened, *self.outbound_allow_networks]
+
+    @property
+    def retention_s(self) -> float | None:
+        """Seconds a generation is kept, or None to keep it until deleted."""
+        return self.retention_hours * 3600 if self.retention_hours > 0 else None
 
     @property
     def heartbeat_interval_s(self) -> float:

@@ -21,6 +21,7 @@ from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore, translate_db_error
 from reelforge.net import OutboundPolicy
+from reelforge.service import Generations
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 
@@ -32,6 +33,37 @@ log = logging.getLogger(__name__)
 def build_context(
     settings: Settings, store: JobStore, storage: Storage, registry: Registry
 ) -> ApiContext:
+    # One guard for every URL a client names: input images and webhooks.
+    outbound = OutboundPolicy(
+        settings.outbound_networks,
+        setting="REELFORGE_ALLOW_PRIVATE_URLS (or REELFORGE_OUTBOUND_ALLOW_NETWORKS)",
+    )
+    images = ImageIntake(
+        ImagePolicy(
+            max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+            timeout_s=settings.image_fetch_timeout_s,
+            outbound=outbound,
+            fetch_concurrency=settings.image_fetch_concurrency,
+            decode_budget_pixels=settings.image_decode_budget_pixels,
+        )
+    )
+    db = DatabaseGate(
+        settings.database_timeout_s, settings.api_database_threads, translate_db_error
+    )
+    generations = Generations(
+        store=store,
+        storage=storage,
+        db=db,
+        images=images,
+        outbound=outbound,
+        retention_s=settings.retention_s,
+        lease_seconds=settings.lease_seconds,
+        # How long a create may take before a retry with its idempotency key takes over:
+        # the image fetch, its staging and the insert, each under its own deadline.
+        in_flight_limit_s=settings.image_fetch_timeout_s + 2 * settings.database_timeout_s + 30,
+        worker_problems=list,
+    )
     return ApiContext(
         settings=settings,
         store=store,
@@ -42,22 +74,9 @@ def build_context(
             load_or_create_secret(settings.url_signing_secret, settings.data_dir),
             settings.file_url_ttl_s,
         ),
-        images=ImageIntake(
-            ImagePolicy(
-                max_bytes=settings.image_max_bytes,
-                max_pixels=settings.image_max_pixels,
-                timeout_s=settings.image_fetch_timeout_s,
-                outbound=OutboundPolicy(
-                    settings.outbound_networks,
-                    setting="REELFORGE_ALLOW_PRIVATE_URLS (or REELFORGE_OUTBOUND_ALLOW_NETWORKS)",
-                ),
-                fetch_concurrency=settings.image_fetch_concurrency,
-                decode_budget_pixels=settings.image_decode_budget_pixels,
-            )
-        ),
-        db=DatabaseGate(
-            settings.database_timeout_s, settings.api_database_threads, translate_db_error
-        ),
+        images=images,
+        db=db,
+        generations=generations,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from reelforge.api.auth import Authenticator
@@ -11,14 +10,11 @@ from reelforge.api.files import FileSigner
 from reelforge.api.images import ImageIntake
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore
+from reelforge.service import Generations
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 
 __all__ = ["ApiContext"]
-
-
-def _no_problems() -> list[str]:
-    return []
 
 
 @dataclass
@@ -31,8 +27,7 @@ class ApiContext:
     signer: FileSigner
     images: ImageIntake
     db: DatabaseGate
-    worker_problems: Callable[[], list[str]] = _no_problems
-    """Why this server's own worker processes gave up (a model that cannot load)."""
+    generations: Generations
 
     def base_url(self, request_base_url: str) -> str:
         """Where clients reach this server: the configured public URL, else the request's."""

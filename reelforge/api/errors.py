@@ -60,6 +60,8 @@ async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
     extra = None
     if isinstance(exc, InvalidRequest):
         extra = {"errors": [{"field": e.field, "message": e.problem} for e in exc.errors]}
+    elif exc.field is not None:
+        extra = {"errors": [{"field": exc.field, "message": exc.message}]}
     headers = None
     if isinstance(exc, ServiceUnavailable):
         headers = {"Retry-After": str(exc.retry_after_s)}

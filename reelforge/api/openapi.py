@@ -27,6 +27,8 @@ from pydantic.json_schema import SkipJsonSchema
 __all__ = [
     "ErrorBody",
     "Generation",
+    "GenerationDeleted",
+    "GenerationList",
     "Health",
     "HealthDatabaseDown",
     "ModelList",
@@ -147,6 +149,15 @@ class GenerationMeta(BaseModel):
     attempts: int
 
 
+class GenerationTimings(_Strict):
+    """Seconds per stage, each once known."""
+
+    queued_s: float | SkipJsonSchema[None] = _optional(description="In the queue.")
+    engine_s: float | SkipJsonSchema[None] = _optional(description="Rendering frames.")
+    encode_s: float | SkipJsonSchema[None] = _optional(description="Encoding the files.")
+    store_s: float | SkipJsonSchema[None] = _optional(description="Storing them.")
+
+
 class Generation(_Strict):
     """The AI/ML API generation object, with reelforge's additions (the hosted API's clients
     ignore fields they do not know)."""
@@ -167,6 +178,20 @@ class Generation(_Strict):
     started_at: datetime | None
     completed_at: datetime | None
     meta: GenerationMeta
+    timings: GenerationTimings
+
+
+class GenerationList(_Strict):
+    """A page of the caller's generations, newest first."""
+
+    data: list[Generation]
+    has_more: bool = Field(description="Whether another page follows (pass `after=last_id`).")
+    last_id: str | None = Field(description="The last generation's id on this page.")
+
+
+class GenerationDeleted(_Strict):
+    id: str
+    deleted: Literal[True]
 
 
 # --- service routes (system.py) ---------------------------------------------------------

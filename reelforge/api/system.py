@@ -38,7 +38,7 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         except DatabaseUnavailable as exc:
             down = {"status": "database_unavailable", "message": exc.message}
             return JSONResponse(down, status_code=503, headers={"Retry-After": "5"})
-        problems = ctx.worker_problems()
+        problems = ctx.generations.worker_problems()
         body: dict[str, Any] = {
             "status": "ok" if live else "failed" if problems else "starting",
             "workers": len(live),

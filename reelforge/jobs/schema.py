@@ -1,14 +1,20 @@
-"""The database schema (SQLAlchemy Core) and its migrations: one code path, SQLite and PostgreSQL.
+"""The database schema (SQLAlchemy Core) and its migrations (alembic): one code path, SQLite
+and PostgreSQL.
 
-The tables below are always the current schema. A fresh database is created from them and
-stamped with every version; a database from an older release runs only the steps in
-`MIGRATIONS` it lacks, each recorded in `schema_migrations`.
+The tables below are always the current schema, the one the queries use. The history lives in
+`reelforge/jobs/migrations/versions/`, one alembic revision per change: a fresh database runs
+them all, an older one only those it lacks. A change to a table here needs a new revision
+there (`tests/integration/test_job_store.py` compares the two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Boolean,
     Column,
@@ -21,17 +27,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     text,
 )
 
 __all__ = [
-    "BASELINE_VERSION",
     "JOB_ID_MAX_CHARS",
-    "MIGRATIONS",
+    "idempotency_keys",
+    "job_events",
     "jobs",
     "metadata",
     "migrate",
-    "schema_migrations",
+    "webhook_attempts",
+    "webhook_deliveries",
     "workers",
 ]
 
@@ -65,8 +73,18 @@ jobs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("updated_at", Float, nullable=False),
+    # Which dialect created the job: webhooks and event streams render it in that format.
+    Column("dialect", String(32), nullable=False, server_default="aimlapi"),
+    # The creator's webhook subscription: its URL and the events it wants (a JSON list).
+    Column("webhook_url", Text),
+    Column("webhook_events", Text),
+    # When the retention sweeper removes the job and its files; None: kept until deleted.
+    Column("expires_at", Float),
     # The claim scans queued jobs in priority then age order.
     Index("ix_jobs_claim", "status", "priority", "seq"),
+    # A tenant's list, newest first.
+    Index("ix_jobs_tenant_seq", "tenant", "seq"),
+    Index("ix_jobs_expires_at", "expires_at"),
 )
 
 workers = Table(
@@ -80,43 +98,102 @@ workers = Table(
     Column("seen_at", Float, nullable=False),
 )
 
-schema_migrations = Table(
-    "schema_migrations",
+job_events = Table(
+    "job_events",
     metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("name", String(200), nullable=False),
+    # The outbox: one row per transition, written in the transition's own transaction.
+    # Consumers (webhooks, event streams, metrics) read it; nothing else hooks into the store.
+    # No foreign key: a `deleted` event outlives its job's row.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(JOB_ID_MAX_CHARS), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("data", Text),
+    Column("created_at", Float, nullable=False),
+    Index("ix_job_events_job", "job_id", "seq"),
 )
 
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # One create per (tenant, Idempotency-Key) for 24 h; `job_id` is reserved before the
+    # job's input is staged, so a retry that arrives meanwhile finds the first attempt.
+    Column("tenant", String(128), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("job_id", String(JOB_ID_MAX_CHARS), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_idempotency_keys_expires_at", "expires_at"),
+)
 
-BASELINE_VERSION = 1
-"""A fresh database gets the current tables in one step and is stamped with every version."""
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # One message per (job event, subscription); `id` is its `webhook-id`, the same on every
+    # retry. Written with the event; the dispatcher sends them, oldest first per job.
+    Column("id", String(64), primary_key=True),
+    Column("job_id", String(JOB_ID_MAX_CHARS), nullable=False),
+    Column("event_seq", Integer, nullable=False),
+    Column("event_type", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    # The signed body, fixed at the first attempt so that every retry sends the same bytes.
+    Column("body", Text),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_job", "job_id", "event_seq"),
+)
 
-MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = []
-"""Steps that bring a database made by an older release up to date, versions 2, 3, ...:
-append ALTER-style functions here when a table above changes; never edit an old step."""
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(64), nullable=False),
+    Column("job_id", String(JOB_ID_MAX_CHARS), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_s", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_webhook_attempts_job", "job_id", "seq"),
+)
+
+_FIRST_RELEASE_REVISION = "0001"
 
 
 def migrate(engine: Engine) -> int:
-    """Create or update the schema; return how many versions were applied. Safe to race."""
+    """Create or update the schema; return how many revisions were applied. Safe to race."""
     # SQLite: take the write lock before reading the version table (see jobs.db).
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
         if engine.dialect.name == "postgresql":
             # One migrator at a time across every process sharing this database.
             conn.execute(text("SELECT pg_advisory_xact_lock(724201)"))
-        schema_migrations.create(conn, checkfirst=True)
-        done = {row.version for row in conn.execute(schema_migrations.select())}
-        if not done:
-            metadata.create_all(conn)
-            stamped = [{"version": BASELINE_VERSION, "name": "baseline"}] + [
-                {"version": v, "name": name}
-                for v, (name, _) in enumerate(MIGRATIONS, start=BASELINE_VERSION + 1)
-            ]
-            conn.execute(schema_migrations.insert(), stamped)
-            return len(stamped)
-        applied = 0
-        for version, (name, step) in enumerate(MIGRATIONS, start=BASELINE_VERSION + 1):
-            if version not in done:
-                step(conn)
-                conn.execute(schema_migrations.insert().values(version=version, name=name))
-                applied += 1
-        return applied
+        config = Config()
+        config.set_main_option("script_location", "reelforge.jobs:migrations")
+        config.attributes["connection"] = conn
+        _adopt_first_release(conn, config)
+        script = ScriptDirectory.from_config(config)
+        current = MigrationContext.configure(conn).get_current_revision()
+        pending = list(script.iterate_revisions("head", current))
+        if pending:
+            # Alembic reports each step at INFO; a server's start-up log stays quiet.
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            command.upgrade(config, "head")
+        return len(pending)
+
+
+def _adopt_first_release(conn: Connection, config: Config) -> None:
+    """A database made by the first release has its own version table and no alembic one:
+    record it as revision 0001 so that only the later revisions run."""
+    tables = set(inspect(conn).get_table_names())
+    if "schema_migrations" in tables and "alembic_version" not in tables:
+        command.stamp(config, _FIRST_RELEASE_REVISION)

@@ -3,26 +3,48 @@
 Workers claim jobs atomically and get a random lease token; every later write of theirs
 (heartbeat, progress, result, failure) carries that token in its WHERE clause, so a worker
 whose lease expired and whose job was handed to another cannot overwrite the new run.
+
+Every transition also writes its event (`jobs.events`) in the same transaction, and the
+webhook deliveries the job's subscription asks for: the outbox its consumers read.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, case, func, or_, select
+from sqlalchemy import Connection, Engine, Row, RowMapping, and_, case, delete, func, or_, select
 
 from reelforge.jobs.db import db_now
-from reelforge.jobs.schema import JOB_ID_MAX_CHARS, jobs, workers
+from reelforge.jobs.events import PROGRESS_EVENT_STEP, EventType, JobEvent, webhook_event
+from reelforge.jobs.result import JobResult
+from reelforge.jobs.schema import (
+    JOB_ID_MAX_CHARS,
+    idempotency_keys,
+    job_events,
+    jobs,
+    webhook_attempts,
+    webhook_deliveries,
+    workers,
+)
 from reelforge.jobs.states import JobStatus
 from reelforge.spec import GenerationSpec
 
-__all__ = ["Job", "JobStore", "Lease", "LeaseCheck", "WorkerInfo"]
+__all__ = ["Job", "JobPage", "JobStore", "Lease", "LeaseCheck", "WebhookSubscription", "WorkerInfo"]
+
+
+@dataclass(frozen=True)
+class WebhookSubscription:
+    """Where a job's events are sent, and which of them (webhook names, `jobs.events`)."""
+
+    url: str
+    events: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -42,12 +64,19 @@ class Job:
     cancel_requested: bool
     error_name: str | None
     error_message: str | None
-    result: dict[str, Any] | None
+    result: JobResult | None
     worker_id: str | None
     created_at: float
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    dialect: str = "aimlapi"
+    webhook: WebhookSubscription | None = None
+    expires_at: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.is_terminal
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Job:
@@ -66,13 +95,30 @@ class Job:
             cancel_requested=bool(m["cancel_requested"]),
             error_name=m["error_name"],
             error_message=m["error_message"],
-            result=json.loads(m["result"]) if m["result"] else None,
+            result=JobResult.model_validate_json(m["result"]) if m["result"] else None,
             worker_id=m["worker_id"],
             created_at=m["created_at"],
             started_at=m["started_at"],
             finished_at=m["finished_at"],
             updated_at=m["updated_at"],
+            dialect=m["dialect"],
+            webhook=_subscription(m),
+            expires_at=m["expires_at"],
         )
+
+
+def _subscription(m: RowMapping) -> WebhookSubscription | None:
+    if not m["webhook_url"]:
+        return None
+    return WebhookSubscription(m["webhook_url"], tuple(json.loads(m["webhook_events"] or "[]")))
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a tenant's jobs, newest first."""
+
+    jobs: list[Job]
+    has_more: bool
 
 
 @dataclass(frozen=True)
@@ -134,8 +180,12 @@ class JobStore:
         tenant: str = "",
         priority: int = 0,
         job_id: str | None = None,
+        dialect: str = "aimlapi",
+        webhook: WebhookSubscription | None = None,
+        keep_for_s: float | None = None,
     ) -> Job:
-        """Insert a queued job and wake the workers."""
+        """Insert a queued job (and its `created` event) and wake the workers. `keep_for_s`:
+        how long the retention sweeper keeps it after creation (None: until deleted)."""
         job_id = job_id or new_job_id()
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -150,9 +200,14 @@ class JobStore:
                     max_attempts=self.max_attempts,
                     created_at=self._now,
                     updated_at=self._now,
+                    dialect=dialect,
+                    webhook_url=webhook.url if webhook else None,
+                    webhook_events=json.dumps(list(webhook.events)) if webhook else None,
+                    expires_at=None if keep_for_s is None else self._now + keep_for_s,
                 )
                 .returning(*jobs.c)
             ).one()
+            self._emit(conn, row._mapping, EventType.CREATED)
         if self.on_enqueue is not None:
             self.on_enqueue()
         return Job.from_row(row)
@@ -186,7 +241,7 @@ class JobStore:
         queued = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
         running = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
         with self.engine.begin() as conn:
-            conn.execute(
+            ended = conn.execute(
                 jobs.update()
                 .where(queued)
                 .values(
@@ -195,12 +250,88 @@ class JobStore:
                     finished_at=self._now,
                     updated_at=self._now,
                 )
-            )
+                .returning(*jobs.c)
+            ).first()
+            if ended is not None:
+                self._emit(conn, ended._mapping, EventType.CANCELED)
             conn.execute(
                 jobs.update().where(running).values(cancel_requested=True, updated_at=self._now)
             )
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         return Job.from_row(row) if row is not None else None
+
+    def events_after(self, job_id: str, after_seq: int = 0, limit: int = 100) -> list[JobEvent]:
+        """The job's events with `seq > after_seq`, oldest first."""
+        if not _could_be_id(job_id):
+            return []
+        query = (
+            select(job_events)
+            .where(job_events.c.job_id == job_id, job_events.c.seq > after_seq)
+            .order_by(job_events.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [JobEvent.from_row(row) for row in conn.execute(query)]
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        status: Sequence[JobStatus] = (),
+        model: str | None = None,
+    ) -> JobPage:
+        """The tenant's jobs, newest first; `after` is the id of the last job of the previous
+        page (an id that is not the tenant's, or no longer exists, gives an empty page)."""
+        query = select(jobs).where(jobs.c.tenant == tenant)
+        if after is not None:
+            if not _could_be_id(after):
+                return JobPage([], False)
+            cursor = (
+                select(jobs.c.seq)
+                .where(jobs.c.id == after, jobs.c.tenant == tenant)
+                .scalar_subquery()
+            )
+            query = query.where(jobs.c.seq < cursor)
+        if status:
+            query = query.where(jobs.c.status.in_([s.value for s in status]))
+        if model is not None:
+            query = query.where(jobs.c.model == model)
+        query = query.order_by(jobs.c.seq.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return JobPage([Job.from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    def delete_job(self, job_id: str) -> Job | None:
+        """Remove the job's row, its events, idempotency keys and webhook records, and write
+        its `deleted` event; returns the job as it was (its storage keys are the caller's to
+        remove), or None if there was no such job. A running job should be canceled first:
+        its worker then finds its lease gone and drops its result."""
+        if not _could_be_id(job_id):
+            return None
+        with self.engine.begin() as conn:
+            row = conn.execute(jobs.delete().where(jobs.c.id == job_id).returning(*jobs.c)).first()
+            if row is None:
+                return None
+            for table in (job_events, webhook_deliveries, webhook_attempts, idempotency_keys):
+                conn.execute(delete(table).where(table.c.job_id == job_id))
+            self._emit(conn, row._mapping, EventType.DELETED)
+        return Job.from_row(row)
+
+    def expired_jobs(self, limit: int = 100) -> list[Job]:
+        """Finished jobs whose retention ran out, oldest first (the sweeper deletes them)."""
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.expires_at < self._now,
+                jobs.c.status.in_([s.value for s in JobStatus if s.is_terminal]),
+            )
+            .order_by(jobs.c.expires_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [Job.from_row(r) for r in conn.execute(query)]
 
     def count_by_status(self) -> dict[JobStatus, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
@@ -243,6 +374,8 @@ class JobStore:
         )
         with self.engine.begin() as conn:
             row = conn.execute(claim).first()
+            if row is not None:
+                self._emit(conn, row._mapping, EventType.STARTED, {"attempt": row.attempts})
         return Lease(Job.from_row(row), token) if row is not None else None
 
     def renew_lease(self, lease: Lease, lease_seconds: float) -> bool:
@@ -267,6 +400,7 @@ class JobStore:
         """End a running job as canceled (its worker stopped on request); fenced."""
         return self._fenced_update(
             lease,
+            event=EventType.CANCELED,
             status=JobStatus.CANCELED.value,
             lease_token=None,
             lease_expires_at=None,
@@ -275,16 +409,31 @@ class JobStore:
         )
 
     def report_progress(self, lease: Lease, progress: float) -> bool:
-        """Record progress (0..1) of the running job; False if the lease was lost."""
-        return self._fenced_update(lease, progress=max(0.0, min(1.0, progress)))
+        """Record progress (0..1) of the running job, with a `progress` event each time it
+        crosses a milestone; False if the lease was lost."""
+        progress = max(0.0, min(1.0, progress))
+        fence = self._fence(lease)
+        with self.engine.begin() as conn:
+            before = conn.execute(select(jobs.c.progress).where(fence)).scalar_one_or_none()
+            if before is None:
+                return False
+            row = conn.execute(
+                jobs.update().where(fence).values(progress=progress).returning(*jobs.c)
+            ).first()
+            if row is None:
+                return False
+            if _milestone(progress) > _milestone(before):
+                self._emit(conn, row._mapping, EventType.PROGRESS)
+        return True
 
-    def complete_job(self, lease: Lease, result: dict[str, Any]) -> bool:
+    def complete_job(self, lease: Lease, result: JobResult) -> bool:
         """Mark the job succeeded with its artifacts, in one fenced update."""
         return self._fenced_update(
             lease,
+            event=EventType.SUCCEEDED,
             status=JobStatus.SUCCEEDED.value,
             progress=1.0,
-            result=json.dumps(result),
+            result=result.model_dump_json(),
             lease_token=None,
             lease_expires_at=None,
             finished_at=self._now,
@@ -300,6 +449,8 @@ class JobStore:
         status = JobStatus.QUEUED if requeue else JobStatus.FAILED
         changed = self._fenced_update(
             lease,
+            event=EventType.REQUEUED if requeue else EventType.FAILED,
+            event_data={"error": name},
             status=status.value,
             error_name=None if requeue else name,
             error_message=None if requeue else message,
@@ -348,17 +499,76 @@ class JobStore:
                     worker_id=None,
                     updated_at=self._now,
                 )
-            )
-            return result.rowcount or 0
+                .returning(*jobs.c)
+            ).all()
+            for row in result:
+                status = JobStatus(row.status)
+                event = _EXPIRY_EVENTS[status]
+                self._emit(conn, row._mapping, event, {"error": row.error_name or "worker_lost"})
+            return len(result)
 
-    def _fenced_update(self, lease: Lease, **values: Any) -> bool:
-        fence = and_(
+    def _fence(self, lease: Lease) -> Any:
+        return and_(
             jobs.c.id == lease.job_id,
             jobs.c.lease_token == lease.token,
             jobs.c.status == JobStatus.RUNNING.value,
         )
+
+    def _fenced_update(
+        self,
+        lease: Lease,
+        *,
+        event: EventType | None = None,
+        event_data: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> bool:
+        update = jobs.update().where(self._fence(lease)).values(**values)
         with self.engine.begin() as conn:
-            return bool(conn.execute(jobs.update().where(fence).values(**values)).rowcount)
+            if event is None:
+                return bool(conn.execute(update).rowcount)
+            row = conn.execute(update.returning(*jobs.c)).first()
+            if row is not None:
+                self._emit(conn, row._mapping, event, event_data)
+            return row is not None
+
+    def _emit(
+        self,
+        conn: Connection,
+        job: RowMapping,
+        event: EventType,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Write `event` for the job row `job` (as it is after the transition), and the
+        webhook delivery its subscription asks for, in the caller's transaction."""
+        seq = conn.execute(
+            job_events.insert()
+            .values(
+                job_id=job["id"],
+                tenant=job["tenant"],
+                type=event.value,
+                status=job["status"],
+                progress=job["progress"],
+                data=json.dumps(data) if data else None,
+                created_at=self._now,
+            )
+            .returning(job_events.c.seq)
+        ).scalar_one()
+        subscription = _subscription(job)
+        name = webhook_event(event)
+        if subscription is not None and name is not None and name in subscription.events:
+            conn.execute(
+                webhook_deliveries.insert().values(
+                    id=f"msg_{uuid.uuid4().hex}",
+                    job_id=job["id"],
+                    event_seq=seq,
+                    event_type=name,
+                    url=subscription.url,
+                    status="pending",
+                    next_attempt_at=self._now,
+                    created_at=self._now,
+                    updated_at=self._now,
+                )
+            )
 
     # --- worker registry (health and capacity) ----------------------------------------
 
@@ -402,6 +612,18 @@ class JobStore:
             )
             for r in rows
         ]
+
+
+_EXPIRY_EVENTS = {
+    JobStatus.QUEUED: EventType.REQUEUED,
+    JobStatus.FAILED: EventType.FAILED,
+    JobStatus.CANCELED: EventType.CANCELED,
+}
+
+
+def _milestone(progress: float) -> int:
+    # The epsilon keeps 0.15 (stored as 0.1499...) on its own milestone.
+    return math.floor(progress / PROGRESS_EVENT_STEP + 1e-9)
 
 
 def _could_be_id(job_id: str) -> bool:

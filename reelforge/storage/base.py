@@ -54,5 +54,9 @@ class Storage(ABC):
         """Remove the object if it exists."""
 
     @abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object whose key starts with `prefix` (which ends in `/`)."""
+
+    @abstractmethod
     def stat(self, key: str) -> StoredObject | None:
         """Return the object's size and location, or None if it does not exist."""

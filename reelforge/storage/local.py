@@ -80,6 +80,13 @@ class LocalStorage(Storage):
         with _as_storage_errors():
             (self.root / key).unlink(missing_ok=True)
 
+    def delete_prefix(self, prefix: str) -> None:
+        folder = self._resolved(prefix.rstrip("/"))
+        if folder is None or folder == self.root or not folder.is_dir():
+            return
+        with _as_storage_errors():
+            shutil.rmtree(folder)
+
     def stat(self, key: str) -> StoredObject | None:
         # The resolved path, so whoever opens it later does not follow a symlink again.
         path = self._resolved(key)

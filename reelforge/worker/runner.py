@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from reelforge.engines import Clip, Engine, ModelEntry, Registry, engine_class
+from reelforge.engines import Engine, Registry, engine_class
 from reelforge.errors import (
     ConfigurationError,
     GenerationError,
@@ -24,8 +24,9 @@ from reelforge.errors import (
     ServiceUnavailable,
 )
 from reelforge.jobs import JobStore, Lease, LeaseCheck
+from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.media import encode_outputs
-from reelforge.storage import Storage, storage_error
+from reelforge.storage import Storage, keys, storage_error
 from reelforge.worker.heartbeat import Heartbeat
 
 __all__ = ["JobCanceled", "JobRunner", "LeaseLost", "load_engines"]
@@ -134,21 +135,24 @@ class JobRunner:
                 log.info("job %s: succeeded in %.2f s", job_id, time.monotonic() - started)
             else:
                 log.warning("job %s: finished, but its lease was lost; result dropped", job_id)
+                if self.store.get_job(job_id) is None:
+                    # Deleted meanwhile: the files this run stored are nobody's. (Had another
+                    # worker taken the job over, they would be under its keys too: kept.)
+                    self._discard(result)
         finally:
             self.heartbeat.watch(None)
 
-    def _generate(self, lease: Lease) -> dict[str, Any]:
+    def _generate(self, lease: Lease) -> JobResult:
         spec = lease.job.spec
         entry = self.registry.get(spec.model)
         engine = self.engines.get(spec.model)
         if entry is None or engine is None:
             raise GenerationError(f"this worker does not serve model {spec.model!r}")
         image = self._load_image(spec.image_key)
-        timings: dict[str, float] = {}
 
         mark = time.monotonic()
         clip = engine.generate(spec, image, self._step_callback(lease, _ENGINE_SHARE))
-        timings["generate_s"] = time.monotonic() - mark
+        engine_s = time.monotonic() - mark
         self._check_lease(lease)  # a cancel that came during the decode skips the encode
 
         mark = time.monotonic()
@@ -159,14 +163,29 @@ class JobRunner:
                 )
             except OSError as exc:
                 raise _storage_failure(storage_error(exc, _SCRATCH)) from exc
-            timings["encode_s"] = time.monotonic() - mark
+            encode_s = time.monotonic() - mark
             self._check_lease(lease)
             self.store.report_progress(lease, 0.95)
             mark = time.monotonic()
-            result = self._store_outputs(lease.job_id, media, entry, clip)
-            timings["store_s"] = time.monotonic() - mark
-        result["timings"] = {name: round(seconds, 4) for name, seconds in timings.items()}
-        return result
+            stored = self._store_outputs(lease.job_id, media)
+            store_s = time.monotonic() - mark
+        video, preview, thumbnail = stored
+        return JobResult(
+            video=VideoArtifact(
+                **video.model_dump(),
+                width=media.width,
+                height=media.height,
+                fps=media.fps,
+                frames=media.num_frames,
+            ),
+            preview=preview,
+            thumbnail=thumbnail,
+            engine=entry.engine,
+            meta=clip.meta,
+            timings=StageTimings(
+                engine_s=round(engine_s, 4), encode_s=round(encode_s, 4), store_s=round(store_s, 4)
+            ),
+        )
 
     @contextmanager
     def _scratch(self, job_id: str) -> Iterator[Path]:
@@ -180,25 +199,27 @@ class JobRunner:
         with scratch as tmp:
             yield Path(tmp)
 
-    def _store_outputs(
-        self, job_id: str, media: Any, entry: ModelEntry, clip: Clip
-    ) -> dict[str, Any]:
-        outputs: dict[str, Any] = {}
-        for name, path, content_type in (
-            ("video", media.video, "video/mp4"),
-            ("preview", media.preview, "image/gif"),
-            ("thumbnail", media.thumbnail, "image/webp"),
+    def _store_outputs(self, job_id: str, media: Any) -> list[Artifact]:
+        stored: list[Artifact] = []
+        for path, content_type in (
+            (media.video, "video/mp4"),
+            (media.preview, "image/gif"),
+            (media.thumbnail, "image/webp"),
         ):
-            key = f"jobs/{job_id}/{Path(path).name}"
+            key = keys.output(job_id, Path(path).name)
             try:
-                stored = self.storage.put_file(key, Path(path), content_type)
+                written = self.storage.put_file(key, Path(path), content_type)
             except (InsufficientStorage, ServiceUnavailable) as exc:
                 raise _storage_failure(exc) from exc
-            outputs[name] = {"key": key, "size": stored.size, "content_type": content_type}
-        outputs["video"].update(
-            width=media.width, height=media.height, fps=media.fps, frames=media.num_frames
-        )
-        return {**outputs, "engine": entry.engine, "meta": clip.meta}
+            stored.append(Artifact(key=key, size=written.size, content_type=content_type))
+        return stored
+
+    def _discard(self, result: JobResult) -> None:
+        for artifact in result.artifacts:
+            try:
+                self.storage.delete(artifact.key)
+            except (InsufficientStorage, ServiceUnavailable):
+                log.warning("could not remove %s after a lost lease", artifact.key)
 
     def _load_image(self, key: str | None) -> Image.Image | None:
         if key is None:

@@ -173,8 +173,8 @@ def test_several_bad_fields_are_all_named(client: TestClient, store: JobStore) -
     assert {e["field"] for e in error["errors"]} == {"aspect_ratio", "duration", "cfg_scale"}
 
 
-def test_missing_generation_id_is_named(client: TestClient) -> None:
-    response = client.get("/v2/video/generations")
+def test_empty_generation_id_is_named(client: TestClient) -> None:
+    response = client.get("/v2/video/generations", params={"generation_id": ""})
     assert response.status_code == 400
     assert "generation_id" in response.json()["message"]
 

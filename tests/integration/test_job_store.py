@@ -4,11 +4,38 @@ from __future__ import annotations
 
 import threading
 
-from reelforge.jobs import JobStatus, JobStore, LeaseCheck, open_engine
-from reelforge.jobs.schema import migrate
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
+
+from reelforge.jobs import JobStatus, JobStore, LeaseCheck, open_engine, schema
+from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
+from reelforge.jobs.schema import migrate, webhook_deliveries
+from reelforge.jobs.store import WebhookSubscription
 from tests.conftest import make_spec
 
 MODEL = "klingai/v2-master-text-to-video"
+
+
+def make_result(name: str) -> JobResult:
+    """A result whose keys carry `name`, to tell runs apart."""
+    return JobResult(
+        video=VideoArtifact(
+            key=f"jobs/{name}/video.mp4",
+            size=1,
+            content_type="video/mp4",
+            width=64,
+            height=36,
+            fps=24,
+            frames=8,
+        ),
+        preview=Artifact(key=f"jobs/{name}/preview.gif", size=1, content_type="image/gif"),
+        thumbnail=Artifact(key=f"jobs/{name}/thumbnail.webp", size=1, content_type="image/webp"),
+        engine="testsrc",
+        timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
+    )
 
 
 def test_new_job_is_queued_with_its_spec(store: JobStore) -> None:
@@ -94,13 +121,13 @@ def test_writes_with_a_stale_token_are_refused(store: JobStore) -> None:
     assert fresh.job.attempts == 2
     assert not store.report_progress(stale, 0.5)
     assert not store.renew_lease(stale, 30)
-    assert not store.complete_job(stale, {"video": "stale"})
+    assert not store.complete_job(stale, make_result("stale"))
     assert store.fail_job(stale, name="x", message="stale") is None
-    assert store.complete_job(fresh, {"video": "fresh"})
+    assert store.complete_job(fresh, make_result("fresh"))
     done = store.get_job(fresh.job.id)
     assert done is not None
     assert done.status is JobStatus.SUCCEEDED
-    assert done.result == {"video": "fresh"}
+    assert done.result == make_result("fresh")
 
 
 def test_expired_lease_past_attempt_limit_fails_the_job(store: JobStore) -> None:
@@ -174,6 +201,42 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     engine.dispose()
 
 
+def test_migrations_build_exactly_the_current_tables(database_url: str) -> None:
+    engine = open_engine(database_url)
+    migrate(engine)
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_a_first_release_database_keeps_its_jobs(database_url: str) -> None:
+    """The first release stamped its own `schema_migrations` table (version 1) and had no
+    alembic table: migrate adopts it as revision 0001 and applies only what came after."""
+    engine = open_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", "reelforge.jobs:migrations")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(
+            text("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT)")
+        )
+        conn.execute(text("INSERT INTO schema_migrations VALUES (1, 'baseline')"))
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, model, status, spec, max_attempts, created_at, updated_at)"
+                " VALUES ('old-job', :model, 'succeeded', :spec, 3, 1.0, 1.0)"
+            ),
+            {"model": MODEL, "spec": make_spec().model_dump_json()},
+        )
+    assert migrate(engine) == 1
+    old = JobStore(engine).get_job("old-job")
+    engine.dispose()
+    assert old is not None and old.status is JobStatus.SUCCEEDED and old.dialect == "aimlapi"
+
+
 def test_cancel_ends_a_queued_job_at_once(store: JobStore) -> None:
     job = store.create_job(make_spec())
     canceled = store.request_cancel(job.id)
@@ -200,7 +263,7 @@ def test_cancel_flags_a_running_job_for_its_worker(store: JobStore) -> None:
 def test_cancel_leaves_a_finished_job_alone(store: JobStore) -> None:
     job = store.create_job(make_spec())
     lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
-    assert lease is not None and store.complete_job(lease, {"video": "v"})
+    assert lease is not None and store.complete_job(lease, make_result("v"))
     after = store.request_cancel(job.id)
     assert after is not None and after.status is JobStatus.SUCCEEDED
     assert not after.cancel_requested
@@ -226,3 +289,104 @@ def test_expired_lease_of_a_canceled_job_ends_it_as_canceled(store: JobStore) ->
     ended = store.get_job(job.id)
     assert ended is not None and ended.status is JobStatus.CANCELED
     assert ended.error_name is None and ended.finished_at is not None
+
+
+def event_types(store: JobStore, job_id: str) -> list[str]:
+    return [event.type.value for event in store.events_after(job_id)]
+
+
+def test_every_transition_writes_its_event(store: JobStore) -> None:
+    done = store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None
+    for progress in (0.01, 0.02, 0.3, 0.31, 0.9):
+        assert store.report_progress(lease, progress)
+    assert store.complete_job(lease, make_result("done"))
+    # Progress events only where a 5 % milestone was crossed: 0.3 and 0.9, not the rest.
+    assert event_types(store, done.id) == [
+        "created",
+        "started",
+        "progress",
+        "progress",
+        "succeeded",
+    ]
+    events = store.events_after(done.id)
+    assert [e.progress for e in events if e.type.value == "progress"] == [0.3, 0.9]
+    assert events[-1].status is JobStatus.SUCCEEDED and events[-1].terminal
+    assert store.events_after(done.id, after_seq=events[2].seq) == events[3:]
+
+    canceled = store.create_job(make_spec())
+    store.request_cancel(canceled.id)
+    assert event_types(store, canceled.id) == ["created", "canceled"]
+
+    retried = store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None and lease.job.id == retried.id
+    assert store.fail_job(lease, name="flaky", message="m", retryable=True) is JobStatus.QUEUED
+    lost = store.claim_next_job("w1", [MODEL], lease_seconds=-1)
+    assert lost is not None and lost.job.id == retried.id
+    store.requeue_expired()  # max_attempts is 2: the lost second run fails the job
+    assert event_types(store, retried.id) == ["created", "started", "requeued", "started", "failed"]
+    assert store.events_after(retried.id)[-1].data == {"error": "worker_lost"}
+
+
+def test_webhook_deliveries_follow_the_subscription(store: JobStore) -> None:
+    subscription = WebhookSubscription("https://hooks.example/x", ("started", "completed"))
+    job = store.create_job(make_spec(), webhook=subscription)
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None
+    store.report_progress(lease, 0.5)
+    store.complete_job(lease, make_result("hooked"))
+    plain = store.create_job(make_spec())
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(webhook_deliveries).order_by(webhook_deliveries.c.event_seq)
+        ).all()
+    assert [(r.job_id, r.event_type, r.status) for r in rows] == [
+        (job.id, "started", "pending"),
+        (job.id, "completed", "pending"),
+    ]
+    assert len({r.id for r in rows}) == 2 and plain.webhook is None
+    assert store.get_job(job.id).webhook == subscription  # type: ignore[union-attr]
+
+
+def test_list_pages_through_a_tenants_jobs_newest_first(store: JobStore) -> None:
+    mine = [store.create_job(make_spec(), tenant="a").id for _ in range(7)]
+    store.create_job(make_spec(), tenant="b")
+    seen: list[str] = []
+    after = None
+    while True:
+        page = store.list_jobs("a", limit=3, after=after)
+        seen += [job.id for job in page.jobs]
+        if not page.has_more:
+            break
+        after = page.jobs[-1].id
+    assert seen == mine[::-1]
+    store.request_cancel(mine[0])
+    canceled = store.list_jobs("a", limit=10, status=[JobStatus.CANCELED])
+    assert [job.id for job in canceled.jobs] == [mine[0]]
+    assert store.list_jobs("a", limit=10, model="other/model").jobs == []
+    assert store.list_jobs("b", limit=10, after=mine[3]).jobs == []  # not b's cursor
+
+
+def test_delete_removes_the_job_and_leaves_one_event(store: JobStore) -> None:
+    job = store.create_job(
+        make_spec(), webhook=WebhookSubscription("https://h.example", ("canceled",))
+    )
+    store.request_cancel(job.id)
+    deleted = store.delete_job(job.id)
+    assert deleted is not None and deleted.id == job.id
+    assert store.get_job(job.id) is None and store.delete_job(job.id) is None
+    assert event_types(store, job.id) == ["deleted"]
+    with store.engine.connect() as conn:
+        assert conn.execute(select(webhook_deliveries)).all() == []
+
+
+def test_expired_jobs_are_the_finished_ones_past_their_retention(store: JobStore) -> None:
+    old = store.create_job(make_spec(), keep_for_s=-1)
+    store.request_cancel(old.id)
+    store.create_job(make_spec(), keep_for_s=-1)  # still queued: never swept
+    store.create_job(make_spec(), keep_for_s=3600)
+    kept = store.create_job(make_spec())  # no retention: kept until deleted
+    store.request_cancel(kept.id)
+    assert [job.id for job in store.expired_jobs()] == [old.id]

@@ -9,23 +9,27 @@ import pytest
 
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.jobs import Job, JobStatus
+from reelforge.jobs.result import JobResult
 from tests.conftest import make_spec
 
-RESULT = {
-    "video": {
-        "key": "jobs/j/video.mp4",
-        "size": 10,
-        "content_type": "video/mp4",
-        "width": 1280,
-        "height": 720,
-        "fps": 24,
-        "frames": 120,
-    },
-    "preview": {"key": "jobs/j/preview.gif", "size": 5, "content_type": "image/gif"},
-    "thumbnail": {"key": "jobs/j/thumbnail.webp", "size": 3, "content_type": "image/webp"},
-    "engine": "testsrc",
-    "meta": {"camera": "none"},
-}
+RESULT = JobResult.model_validate(
+    {
+        "video": {
+            "key": "jobs/j/video.mp4",
+            "size": 10,
+            "content_type": "video/mp4",
+            "width": 1280,
+            "height": 720,
+            "fps": 24,
+            "frames": 120,
+        },
+        "preview": {"key": "jobs/j/preview.gif", "size": 5, "content_type": "image/gif"},
+        "thumbnail": {"key": "jobs/j/thumbnail.webp", "size": 3, "content_type": "image/webp"},
+        "engine": "testsrc",
+        "meta": {"camera": "none"},
+        "timings": {"engine_s": 1.0, "encode_s": 0.5, "store_s": 0.1},
+    }
+)
 
 
 def make_job(status: JobStatus, **changes: Any) -> Job:

@@ -23,6 +23,8 @@ from pydantic import (
 
 from reelforge.engines import Registry
 from reelforge.errors import FieldError, InvalidRequest
+from reelforge.jobs.events import DEFAULT_WEBHOOK_EVENTS
+from reelforge.jobs.store import WebhookSubscription
 from reelforge.spec import (
     CAMERA_AXES,
     CAMERA_PRESETS,
@@ -33,7 +35,7 @@ from reelforge.spec import (
     frames_for_seconds,
 )
 
-__all__ = ["CreateVideoRequest", "parse_create_request"]
+__all__ = ["CreateVideoRequest", "parse_create_request", "webhook_subscription"]
 
 MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
@@ -44,6 +46,10 @@ _DURATION_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "integer", "enum": [5, 10]}, {"type": "string", "enum": ["5", "10"]}]}
 )
 _PRESET_SCHEMA = WithJsonSchema({"type": "string", "enum": list(CAMERA_PRESETS)})
+
+
+_MAX_URL_CHARS = 2048
+WebhookEventName = Literal["started", "progress", "completed", "failed", "canceled"]
 
 
 class KlingCameraConfig(BaseModel):
@@ -87,6 +93,16 @@ class CreateVideoRequest(BaseModel):
     image_url: str | None = Field(default=None, min_length=1)
     seed: int | None = Field(default=None, ge=0, le=_SEED_MAX, strict=True)
     enhance_prompt: bool | None = Field(default=None, strict=True)
+    # reelforge's additions: where to send the generation's events, and which of them.
+    webhook_url: str | None = Field(default=None, min_length=1, max_length=_MAX_URL_CHARS)
+    callback_url: str | None = Field(
+        default=None, min_length=1, max_length=_MAX_URL_CHARS, description="Alias of webhook_url."
+    )
+    webhook_events: list[WebhookEventName] | None = Field(
+        default=None,
+        min_length=1,
+        description="Events to send; default: the terminal ones (completed, failed, canceled).",
+    )
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -153,6 +169,10 @@ def parse_create_request(
         )
     if not needs_image and not (request.prompt or "").strip():
         errors.append(FieldError("prompt", "is required"))
+    if request.webhook_url and request.callback_url and request.webhook_url != request.callback_url:
+        errors.append(FieldError("callback_url", "differs from webhook_url; send one of them"))
+    if request.webhook_events is not None and not (request.webhook_url or request.callback_url):
+        errors.append(FieldError("webhook_events", "needs webhook_url"))
     if request.camera_control is not None and request.advanced_camera_control is not None:
         errors.append(
             FieldError("advanced_camera_control", "cannot be combined with camera_control")
@@ -174,6 +194,19 @@ def parse_create_request(
         seed=secrets.randbelow(_SEED_MAX + 1) if request.seed is None else request.seed,
     )
     return request, spec
+
+
+def webhook_subscription(request: CreateVideoRequest) -> tuple[WebhookSubscription | None, str]:
+    """The request's webhook subscription (None without one) and the field its URL came in."""
+    url, field = (
+        (request.webhook_url, "webhook_url")
+        if request.webhook_url
+        else (request.callback_url, "callback_url")
+    )
+    if not url:
+        return None, field
+    events = tuple(dict.fromkeys(request.webhook_events or DEFAULT_WEBHOOK_EVENTS))
+    return WebhookSubscription(url, events), field
 
 
 def _camera_motion(request: CreateVideoRequest) -> CameraMotion | None:

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reelforge.jobs import Job, JobStatus
+from reelforge.jobs.result import Artifact
 
-__all__ = ["STATUS_WORDS", "render_generation"]
+__all__ = ["STATUS_WORDS", "render_generation", "stage_timings"]
 
 STATUS_WORDS: dict[JobStatus, str] = {
     JobStatus.QUEUED: "queued",
@@ -28,21 +29,21 @@ def render_generation(
     job: Job, queue_position: int | None, link: Callable[[str], str]
 ) -> dict[str, Any]:
     """The generation object for `job`; `link(key)` makes a storage key downloadable."""
-    result = job.result or {}
+    result = job.result
     spec = job.spec
     return {
         "id": job.id,
         "status": STATUS_WORDS[job.status],
         "model": job.model,
-        "video": _media(job, result.get("video"), link, extra=("width", "height", "fps", "frames")),
-        "preview": _media(job, result.get("preview"), link),
-        "thumbnail": _media(job, result.get("thumbnail"), link),
+        "video": _media(job, result.video if result else None, link, _VIDEO_FIELDS),
+        "preview": _media(job, result.preview if result else None, link),
+        "thumbnail": _media(job, result.thumbnail if result else None, link),
         "error": _error(job),
         "progress": round(100 * job.progress),
         "queue_position": queue_position,
         "cancel_requested": job.cancel_requested,
         "seed": spec.seed,
-        "engine": result.get("engine"),
+        "engine": result.engine if result else None,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "completed_at": _iso(job.finished_at),
@@ -52,24 +53,38 @@ def render_generation(
             "height": spec.height,
             "fps": spec.fps,
             "attempts": job.attempts,
-            **result.get("meta", {}),
+            **(result.meta if result else {}),
         },
+        "timings": stage_timings(job),
     }
+
+
+def stage_timings(job: Job) -> dict[str, float]:
+    """Seconds per stage, as far as they are known: waiting in the queue (until the first
+    claim), then the worker's engine, encode and store stages once it succeeded."""
+    timings: dict[str, float] = {}
+    if job.started_at is not None:
+        timings["queued_s"] = round(max(0.0, job.started_at - job.created_at), 3)
+    if job.result is not None:
+        timings.update(job.result.timings.model_dump())
+    return timings
+
+
+_VIDEO_FIELDS = ("width", "height", "fps", "frames")
 
 
 def _media(
-    job: Job, item: dict[str, Any] | None, link: Callable[[str], str], extra: tuple[str, ...] = ()
+    job: Job, item: Artifact | None, link: Callable[[str], str], extra: tuple[str, ...] = ()
 ) -> dict[str, Any] | None:
-    if job.status is not JobStatus.SUCCEEDED or not item:
+    if job.status is not JobStatus.SUCCEEDED or item is None:
         return None
-    key: str = item["key"]
-    media = {
-        "url": link(key),
-        "content_type": item["content_type"],
-        "file_name": f"{job.id}.{key.rsplit('.', 1)[-1]}",
-        "file_size": item["size"],
+    media: dict[str, Any] = {
+        "url": link(item.key),
+        "content_type": item.content_type,
+        "file_name": f"{job.id}.{item.key.rsplit('.', 1)[-1]}",
+        "file_size": item.size,
     }
-    media.update({name: item[name] for name in extra if name in item})
+    media.update({name: getattr(item, name) for name in extra})
     return media
 
 

@@ -1,74 +1,122 @@
-"""The AI/ML API routes: create a generation, poll it, cancel it. Thin: parse, delegate, render.
+"""The AI/ML API routes: create, poll, list, cancel and delete generations. Thin: parse,
+call the service layer (`reelforge.service.Generations`), render.
 
-Cancelling is reelforge's addition (the hosted API has none):
-`POST /v2/video/generations/{generation_id}/cancel` ends a queued job at once and stops a
-running one at its next denoising step; the answer is the generation object as it stands
-(`cancel_requested: true`), and polling shows `error` with `error.name == "canceled"`.
+Beyond the hosted API (whose clients ignore what they do not know):
+- `POST …/{generation_id}/cancel` ends a queued job at once and stops a running one at its
+  next denoising step; the answer is the generation as it stands (`cancel_requested: true`),
+  and polling shows `error` with `error.name == "canceled"`.
+- `GET /v2/video/generations` without `generation_id` lists the caller's generations, newest
+  first: `{"data": [...], "has_more", "last_id"}`, paged with `limit` and `after`, filtered by
+  `status` and `model`. `GET …/{generation_id}` is the path form of the poll.
+- `DELETE …/{generation_id}` cancels the generation if it runs, removes it and its files, and
+  answers `{"id", "deleted": true}`; afterwards it and its file links answer 404.
+- `Idempotency-Key` on a create: the same key and body within 24 h return the same
+  generation (no second job); the same key with another body is a 409.
+- `webhook_url` (or `callback_url`) and `webhook_events` in a create body.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from reelforge.api.aimlapi.protocol import CreateVideoRequest, parse_create_request
-from reelforge.api.aimlapi.render import render_generation
+from reelforge.api.aimlapi.protocol import (
+    CreateVideoRequest,
+    parse_create_request,
+    webhook_subscription,
+)
+from reelforge.api.aimlapi.render import STATUS_WORDS, render_generation
 from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
-from reelforge.api.openapi import Generation, answers, json_request_body
-from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
-from reelforge.errors import (
-    Conflict,
-    FieldError,
-    InvalidRequest,
-    NotFound,
-    ServerError,
-    ServiceUnavailable,
+from reelforge.api.openapi import (
+    Generation,
+    GenerationDeleted,
+    GenerationList,
+    answers,
+    json_request_body,
 )
-from reelforge.jobs import Job, JobStatus, new_job_id
-from reelforge.spec import GenerationSpec
+from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
+from reelforge.errors import FieldError, InvalidRequest
+from reelforge.jobs import JobStatus
+from reelforge.service import GenerationView, Submission
+from reelforge.service.generations import IDEMPOTENCY_HEADER, request_fingerprint
 
-__all__ = ["build_aimlapi_router"]
+__all__ = ["DIALECT", "build_aimlapi_router", "render_view"]
 
+DIALECT = "aimlapi"
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")  # current, legacy
+LIST_LIMIT_DEFAULT = 20
+LIST_LIMIT_MAX = 100
+
+# A status word of the generation object names these job states.
+_STATUSES_BY_WORD: dict[str, list[JobStatus]] = {}
+for _status, _word in STATUS_WORDS.items():
+    _STATUSES_BY_WORD.setdefault(_word, []).append(_status)
 
 
 def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["AI/ML API"])
+    service = ctx.generations
 
     async def create_generation(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
         parsed, spec = parse_create_request(body, ctx.registry, IMAGE_TO_VIDEO_MODELS)
-        await _check_servable(ctx, spec.model)
-        job_id = new_job_id()
-        if parsed.image_url is not None:
-            png = await ctx.images.load_png(parsed.image_url)
-            key = f"inputs/{job_id}/image.png"
-            # A full or read-only store raises 507 / 503 (reelforge.storage.storage_error).
-            await run_in_threadpool(ctx.storage.put_bytes, key, png, "image/png")
-            spec = spec.model_copy(update={"image_key": key})
-        job, position = await ctx.db.run(_insert, ctx, spec, tenant, job_id)
-        return _render(ctx, job, position, str(request.base_url))
+        webhook, webhook_field = webhook_subscription(parsed)
+        submission = Submission(
+            spec=spec,
+            fingerprint=request_fingerprint(DIALECT, body),
+            image_url=parsed.image_url,
+            webhook=webhook,
+            webhook_field=webhook_field,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        view = await service.create(submission, tenant=tenant, dialect=DIALECT)
+        return render_view(ctx, view, str(request.base_url))
 
-    async def get_generation(
+    async def get_or_list(
         request: Request,
-        # Optional here so that its absence gets our message; documented as required.
         generation_id: str | None = Query(default=None, include_in_schema=False),
+        limit: str | None = Query(default=None, include_in_schema=False),
+        after: str | None = Query(default=None, include_in_schema=False),
+        status: str | None = Query(default=None, include_in_schema=False),
+        model: str | None = Query(default=None, include_in_schema=False),
         tenant: str = Depends(ctx.auth),
     ) -> Any:
-        if not generation_id:
-            raise InvalidRequest(FieldError("generation_id", "query parameter is required"))
-        job, position = await ctx.db.run(_owned_job_and_position, ctx, generation_id, tenant)
-        return _render(ctx, job, position, str(request.base_url))
+        if generation_id is not None:
+            if not generation_id:
+                raise InvalidRequest(FieldError("generation_id", "must not be empty"))
+            view = await service.get(generation_id, tenant)
+            return render_view(ctx, view, str(request.base_url))
+        views, has_more = await service.list(
+            tenant,
+            limit=_limit(limit),
+            after=after or None,
+            status=_statuses(status),
+            model=model or None,
+        )
+        base = str(request.base_url)
+        return {
+            "data": [render_view(ctx, view, base) for view in views],
+            "has_more": has_more,
+            "last_id": views[-1].job.id if views else None,
+        }
+
+    async def get_generation(
+        request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
+    ) -> Any:
+        view = await service.get(generation_id, tenant)
+        return render_view(ctx, view, str(request.base_url))
 
     async def cancel_generation(
         request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
     ) -> Any:
-        job, position = await ctx.db.run(_cancel, ctx, generation_id, tenant)
-        return _render(ctx, job, position, str(request.base_url))
+        view = await service.cancel(generation_id, tenant)
+        return render_view(ctx, view, str(request.base_url))
+
+    async def delete_generation(generation_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+        job = await service.delete(generation_id, tenant)
+        return {"id": job.id, "deleted": True}
 
     generation = (Generation, "The generation, as it stands.")
     for path in PATHS:
@@ -77,16 +125,44 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             create_generation,
             methods=["POST"],
             response_model=None,
-            responses=answers(*generation, 400, 401, 403, 413, 415, 503, 507),
-            openapi_extra=json_request_body(CreateVideoRequest),
+            responses=answers(*generation, 400, 401, 403, 409, 413, 415, 503, 507),
+            openapi_extra={
+                **json_request_body(CreateVideoRequest),
+                "parameters": [_IDEMPOTENCY_KEY_HEADER],
+            },
         )
         router.add_api_route(
             path,
+            get_or_list,
+            methods=["GET"],
+            response_model=None,
+            responses=answers(
+                Generation | GenerationList,
+                "With `generation_id`: that generation. Without: a page of the caller's "
+                "generations, newest first.",
+                400,
+                401,
+                403,
+                404,
+                503,
+            ),
+            openapi_extra={"parameters": _LIST_PARAMETERS},
+        )
+        router.add_api_route(
+            path + "/{generation_id}",
             get_generation,
             methods=["GET"],
             response_model=None,
-            responses=answers(*generation, 400, 401, 403, 404, 503),
-            openapi_extra={"parameters": [_GENERATION_ID_QUERY]},
+            responses=answers(*generation, 401, 403, 404, 503),
+        )
+        router.add_api_route(
+            path + "/{generation_id}",
+            delete_generation,
+            methods=["DELETE"],
+            response_model=None,
+            responses=answers(
+                GenerationDeleted, "Deleted, with its files.", 401, 403, 404, 503, 507
+            ),
         )
         router.add_api_route(
             path + "/{generation_id}/cancel",
@@ -98,76 +174,76 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     return router
 
 
-_GENERATION_ID_QUERY = {
-    "name": "generation_id",
-    "in": "query",
-    "required": True,
-    "description": "The `id` of a generation object.",
-    "schema": {"type": "string", "minLength": 1},
+def render_view(ctx: ApiContext, view: GenerationView, request_base: str) -> dict[str, Any]:
+    """The generation object for `view`, its file links signed for this server's address."""
+    base = ctx.base_url(request_base)
+    return render_generation(view.job, view.queue_position, lambda key: ctx.signer.url(base, key))
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return LIST_LIMIT_DEFAULT
+    if not value.isdigit() or not 1 <= int(value) <= LIST_LIMIT_MAX:
+        raise InvalidRequest(FieldError("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}"))
+    return int(value)
+
+
+def _statuses(value: str | None) -> list[JobStatus]:
+    if not value:
+        return []
+    statuses: list[JobStatus] = []
+    for word in value.split(","):
+        if word.strip() not in _STATUSES_BY_WORD:
+            raise InvalidRequest(
+                FieldError("status", f"must be one of {', '.join(_STATUSES_BY_WORD)}")
+            )
+        statuses += _STATUSES_BY_WORD[word.strip()]
+    return statuses
+
+
+_IDEMPOTENCY_KEY_HEADER = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Makes retries safe: the same key and body within 24 h return the same "
+    "generation; the same key with another body answers 409.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
-
-async def _check_servable(ctx: ApiContext, model: str) -> None:
-    """503 instead of a job queued forever, when this server's workers gave up (a model that
-    cannot load) and no live worker anywhere serves `model`. Without such problems (or on an
-    API-only replica, which knows none) the job queues for whichever worker comes."""
-    problems = ctx.worker_problems()
-    if not problems:
-        return
-    live = await ctx.db.run(ctx.store.live_workers, ctx.settings.lease_seconds)
-    if not any(model in worker.models for worker in live):
-        raise ServiceUnavailable(
-            f"no worker can serve {model}: {'; '.join(problems)}", retry_after_s=60
-        )
-
-
-# Each function below is one trip to a database thread (`ctx.db.run`): a request's reads and
-# writes together, under one deadline.
-
-
-def _owned_job(ctx: ApiContext, generation_id: str, tenant: str) -> Job:
-    job = ctx.store.get_job(generation_id)
-    # Another tenant's job is answered exactly like a missing one.
-    if job is None or job.tenant != tenant:
-        raise NotFound(f"generation {generation_id[:100]!r} not found")
-    return job
-
-
-def _owned_job_and_position(
-    ctx: ApiContext, generation_id: str, tenant: str
-) -> tuple[Job, int | None]:
-    job = _owned_job(ctx, generation_id, tenant)
-    return job, ctx.store.queue_position(job)
-
-
-def _cancel(ctx: ApiContext, generation_id: str, tenant: str) -> tuple[Job, int | None]:
-    _owned_job(ctx, generation_id, tenant)
-    job = ctx.store.request_cancel(generation_id)
-    if job is None:  # deleted in between; not something reelforge does today
-        raise NotFound(f"generation {generation_id[:100]!r} not found")
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
-        raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
-    return job, ctx.store.queue_position(job)
-
-
-def _insert(
-    ctx: ApiContext, spec: GenerationSpec, tenant: str, job_id: str
-) -> tuple[Job, int | None]:
-    """Insert the job; if that fails, remove its staged input (all or nothing). Runs in the
-    database thread, so an insert that outlives the API's deadline keeps its input."""
-    try:
-        job = ctx.store.create_job(spec, tenant=tenant, job_id=job_id)
-    except BaseException:
-        if spec.image_key is not None:
-            # No orphan input without its job; a store that cannot delete must not hide
-            # the insert's own error.
-            with contextlib.suppress(ServerError):
-                ctx.storage.delete(spec.image_key)
-        raise
-    return job, ctx.store.queue_position(job)
-
-
-def _render(ctx: ApiContext, job: Job, position: int | None, request_base: str) -> Any:
-    base = ctx.base_url(request_base)
-    return render_generation(job, position, lambda key: ctx.signer.url(base, key))
+_LIST_PARAMETERS = [
+    {
+        "name": "generation_id",
+        "in": "query",
+        "required": False,
+        "description": "The `id` of a generation object; without it, the route lists.",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": f"Page size, 1 to {LIST_LIMIT_MAX} (default {LIST_LIMIT_DEFAULT}).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "The `last_id` of the previous page.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "description": "Only generations with these statuses (comma-separated).",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "description": "Only generations of this model.",
+        "schema": {"type": "string"},
+    },
+]

@@ -1,0 +1,317 @@
+"""Create, get, cancel, list and delete generations: once, for every dialect.
+
+Every method is async and keeps blocking work off the event loop: database work runs as one
+function on the database gate's threads (one hop per request, under its deadline), storage
+work on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from reelforge.errors import (
+    Conflict,
+    FieldError,
+    InvalidRequest,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+)
+from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
+from reelforge.jobs.idempotency import IdempotencyKeys
+from reelforge.jobs.store import WebhookSubscription
+from reelforge.net import OutboundPolicy, OutboundRefused
+from reelforge.spec import GenerationSpec
+from reelforge.storage import Storage, keys
+
+__all__ = ["GenerationView", "Generations", "Submission", "request_fingerprint"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_MAX_KEY_CHARS = 255
+_WAIT_POLL_S = 0.05
+
+
+class DatabaseRunner(Protocol):
+    """Runs one function on a database thread under a deadline (`api.dbgate.DatabaseGate`)."""
+
+    def run(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]: ...
+
+
+class ImageLoader(Protocol):
+    """Turns a client's image value (URL, data URI, base64) into PNG bytes, or raises a 4xx."""
+
+    async def load_png(self, value: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One create request, parsed by its dialect."""
+
+    spec: GenerationSpec
+    fingerprint: str
+    """What identifies the request for idempotency: `request_fingerprint` of its body."""
+    image_url: str | None = None
+    webhook: WebhookSubscription | None = None
+    webhook_field: str = "webhook_url"
+    """The body field the webhook URL came in, for errors."""
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationView:
+    """A job as a renderer needs it: the row and its place in the queue (None once out)."""
+
+    job: Job
+    queue_position: int | None
+
+
+def request_fingerprint(dialect: str, body: Any) -> str:
+    """A stable hash of a parsed JSON body: key order and spacing do not count."""
+    canonical = json.dumps([dialect, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Generations:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        storage: Storage,
+        db: DatabaseRunner,
+        images: ImageLoader,
+        outbound: OutboundPolicy,
+        retention_s: float | None,
+        lease_seconds: float,
+        in_flight_limit_s: float,
+        worker_problems: Callable[[], list[str]],
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.db = db
+        self.images = images
+        self.outbound = outbound
+        self.retention_s = retention_s
+        self.lease_seconds = lease_seconds
+        self.worker_problems = worker_problems
+        # A reservation this old without its job belongs to a create that died.
+        self.keys = IdempotencyKeys(
+            store.engine, ttl_s=IDEMPOTENCY_TTL_S, stale_after_s=in_flight_limit_s
+        )
+        self.in_flight_limit_s = in_flight_limit_s
+
+    # --- create --------------------------------------------------------------------------
+
+    async def create(self, submission: Submission, *, tenant: str, dialect: str) -> GenerationView:
+        """Queue a generation; with an idempotency key, the same key and body from the same
+        tenant return the first generation instead (even while its create is in flight)."""
+        if submission.webhook is not None:
+            await self._check_webhook_url(submission.webhook.url, submission.webhook_field)
+        await self._check_servable(submission.spec.model)
+        key = submission.idempotency_key
+        if key is None:
+            return await self._create(submission, tenant, dialect, new_job_id())
+        _check_key(key)
+        deadline = time.monotonic() + self.in_flight_limit_s
+        while True:
+            job_id = new_job_id()
+            held = await self.db.run(self.keys.reserve, tenant, key, submission.fingerprint, job_id)
+            if held.request_hash != submission.fingerprint:
+                raise Conflict(
+                    f"{IDEMPOTENCY_HEADER} {key[:100]!r} was already used with a different "
+                    "request body; use a new key for a new request",
+                    field=IDEMPOTENCY_HEADER,
+                )
+            if held.mine:
+                try:
+                    return await self._create(submission, tenant, dialect, job_id)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await self.db.run(self.keys.release, tenant, key, job_id)
+                    raise
+            if held.job_exists:
+                return await self.get(held.job_id, tenant)
+            # The first create with this key is still in flight: wait for its job (or its
+            # failure, which releases the key), then look again.
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"a request with {IDEMPOTENCY_HEADER} {key[:100]!r} is still in progress",
+                    retry_after_s=1,
+                )
+            await asyncio.sleep(_WAIT_POLL_S)
+
+    async def _create(
+        self, submission: Submission, tenant: str, dialect: str, job_id: str
+    ) -> GenerationView:
+        spec = submission.spec
+        if submission.image_url is not None:
+            png = await self.images.load_png(submission.image_url)
+            key = keys.input_image(job_id)
+            # A full or read-only store raises 507 / 503 (reelforge.storage.storage_error).
+            await run_in_threadpool(self.storage.put_bytes, key, png, "image/png")
+            spec = spec.model_copy(update={"image_key": key})
+        return await self.db.run(self._insert, spec, tenant, job_id, dialect, submission.webhook)
+
+    def _insert(
+        self,
+        spec: GenerationSpec,
+        tenant: str,
+        job_id: str,
+        dialect: str,
+        webhook: WebhookSubscription | None,
+    ) -> GenerationView:
+        """Insert the job; if that fails, remove its staged input (all or nothing). Runs in
+        the database thread, so an insert that outlives the API's deadline keeps its input."""
+        try:
+            job = self.store.create_job(
+                spec,
+                tenant=tenant,
+                job_id=job_id,
+                dialect=dialect,
+                webhook=webhook,
+                keep_for_s=self.retention_s,
+            )
+        except BaseException:
+            if spec.image_key is not None:
+                # No orphan input without its job; a store that cannot delete must not hide
+                # the insert's own error.
+                with contextlib.suppress(ServerError):
+                    self.storage.delete(spec.image_key)
+            raise
+        return GenerationView(job, self.store.queue_position(job))
+
+    async def _check_webhook_url(self, url: str, field: str) -> None:
+        """Refuse, at submit time, a webhook URL the dispatcher would never be let reach."""
+        try:
+            await self.outbound.resolve(self.outbound.parse(url))
+        except OutboundRefused as exc:
+            message = str(exc).replace("could not be downloaded: ", "")
+            raise InvalidRequest(FieldError(field, message)) from None
+
+    async def _check_servable(self, model: str) -> None:
+        """503 instead of a job queued forever, when this server's workers gave up (a model
+        that cannot load) and no live worker anywhere serves `model`. Without such problems
+        (or on an API-only replica, which knows none) the job queues for whichever worker
+        comes."""
+        problems = self.worker_problems()
+        if not problems:
+            return
+        live = await self.db.run(self.store.live_workers, self.lease_seconds)
+        if not any(model in worker.models for worker in live):
+            raise ServiceUnavailable(
+                f"no worker can serve {model}: {'; '.join(problems)}", retry_after_s=60
+            )
+
+    # --- read, cancel --------------------------------------------------------------------
+
+    async def get(self, generation_id: str, tenant: str) -> GenerationView:
+        return await self.db.run(self._owned_view, generation_id, tenant)
+
+    async def cancel(self, generation_id: str, tenant: str) -> GenerationView:
+        return await self.db.run(self._cancel, generation_id, tenant)
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        after: str | None = None,
+        status: Sequence[JobStatus] = (),
+        model: str | None = None,
+    ) -> tuple[list[GenerationView], bool]:
+        """A page of the tenant's generations, newest first, and whether more follow."""
+        return await self.db.run(self._list, tenant, limit, after, status, model)
+
+    # --- delete and retention ------------------------------------------------------------
+
+    async def delete(self, generation_id: str, tenant: str) -> Job:
+        """Cancel the generation if it runs, then remove its row and its files."""
+        job = await self.db.run(self._delete, generation_id, tenant)
+        await run_in_threadpool(self.remove_files, job.id)
+        return job
+
+    def remove_files(self, job_id: str) -> None:
+        for prefix in keys.job_prefixes(job_id):
+            self.storage.delete_prefix(prefix)
+
+    def sweep_expired(self, batch: int = 100) -> int:
+        """Delete finished generations whose retention ran out, with their files; also
+        expired idempotency keys. Blocking: run it on a thread. Returns how many went."""
+        removed = 0
+        for job in self.store.expired_jobs(batch):
+            if self.store.delete_job(job.id) is not None:
+                self.remove_files(job.id)
+                removed += 1
+        self.keys.sweep()
+        return removed
+
+    # Each function below is one trip to a database thread (`self.db.run`): a request's
+    # reads and writes together, under one deadline.
+
+    def _owned(self, generation_id: str, tenant: str) -> Job:
+        job = self.store.get_job(generation_id)
+        # Another tenant's job is answered exactly like a missing one.
+        if job is None or job.tenant != tenant:
+            raise NotFound(f"generation {generation_id[:100]!r} not found")
+        return job
+
+    def _owned_view(self, generation_id: str, tenant: str) -> GenerationView:
+        job = self._owned(generation_id, tenant)
+        return GenerationView(job, self.store.queue_position(job))
+
+    def _cancel(self, generation_id: str, tenant: str) -> GenerationView:
+        self._owned(generation_id, tenant)
+        job = self.store.request_cancel(generation_id)
+        if job is None:  # deleted in between
+            raise NotFound(f"generation {generation_id[:100]!r} not found")
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
+            raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
+        return GenerationView(job, self.store.queue_position(job))
+
+    def _list(
+        self,
+        tenant: str,
+        limit: int,
+        after: str | None,
+        status: Sequence[JobStatus],
+        model: str | None,
+    ) -> tuple[builtins.list[GenerationView], bool]:
+        page = self.store.list_jobs(tenant, limit=limit, after=after, status=status, model=model)
+        return [GenerationView(job, self.store.queue_position(job)) for job in page.jobs], (
+            page.has_more
+        )
+
+    def _delete(self, generation_id: str, tenant: str) -> Job:
+        self._owned(generation_id, tenant)
+        # A running job's worker finds its lease gone at its next step and drops its work.
+        self.store.request_cancel(generation_id)
+        job = self.store.delete_job(generation_id)
+        if job is None:
+            raise NotFound(f"generation {generation_id[:100]!r} not found")
+        return job
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > _MAX_KEY_CHARS or not key.isprintable() or not key.isascii():
+        raise InvalidRequest(
+            FieldError(
+                IDEMPOTENCY_HEADER,
+                f"must be 1 to {_MAX_KEY_CHARS} printable ASCII characters",
+            )
+        )
