@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -81,7 +84,17 @@ def build_context(
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    app = FastAPI(title="reelforge", version=__version__)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(loop(), name=loop.__qualname__) for loop in ctx.background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(title="reelforge", version=__version__, lifespan=lifespan)
     routers = [
         build_aimlapi_router(ctx),
         build_system_router(ctx),

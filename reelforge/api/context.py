@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from reelforge.api.auth import Authenticator
 from reelforge.api.dbgate import DatabaseGate
@@ -28,6 +30,10 @@ class ApiContext:
     images: ImageIntake
     db: DatabaseGate
     generations: Generations
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    """Loops the API process runs beside the routes while it serves (the retention sweeper,
+    the webhook dispatcher): started with the app, canceled at shutdown. Each must keep its
+    blocking work off the event loop and survive its own errors."""
 
     def base_url(self, request_base_url: str) -> str:
         """Where clients reach this server: the configured public URL, else the request's."""
