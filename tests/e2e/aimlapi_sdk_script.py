@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -58,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--request-timeout", type=float, default=60.0, help="per-request HTTP timeout, seconds"
     )
+    parser.add_argument(
+        "--idempotency-key",
+        default=None,
+        help="sent as extra_headers={'Idempotency-Key': ...}; the SDK repeats it on retries",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,7 +74,31 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
+class _RetryCounter(logging.Handler):
+    """Counts the SDK's own "Retrying request to ..." log records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Retrying request"):
+            self.count += 1
+
+
+def _count_sdk_retries() -> _RetryCounter:
+    counter = _RetryCounter()
+    sdk_log = logging.getLogger("openai._base_client")
+    sdk_log.setLevel(logging.INFO)
+    sdk_log.addHandler(counter)
+    return counter
+
+
 def emit(summary: Mapping[str, Any]) -> None:
+    summary = {
+        **summary,
+        **({"retries": summary["retries"].count} if "retries" in summary else {}),
+    }
     sys.stdout.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 
@@ -84,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     updates: list[dict[str, Any]] = []
+    retries = _count_sdk_retries()
 
     def on_status(payload: Mapping[str, Any]) -> None:
         updates.append(dict(payload))
@@ -105,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "sdk_version": getattr(aimlapi, "__version__", None),
         "sdk_dist_version": _dist_version("aimlapi-sdk-python"),
         "model": args.model,
+        "retries": retries,
     }
     try:
         result = client.videos.generate_with_polling(
@@ -119,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             return_bytes=True,
             status_callback=on_status,
             extra_body=extra_body,
+            extra_headers=(
+                {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+            ),
         )
     except Exception as exc:
         summary.update(
