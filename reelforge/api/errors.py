@@ -1,4 +1,8 @@
-"""The one place where errors become HTTP answers, in the AI/ML API error body:
+"""The one place where errors become HTTP answers, each in its dialect's error body.
+
+Every failure is first reduced to an `ErrorInfo` (status, message, machine code, offending
+fields); the renderer registered for the request's path prefix turns it into the body
+(`install_error_handlers(..., renderers=)`); paths no dialect claims get the AI/ML API body:
 
     {"message": ..., "path": ..., "requestId": ..., "statusCode": ..., "timestamp": ...}
 
@@ -9,7 +13,8 @@ logged with the request id and answered with a generic 500 that leaks no interna
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +24,47 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
-from reelforge.errors import InvalidRequest, ReelforgeError, ServiceUnavailable
+from reelforge.errors import FieldError, InvalidRequest, ReelforgeError, ServiceUnavailable
 from reelforge.jobs import translate_db_error
 
-__all__ = ["error_response", "install_error_handlers", "request_id"]
+__all__ = [
+    "ErrorInfo",
+    "ErrorRenderer",
+    "aimlapi_error_body",
+    "error_response",
+    "install_error_handlers",
+    "request_id",
+]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error answer before any dialect has shaped it."""
+
+    status: int
+    message: str
+    code: str
+    errors: list[FieldError] = field(default_factory=list)
+
+
+ErrorRenderer = Callable[[Request, ErrorInfo], dict[str, Any]]
+"""Builds a dialect's error body for a request under its path prefix."""
+
+
+def aimlapi_error_body(request: Request, info: ErrorInfo) -> dict[str, Any]:
+    """The AI/ML API error body (exactly what the hosted service answers), plus `errors`
+    naming each offending field when there are any."""
+    body: dict[str, Any] = {
+        "message": info.message,
+        "path": request.url.path,
+        "requestId": request_id(request),
+        "statusCode": info.status,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if info.errors:
+        body["errors"] = [{"field": e.field, "message": e.problem} for e in info.errors]
+    return body
+
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +78,43 @@ def error_response(
     request: Request,
     status_code: int,
     message: str,
-    extra: dict[str, Any] | None = None,
+    *,
+    code: str | None = None,
+    errors: Sequence[FieldError] = (),
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "message": message,
-        "path": request.url.path,
-        "requestId": request_id(request),
-        "statusCode": status_code,
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
-    if extra:
-        body.update(extra)
+    """The error answer for `request`, in the body of the dialect that owns its path."""
+    info = ErrorInfo(status_code, message, code or _STATUS_CODES.get(status_code, "error"))
+    info.errors.extend(errors)
+    body = _renderer_for(request)(request, info)
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "server_error",
+    503: "unavailable",
+    507: "insufficient_storage",
+}
+
+
+def _renderer_for(request: Request) -> ErrorRenderer:
+    app = request.scope.get("app")
+    renderers: list[tuple[str, ErrorRenderer]] = getattr(
+        getattr(app, "state", None), "error_renderers", []
+    )
+    path = request.url.path
+    for prefix, renderer in renderers:
+        if path.startswith(prefix):
+            return renderer
+    return aimlapi_error_body
 
 
 async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
@@ -57,15 +123,17 @@ async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         # Expected server-side failures (database away, disk full): one line, no traceback.
         log.error("request %s: %s", request_id(request), exc.message)
-    extra = None
+    errors: list[FieldError] = []
     if isinstance(exc, InvalidRequest):
-        extra = {"errors": [{"field": e.field, "message": e.problem} for e in exc.errors]}
+        errors = exc.errors
     elif exc.field is not None:
-        extra = {"errors": [{"field": exc.field, "message": exc.message}]}
+        errors = [FieldError(exc.field, exc.message)]
     headers = None
     if isinstance(exc, ServiceUnavailable):
         headers = {"Retry-After": str(exc.retry_after_s)}
-    return error_response(request, status, exc.message, extra, headers)
+    return error_response(
+        request, status, exc.message, code=exc.code, errors=errors, headers=headers
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -111,10 +179,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def install_error_handlers(app: FastAPI, routers: list[APIRouter]) -> None:
+def install_error_handlers(
+    app: FastAPI,
+    routers: list[APIRouter],
+    renderers: Sequence[tuple[str, ErrorRenderer]] = (),
+) -> None:
     """Register the handlers; `routers` are the app's routers, whose routes a 405's `Allow`
-    header is computed from."""
+    header is computed from; `renderers` are (path prefix, renderer) pairs, a dialect's own
+    error body for the paths it serves (the first matching prefix wins)."""
     app.state.allow_routes = [route for router in routers for route in router.routes]
+    app.state.error_renderers = list(renderers)
     app.add_exception_handler(ReelforgeError, _reelforge_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
