@@ -30,6 +30,7 @@ from reelforge.errors import (
 )
 from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
 from reelforge.jobs.idempotency import IdempotencyKeys
+from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.store import WebhookSubscription
 from reelforge.net import OutboundPolicy, OutboundRefused
 from reelforge.spec import GenerationSpec
@@ -114,6 +115,7 @@ class Generations:
             store.engine, ttl_s=IDEMPOTENCY_TTL_S, stale_after_s=in_flight_limit_s
         )
         self.in_flight_limit_s = in_flight_limit_s
+        self.positions = QueuePositions(store)
 
     # --- create --------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class Generations:
                 with contextlib.suppress(ServerError):
                     self.storage.delete(spec.image_key)
             raise
-        return GenerationView(job, self.store.queue_position(job))
+        return GenerationView(job, self.positions.position(job))
 
     async def _check_webhook_url(self, url: str, field: str) -> None:
         """Refuse, at submit time, a webhook URL the dispatcher would never be let reach."""
@@ -272,7 +274,7 @@ class Generations:
 
     def _owned_view(self, generation_id: str, tenant: str) -> GenerationView:
         job = self._owned(generation_id, tenant)
-        return GenerationView(job, self.store.queue_position(job))
+        return GenerationView(job, self.positions.position(job))
 
     def _cancel(self, generation_id: str, tenant: str) -> GenerationView:
         self._owned(generation_id, tenant)
@@ -282,7 +284,7 @@ class Generations:
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
             raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
-        return GenerationView(job, self.store.queue_position(job))
+        return GenerationView(job, self.positions.position(job))
 
     def _list(
         self,
@@ -293,7 +295,7 @@ class Generations:
         model: str | None,
     ) -> tuple[builtins.list[GenerationView], bool]:
         page = self.store.list_jobs(tenant, limit=limit, after=after, status=status, model=model)
-        return [GenerationView(job, self.store.queue_position(job)) for job in page.jobs], (
+        return [GenerationView(job, self.positions.position(job)) for job in page.jobs], (
             page.has_more
         )
 

@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
 from reelforge.jobs import JobStatus, JobStore, LeaseCheck, open_engine, schema
+from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.jobs.schema import migrate, webhook_deliveries
 from reelforge.jobs.store import WebhookSubscription
@@ -393,3 +394,21 @@ def test_expired_jobs_are_the_finished_ones_past_their_retention(store: JobStore
     kept = store.create_job(make_spec())  # no retention: kept until deleted
     store.request_cancel(kept.id)
     assert [job.id for job in store.expired_jobs()] == [old.id]
+
+
+def test_queue_positions_from_a_snapshot_match_the_exact_count(store: JobStore) -> None:
+    jobs = [store.create_job(make_spec(), priority=p) for p in (0, 0, 5, 0)]
+    exact = QueuePositions(store, max_age_s=0, exact_below=0)
+    assert [exact.position(j) for j in jobs] == [store.queue_position(j) for j in jobs]
+    assert [exact.position(j) for j in jobs] == [1, 2, 0, 3]
+    cached = QueuePositions(store, max_age_s=3600, exact_below=0)
+    near_front = QueuePositions(store, max_age_s=3600, exact_below=10)
+    assert near_front.position(jobs[3]) == 3
+    assert cached.position(jobs[3]) == 3
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)  # takes the priority job
+    assert lease is not None and lease.job.id == jobs[2].id
+    # The cached snapshot still counts the claimed job ahead; a fresh read does not, nor does
+    # the exact count answered near the front.
+    assert cached.position(jobs[3]) == 3 and exact.position(jobs[3]) == 2
+    assert near_front.position(jobs[3]) == 2
+    assert exact.position(lease.job) is None
