@@ -414,7 +414,12 @@ class JobStore:
         crosses a milestone; False if the lease was lost."""
         progress = max(0.0, min(1.0, progress))
         fence = self._fence(lease)
-        with self.engine.begin() as conn:
+        # It reads before it writes: on SQLite, a deferred transaction would fail at once
+        # ("database is locked") when another writer commits between the two.
+        with (
+            self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+            conn.begin(),
+        ):
             before = conn.execute(select(jobs.c.progress).where(fence)).scalar_one_or_none()
             if before is None:
                 return False

@@ -267,7 +267,7 @@ def test_cancel_over_http_stops_a_running_job_and_ends_a_queued_one(
 
         # The gate is never released: only the cancel can end the running job.
         final = wait_terminal(server, running.id)
-        assert final["status"] == "error" and final["error"]["name"] == "canceled"
+        assert final["status"] == "error" and final["error"]["name"] == "canceled", server.log()
         assert final["video"] is None
         done = _completed_job(client, gate)
         with pytest.raises(Conflict):
