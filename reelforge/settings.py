@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -202,15 +202,18 @@ class Settings(BaseSettings):
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
 
-    def database_options(self, *, api: bool = False) -> dict[str, float]:
-        """Timeouts for `reelforge.jobs.open_store`; the API's SQLite lock wait is capped by
-        its request deadline, since an answer after that is never read."""
+    def database_options(self, *, api: bool = False) -> dict[str, Any]:
+        """Timeouts and pool size for `reelforge.jobs.open_store`; the API's SQLite lock wait
+        is capped by its request deadline, since an answer after that is never read. The
+        API's pool holds a connection per database thread, plus a few for its background
+        loops; a worker needs its loop's and its heartbeat's."""
         busy = min(self.sqlite_busy_timeout_s, self.database_timeout_s) if api else None
         return {
             "connect_timeout_s": self.database_connect_timeout_s,
             "statement_timeout_s": self.database_statement_timeout_s,
             "pool_timeout_s": self.database_pool_timeout_s,
             "sqlite_busy_timeout_s": busy or self.sqlite_busy_timeout_s,
+            "pool_size": self.api_database_threads + 4 if api else 4,
         }
 
     @property

@@ -31,6 +31,7 @@ def open_store(
     statement_timeout_s: float = 5.0,
     pool_timeout_s: float = 10.0,
     sqlite_busy_timeout_s: float = 30.0,
+    pool_size: int = 10,
 ) -> JobStore:
     """Open (and migrate) the job database at `database_url`; the timeouts are
     `open_engine`'s.
@@ -46,6 +47,7 @@ def open_store(
             statement_timeout_s=statement_timeout_s,
             pool_timeout_s=pool_timeout_s,
             sqlite_busy_timeout_s=sqlite_busy_timeout_s,
+            pool_size=pool_size,
         )
         migrate(engine)
     except Exception as exc:

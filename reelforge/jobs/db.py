@@ -7,11 +7,13 @@ in the driver's deferred mode unless a connection asks for `sqlite_begin="IMMEDI
 PostgreSQL is tuned so that no call waits forever on a database that is down, unreachable or
 frozen: a connect timeout; TCP keepalives and `tcp_user_timeout`, so the kernel notices a
 peer that vanished; a server-side `statement_timeout`; a client-side reply deadline just
-above it (`reelforge.jobs.deadline`) for a server too stuck to enforce its own; a bounded
-wait for a pooled connection; and a ping before reusing a pooled one. A call on a database
-that stopped answering therefore fails within `connect_timeout_s` on a new connection and
-within `statement_timeout_s + 1 + connect_timeout_s` on a pooled one (the ping's deadline,
-then one reconnect).
+above it (`reelforge.jobs.deadline`) for a server too stuck to enforce its own; and a
+bounded wait for a pooled connection. A call on a database that stopped answering therefore
+fails within `connect_timeout_s` on a new connection and within `statement_timeout_s + 1`
+on a pooled one. Pooled connections are not pinged before use (a round trip per request):
+one that died while pooled fails its first statement, which discards the pool's older
+connections, and the next call connects afresh. Reads run in autocommit (`reading`), so a
+read is one round trip.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, Engine, Float, create_engine, event, func, literal_column
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Float,
+    create_engine,
+    event,
+    func,
+    literal_column,
+)
 from sqlalchemy.engine import URL, make_url
 
 from reelforge.jobs.deadline import ReplyWatch, WatchedConnection
 
-__all__ = ["db_now", "open_engine", "shown_url"]
+__all__ = ["db_now", "open_engine", "reading", "shown_url"]
 
 _REPLY_GRACE_S = 1.0
 """How much longer than `statement_timeout` the client waits for an answer: long enough for
@@ -40,7 +51,6 @@ _KEEPALIVES = {
 }
 """An idle pooled connection to a vanished host is noticed within about a minute."""
 
-_POOL_SIZE = 10
 _POOL_OVERFLOW = 10
 
 
@@ -51,8 +61,13 @@ def open_engine(
     statement_timeout_s: float = 5.0,
     pool_timeout_s: float = 10.0,
     sqlite_busy_timeout_s: float = 30.0,
+    pool_size: int = 10,
 ) -> Engine:
     """Create the engine for `url`, creating a SQLite file's folder if needed.
+
+    `pool_size`: the connections kept open, sized by the caller to the threads that use
+    them, so that a busy process does not open and close connections per request (10 more
+    may open in a burst).
 
     PostgreSQL: `connect_timeout_s` bounds opening a connection (libpq counts whole seconds,
     at least 2); `statement_timeout_s` bounds each statement on the server, and the client
@@ -77,7 +92,7 @@ def open_engine(
         return create_engine(
             url,
             pool_pre_ping=True,
-            pool_size=_POOL_SIZE,
+            pool_size=pool_size,
             max_overflow=_POOL_OVERFLOW,
             pool_timeout=pool_timeout_s,
         )
@@ -88,13 +103,25 @@ def open_engine(
     engine = create_engine(
         parsed,
         connect_args=_libpq_params(parsed, connect_timeout_s, reply_timeout_s),
-        pool_pre_ping=True,
-        pool_size=_POOL_SIZE,
+        # No ping before each use (a round trip per request): a connection that died while
+        # pooled fails its first statement, SQLAlchemy then discards every pooled connection
+        # of that age, and the next request connects afresh. One request sees the outage.
+        pool_pre_ping=False,
+        pool_size=pool_size,
         max_overflow=_POOL_OVERFLOW,
         pool_timeout=pool_timeout_s,
     )
     _tune_postgresql(engine, parsed, statement_timeout_s, reply_timeout_s)
     return engine
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads that need no transaction of their own. On PostgreSQL it runs
+    in autocommit, so a read is one round trip (no BEGIN before it, no ROLLBACK after)."""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def shown_url(url: str | URL) -> str:

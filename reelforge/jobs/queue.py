@@ -18,6 +18,7 @@ import time
 
 from sqlalchemy import Engine, select
 
+from reelforge.jobs.db import reading
 from reelforge.jobs.schema import jobs
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import Job, JobStore
@@ -57,7 +58,7 @@ class QueuePositions:
                     .where(jobs.c.status == JobStatus.QUEUED.value)
                     .order_by(jobs.c.priority.desc(), jobs.c.seq)
                 )
-                with self.engine.connect() as conn:
+                with reading(self.engine) as conn:
                     self._order = [(-priority, seq) for priority, seq in conn.execute(query)]
                 self._read_at = time.monotonic()
                 # A deep queue is read less often, so reading it never dominates; 0 means

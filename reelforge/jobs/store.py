@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, RowMapping, and_, case, delete, func, or_, select
 
-from reelforge.jobs.db import db_now
+from reelforge.jobs.db import db_now, reading
 from reelforge.jobs.events import PROGRESS_EVENT_STEP, EventType, JobEvent, webhook_event
 from reelforge.jobs.result import JobResult
 from reelforge.jobs.schema import (
@@ -215,7 +215,7 @@ class JobStore:
     def get_job(self, job_id: str) -> Job | None:
         if not _could_be_id(job_id):
             return None
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         return Job.from_row(row) if row is not None else None
 
@@ -230,7 +230,7 @@ class JobStore:
         older = select(func.count()).where(
             queued, jobs.c.priority == job.priority, jobs.c.seq < job.seq
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return int(conn.execute(higher).scalar_one()) + int(conn.execute(older).scalar_one())
 
     def request_cancel(self, job_id: str) -> Job | None:
@@ -271,7 +271,7 @@ class JobStore:
             .order_by(job_events.c.seq)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [JobEvent.from_row(row) for row in conn.execute(query)]
 
     def list_jobs(
@@ -300,7 +300,7 @@ class JobStore:
         if model is not None:
             query = query.where(jobs.c.model == model)
         query = query.order_by(jobs.c.seq.desc()).limit(limit + 1)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         return JobPage([Job.from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -331,12 +331,12 @@ class JobStore:
             .order_by(jobs.c.expires_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [Job.from_row(r) for r in conn.execute(query)]
 
     def count_by_status(self) -> dict[JobStatus, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             counts = {JobStatus(status): n for status, n in conn.execute(query)}
         return {status: counts.get(status, 0) for status in JobStatus}
 
@@ -391,7 +391,7 @@ class JobStore:
         query = select(jobs.c.status, jobs.c.lease_token, jobs.c.cancel_requested).where(
             jobs.c.id == lease.job_id
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(query).first()
         if row is None or row.status != JobStatus.RUNNING.value or row.lease_token != lease.token:
             return LeaseCheck.LOST
@@ -605,7 +605,7 @@ class JobStore:
     def live_workers(self, within_s: float) -> list[WorkerInfo]:
         """Workers that reported in the last `within_s` seconds."""
         query = select(workers).where(workers.c.seen_at >= self._now - within_s)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         return [
             WorkerInfo(
