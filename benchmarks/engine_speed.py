@@ -14,6 +14,14 @@ with CUDA to within 2 levels of 255, since batched guidance (on there) rounds di
 
     python benchmarks/engine_speed.py --tiny                  # CPU, tiny configs, seconds
     python benchmarks/engine_speed.py --device cuda           # full size: 1280x704, 121 frames
+    python benchmarks/engine_speed.py --device cuda --each-option   # + each speed option alone
+
+Every side runs once untimed first (loading, allocator and kernel warm-up), then the timed
+repeats go round in an order that rotates each time, so drift in the machine's speed weighs
+on every side alike. Both timers end after the frames are uint8 arrays. Beside reelforge's
+defaults, a row with `batch_guidance` off runs the same two guidance passes as diffusers, so
+that on a GPU the two compare like with like; `--each-option` adds a row per speed option
+alone (first-block cache, regional compile, fp8 storage, batched guidance) and one with all.
 
 Full size follows the published Wan2.2-TI2V-5B configs (transformer: 30 layers of width 3072,
 24 heads, FFN 14336; the Wan2.2 VAE: base width 160, decoder 256, 16x spatial compression),
@@ -173,20 +181,24 @@ def plain_runner(folder: Path, device: str, settings: dict[str, Any]) -> Callabl
             output_type="np",
             callback_on_step_end=on_step,
         ).frames[0]
-        ended = clock.now()
         frames = (np.clip(video, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        # The decode runs after the last step's callback.
+        ended = clock.now()  # after the uint8 conversion, as the engine's own timer
+        # The decode (and the conversion) run after the last step's callback.
         return _timing(started, ended, clock.marks, ended - clock.marks[-1], device, frames)
 
     return once
 
 
-def reelforge_runner(folder: Path, device: str, settings: dict[str, Any]) -> Callable[[], Timing]:
-    """reelforge's engine, as a worker runs it: loads, returns one timed generation."""
+def reelforge_runner(
+    folder: Path, device: str, settings: dict[str, Any], options: dict[str, Any] | None = None
+) -> Callable[[], Timing]:
+    """reelforge's engine, as a worker runs it (with `options` on top of the benchmark's):
+    loads, returns one timed generation."""
     engine = WanEngine(
         str(folder),
         device,
         {
+            **(options or {}),
             "native_width": settings["width"],
             "native_height": settings["height"],
             "native_fps": 24,
@@ -255,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="121 full size, 97 tiny")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side; the median counts")
     parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument(
+        "--each-option", action="store_true", help="a row per speed option alone, and all"
+    )
     args = parser.parse_args(argv)
 
     device = args.device or ("cpu" if args.tiny else "cuda")
@@ -283,30 +298,77 @@ def main(argv: list[str] | None = None) -> int:
             f"{settings['frames']} frames, {settings['steps']} steps, guidance "
             f"{settings['guidance']}, {device}, median of {settings['repeats']}"
         )
-        plain_once = plain_runner(folder, device, settings)
-        ours_once = reelforge_runner(folder, device, settings)
-        # Interleaved, so that drift in the machine's speed weighs on both sides alike.
-        plain_runs, our_runs = [], []
-        for _ in range(settings["repeats"]):
-            plain_runs.append(plain_once())
-            our_runs.append(ours_once())
-        plain, ours = _median(plain_runs), _median(our_runs)
+        sides: dict[str, Callable[[], Timing]] = {
+            "diffusers": plain_runner(folder, device, settings)
+        }
+        for name, options in _variants(args.each_option):
+            sides[name] = reelforge_runner(folder, device, settings, options)
+        for once in sides.values():
+            once()  # warm-up, untimed
+        runs: dict[str, list[Timing]] = {name: [] for name in sides}
+        names = list(sides)
+        for repeat in range(settings["repeats"]):
+            shift = repeat % len(names)
+            for name in names[shift:] + names[:shift]:
+                runs[name].append(sides[name]())
+        medians = {name: _median(timings) for name, timings in runs.items()}
 
-    print(f"{'':<12}{'s/step':>10}{'decode s':>10}{'total s':>10}{'peak GB':>10}")
-    for name, run in (("diffusers", plain), ("reelforge", ours)):
+    plain = medians["diffusers"]
+    print(f"{'':<34}{'s/step':>10}{'decode s':>10}{'total s':>10}{'peak GB':>10}{'ratio':>8}")
+    for name, run in medians.items():
         per_step = statistics.median(run.step_s[1:] or run.step_s)
         peak = f"{run.peak_gb:.1f}" if run.peak_gb is not None else "n/a"
-        print(f"{name:<12}{per_step:>10.3f}{run.decode_s:>10.2f}{run.total_s:>10.2f}{peak:>10}")
-    print(f"ratio diffusers / reelforge, end to end: {plain.total_s / ours.total_s:.2f}x")
-    if plain.frames.shape != ours.frames.shape:
-        print(f"frames: shapes differ, {plain.frames.shape} vs {ours.frames.shape}")
-        return 1
-    difference = int(np.abs(plain.frames.astype(int) - ours.frames.astype(int)).max())
-    print(f"frames identical: {'yes' if difference == 0 else 'no'} {ours.frames.shape}")
-    if difference:
-        # Batched guidance (on with CUDA) runs other kernels, which round differently.
-        print(f"largest difference: {difference}/255")
-    return 0 if difference <= (0 if device == "cpu" else 2) else 1
+        ratio = plain.total_s / run.total_s
+        print(
+            f"{name:<34}{per_step:>10.3f}{run.decode_s:>10.2f}{run.total_s:>10.2f}{peak:>10}"
+            f"{ratio:>7.2f}x"
+        )
+    print("ratio: diffusers' end-to-end time / the row's (above 1: the row is faster)")
+    status = 0
+    for name, run in medians.items():
+        if name == "diffusers":
+            continue
+        if plain.frames.shape != run.frames.shape:
+            print(f"{name}: frame shapes differ, {plain.frames.shape} vs {run.frames.shape}")
+            status = 1
+            continue
+        difference = int(np.abs(plain.frames.astype(int) - run.frames.astype(int)).max())
+        print(
+            f"{name}: frames identical to diffusers': {'yes' if difference == 0 else 'no'}"
+            + (f" (largest difference {difference}/255)" if difference else "")
+        )
+        # The speed options change the numerics (the cache skips work, fp8 rounds weights),
+        # so only the rows without them must match: exactly on the CPU, and within 2/255 with
+        # CUDA, where batched guidance (on by default there) runs other kernels.
+        if name in _EXACT and difference > (0 if device == "cpu" else 2):
+            status = 1
+    return status
+
+
+_EXACT = ("reelforge", "reelforge, batch_guidance off")
+
+
+def _variants(each_option: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The reelforge rows: its defaults, batched guidance off, and with `each_option` every
+    speed option alone and all of them together."""
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("reelforge", {}),
+        ("reelforge, batch_guidance off", {"batch_guidance": False}),
+    ]
+    if each_option:
+        alone = {
+            "first-block cache (0.05)": {"cache_threshold": 0.05},
+            "regional compile": {"compile": True},
+            "fp8 weights": {"fp8": True},
+            "batched guidance": {"batch_guidance": True},
+        }
+        base = {"batch_guidance": False}
+        rows += [(f"reelforge + {name} only", {**base, **opts}) for name, opts in alone.items()]
+        combined: dict[str, Any] = {}
+        for opts in alone.values():
+            combined.update(opts)
+        rows.append(("reelforge, all speed options", combined))
+    return rows
 
 
 if __name__ == "__main__":
