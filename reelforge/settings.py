@@ -171,11 +171,15 @@ class Settings(BaseSettings):
     retention_hours: float = Field(
         default=168,
         ge=0,
-        description="How long a generation and its files are kept after it was created; "
-        "a sweeper removes older ones. 0 keeps them until deleted.",
+        description="How long a generation and its files are kept, counted from its "
+        "creation (as the links it hands out last 168 h); the API's sweeper removes it once "
+        "finished and older. Applies to generations created afterwards; 0 keeps them until "
+        "deleted.",
     )
     sweep_interval_s: float = Field(
-        default=60, gt=0, description="How often the retention sweeper runs in `serve`."
+        default=60,
+        gt=0,
+        description="How often the retention sweeper of each API process runs, in seconds.",
     )
     webhook_secret: str = Field(
         default="",

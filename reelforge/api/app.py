@@ -24,7 +24,7 @@ from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore, translate_db_error
 from reelforge.net import OutboundPolicy
-from reelforge.service import Generations
+from reelforge.service import Generations, RetentionSweeper
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 
@@ -80,6 +80,7 @@ def build_context(
         images=images,
         db=db,
         generations=generations,
+        background=[RetentionSweeper(generations, settings.sweep_interval_s).run],
     )
 
 

@@ -334,6 +334,33 @@ class JobStore:
         with reading(self.engine) as conn:
             return [Job.from_row(r) for r in conn.execute(query)]
 
+    def orphaned_event_jobs(self, older_than_s: float, limit: int = 100) -> list[str]:
+        """Ids of jobs that no longer exist but still have events older than `older_than_s`:
+        their `deleted` event, kept a while so that an event stream learns where its job
+        went (`prune_events` removes them)."""
+        # Only a `deleted` event outlives its job (`delete_job` removes the others with the
+        # row), and comparing the type first spares the probe of `jobs` for every other row.
+        query = (
+            select(job_events.c.job_id)
+            .where(
+                job_events.c.type == EventType.DELETED.value,
+                job_events.c.created_at < self._now - older_than_s,
+                _job_gone(),
+            )
+            .distinct()
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def prune_events(self, job_ids: Sequence[str]) -> int:
+        """Remove the events of these jobs, if the jobs no longer exist; returns how many."""
+        if not job_ids:
+            return 0
+        query = delete(job_events).where(job_events.c.job_id.in_(job_ids), _job_gone())
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount)
+
     def count_by_status(self) -> dict[JobStatus, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
         with reading(self.engine) as conn:
@@ -630,6 +657,11 @@ _EXPIRY_EVENTS = {
 def _milestone(progress: float) -> int:
     # The epsilon keeps 0.15 (stored as 0.1499...) on its own milestone.
     return math.floor(progress / PROGRESS_EVENT_STEP + 1e-9)
+
+
+def _job_gone() -> Any:
+    """True for a `job_events` row whose job no longer exists."""
+    return ~select(jobs.c.id).where(jobs.c.id == job_events.c.job_id).exists()
 
 
 def _could_be_id(job_id: str) -> bool:

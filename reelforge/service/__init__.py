@@ -7,5 +7,6 @@ the `GenerationView` it gets back; no job logic lives in a router.
 from __future__ import annotations
 
 from reelforge.service.generations import Generations, GenerationView, Submission
+from reelforge.service.sweeper import RetentionSweeper
 
-__all__ = ["GenerationView", "Generations", "Submission"]
+__all__ = ["GenerationView", "Generations", "RetentionSweeper", "Submission"]

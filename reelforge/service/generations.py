@@ -46,6 +46,8 @@ IDEMPOTENCY_TTL_S = 24 * 3600.0
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MAX_KEY_CHARS = 255
 _WAIT_POLL_S = 0.05
+DELETED_EVENTS_KEPT_S = 3600.0
+"""How long a deleted generation's `deleted` event outlives it (for event streams)."""
 
 
 class DatabaseRunner(Protocol):
@@ -248,19 +250,36 @@ class Generations:
         return job
 
     def remove_files(self, job_id: str) -> None:
+        """Remove every file of the job (its input and outputs); idempotent."""
         for prefix in keys.job_prefixes(job_id):
             self.storage.delete_prefix(prefix)
 
     def sweep_expired(self, batch: int = 100) -> int:
-        """Delete finished generations whose retention ran out, with their files; also
-        expired idempotency keys. Blocking: run it on a thread. Returns how many went."""
+        """Delete up to `batch` finished generations whose retention ran out (counted from
+        their creation: `expires_at`), with their files; also expired idempotency keys.
+        Blocking: run it on a thread. Returns how many this call removed.
+
+        Files go before the row: a store that fails leaves the row for the next sweep to
+        try again, never files without a job. Sweepers of several API replicas may run at
+        once: removing files is idempotent, and only one `delete_job` finds the row."""
         removed = 0
         for job in self.store.expired_jobs(batch):
+            self.remove_files(job.id)
             if self.store.delete_job(job.id) is not None:
-                self.remove_files(job.id)
                 removed += 1
         self.keys.sweep()
         return removed
+
+    def prune_deleted(self, older_than_s: float = DELETED_EVENTS_KEPT_S, batch: int = 100) -> int:
+        """Forget generations deleted more than `older_than_s` ago: their `deleted` events
+        go, after their files are removed once more (the files of a delete whose storage
+        failed, or of a worker that stored them after the delete and died before it could
+        remove them). Blocking; returns how many generations were forgotten."""
+        job_ids = self.store.orphaned_event_jobs(older_than_s, batch)
+        for job_id in job_ids:
+            self.remove_files(job_id)
+        self.store.prune_events(job_ids)
+        return len(job_ids)
 
     # Each function below is one trip to a database thread (`self.db.run`): a request's
     # reads and writes together, under one deadline.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -85,7 +86,7 @@ class LocalStorage(Storage):
         if folder is None or folder == self.root or not folder.is_dir():
             return
         with _as_storage_errors():
-            shutil.rmtree(folder)
+            _remove_tree(folder)
 
     def stat(self, key: str) -> StoredObject | None:
         # The resolved path, so whoever opens it later does not follow a symlink again.
@@ -93,6 +94,20 @@ class LocalStorage(Storage):
         if path is None or not path.is_file():
             return None
         return StoredObject(key, path.stat().st_size, path)
+
+
+def _remove_tree(folder: Path) -> None:
+    """`shutil.rmtree`, where what vanished meanwhile counts as removed: two removers of one
+    job's files (the sweepers of two API replicas) both succeed."""
+
+    def ignore_missing(exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            raise exc
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=lambda _fn, _path, exc: ignore_missing(exc))
+    else:
+        shutil.rmtree(folder, onerror=lambda _fn, _path, info: ignore_missing(info[1]))
 
 
 def _write_atomically(target: Path, fill: Callable[[BinaryIO], object]) -> None:

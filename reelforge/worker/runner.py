@@ -138,7 +138,7 @@ class JobRunner:
                 if self.store.get_job(job_id) is None:
                     # Deleted meanwhile: the files this run stored are nobody's. (Had another
                     # worker taken the job over, they would be under its keys too: kept.)
-                    self._discard(result)
+                    self._discard(job_id)
         finally:
             self.heartbeat.watch(None)
 
@@ -214,12 +214,15 @@ class JobRunner:
             stored.append(Artifact(key=key, size=written.size, content_type=content_type))
         return stored
 
-    def _discard(self, result: JobResult) -> None:
-        for artifact in result.artifacts:
+    def _discard(self, job_id: str) -> None:
+        """Remove the files of a job deleted while this worker ran it: what it stored after
+        the delete had removed the job's files (the folders too)."""
+        for prefix in keys.job_prefixes(job_id):
             try:
-                self.storage.delete(artifact.key)
+                self.storage.delete_prefix(prefix)
             except (InsufficientStorage, ServiceUnavailable):
-                log.warning("could not remove %s after a lost lease", artifact.key)
+                # The sweeper tries again when it forgets the deleted job.
+                log.warning("job %s: could not remove %s* of the deleted job", job_id, prefix)
 
     def _load_image(self, key: str | None) -> Image.Image | None:
         if key is None:

@@ -151,7 +151,9 @@ def test_requests_loop_shaped_like_the_seed(
     assert (info.width, info.height, info.num_frames) == (720, 1280, 120)
 
 
-def test_generation_reports_progress_and_serves_artifacts(live_server: LiveServer) -> None:
+def test_generation_reports_progress_serves_artifacts_until_deleted(
+    live_server: LiveServer,
+) -> None:
     created = create(live_server, {"model": T2V, "prompt": "a red fox", "aspect_ratio": "1:1"})
     statuses = {created["status"]}
     final = wait_terminal(live_server, created["id"])
@@ -170,6 +172,45 @@ def test_generation_reports_progress_and_serves_artifacts(live_server: LiveServe
     thumb = Image.open(io.BytesIO(httpx.get(final["thumbnail"]["url"]).content))
     assert thumb.format == "WEBP"
     assert (final["video"]["width"], final["video"]["height"]) == (960, 960)
+
+    # Deleted: the generation, its links and its files are gone.
+    folder = live_server.data_dir / "artifacts" / "jobs" / created["id"]
+    assert (folder / "video.mp4").is_file()
+    url = f"{live_server.base_url}/v2/video/generations/{created['id']}"
+    deleted = httpx.delete(url)
+    assert deleted.status_code == 200
+    assert deleted.json() == {"id": created["id"], "deleted": True}
+    assert_gone(live_server, created["id"], [final[k]["url"] for k in MEDIA])
+    assert httpx.delete(url).status_code == 404
+
+
+def test_expired_generations_are_swept_with_their_files(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    server = server_factory(retention_hours="0.0003", sweep_interval_s="0.2")  # about 1 s
+    created = create(server, {"model": T2V, "prompt": "gone in a second"})
+    swept = "retention sweep removed 1 expired generation(s)"
+    wait_for(lambda: swept in server.log(), 60, "the sweeper to remove the generation")
+    assert f"job {created['id']}: succeeded" in server.log()  # it ran to the end first
+    assert_gone(server, created["id"], [])
+
+
+MEDIA = ("video", "preview", "thumbnail")
+
+
+def assert_gone(server: LiveServer, generation_id: str, links: list[str]) -> None:
+    """The poll, its path form and each file link answer 404; no file of it is left."""
+    polled = httpx.get(
+        server.base_url + "/v2/video/generations", params={"generation_id": generation_id}
+    )
+    assert polled.status_code == 404
+    by_path = httpx.get(f"{server.base_url}/v2/video/generations/{generation_id}")
+    assert by_path.status_code == 404
+    for link in links:
+        assert httpx.get(link).status_code == 404, link
+    artifacts = server.data_dir / "artifacts"
+    assert not (artifacts / "jobs" / generation_id).exists()
+    assert not (artifacts / "inputs" / generation_id).exists()
 
 
 def test_tampered_file_link_is_refused(live_server: LiveServer) -> None:

@@ -20,7 +20,7 @@ from reelforge.engines.registry import ModelEntry, Registry
 from reelforge.engines.wan import WanEngine
 from reelforge.jobs import JobStatus, JobStore, Lease
 from reelforge.spec import GenerationSpec
-from reelforge.storage import open_storage
+from reelforge.storage import Storage, keys, open_storage
 from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner
 from tests.conftest import make_spec
@@ -134,3 +134,60 @@ def test_out_of_memory_fails_the_job_and_the_next_one_succeeds(
     following = store.create_job(make_spec(num_frames=9))
     runner.run(_claim(store))
     assert store.get_job(following.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def _delete_as_the_api_does(store: JobStore, storage: Storage, job_id: str) -> None:
+    """`Generations.delete`: cancel, remove the row, then the files."""
+    store.request_cancel(job_id)
+    assert store.delete_job(job_id) is not None
+    for prefix in keys.job_prefixes(job_id):
+        storage.delete_prefix(prefix)
+
+
+def _left_in(storage: Storage, job_id: str) -> list[Path]:
+    root: Path = storage.root  # type: ignore[attr-defined]
+    return [root / prefix for prefix in keys.job_prefixes(job_id) if (root / prefix).exists()]
+
+
+def test_a_job_deleted_during_its_steps_stops_and_stores_nothing(
+    store: JobStore, engine: CountingWan, runner: JobRunner
+) -> None:
+    job = store.create_job(make_spec(num_frames=9))
+    lease = _claim(store)
+
+    def delete_during_step_two(done: int) -> None:
+        if done == 3:
+            _delete_as_the_api_does(store, runner.storage, job.id)
+
+    engine.on_step_hook = delete_during_step_two
+    runner.run(lease)
+    assert engine.steps == [1, 2, 3] and engine.decodes == 0
+    assert store.get_job(job.id) is None
+    assert _left_in(runner.storage, job.id) == []
+
+
+def test_a_job_deleted_while_its_files_are_stored_leaves_no_file(
+    store: JobStore, engine: CountingWan, runner: JobRunner
+) -> None:
+    """The delete lands after the worker's last lease check: it removes the video the worker
+    had stored, the worker then stores the rest, its result is refused, and it removes what
+    it stored (the job's folders too)."""
+    job = store.create_job(make_spec(num_frames=9))
+    lease = _claim(store)
+    storage = runner.storage
+    put_file = storage.put_file
+    stored: list[str] = []
+
+    def put_then_delete(key: str, source: Path, content_type: str) -> Any:
+        written = put_file(key, source, content_type)
+        stored.append(key)
+        if key.endswith("video.mp4"):
+            _delete_as_the_api_does(store, storage, job.id)
+        return written
+
+    storage.put_file = put_then_delete  # type: ignore[method-assign]
+    runner.run(lease)
+    assert engine.decodes == 1
+    assert [Path(key).name for key in stored] == ["video.mp4", "preview.gif", "thumbnail.webp"]
+    assert store.get_job(job.id) is None
+    assert _left_in(storage, job.id) == []
