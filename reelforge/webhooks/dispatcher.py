@@ -208,7 +208,7 @@ class WebhookDispatcher:
                     status_code = response.status_code
                     # Read a little of the answer (a receiver's "ok"), never a flood of it.
                     read = 0
-                    async for chunk in response.aiter_raw():
+                    async for chunk in response.aiter_bytes():
                         read += len(chunk)
                         if read > _MAX_ANSWER_BYTES:
                             break
