@@ -124,6 +124,11 @@ class WebhookOutbox:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        # Most passes find nothing due: a plain read says so without taking SQLite's write
+        # lock (which every worker's progress report would then wait for).
+        with self.engine.connect() as conn:
+            if conn.execute(select(d.c.id).where(*due, oldest_open).limit(1)).first() is None:
+                return []
         begin = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
         with begin as conn, conn.begin():
             picked = conn.execute(pick).all()
