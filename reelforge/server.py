@@ -9,7 +9,7 @@ from types import FrameType
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from reelforge.api.app import build_context, create_app
+from reelforge.api.app import build_context, build_webhook_dispatcher, create_app
 from reelforge.jobs import open_store
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
@@ -36,6 +36,8 @@ def serve(settings: Settings) -> int:
     # After the checks above: a server that cannot start says only why, in one line.
     log_where(settings)
     ctx = build_context(settings, store, storage, registry)
+    # Webhooks go out from the API process, beside the routes, never from a worker.
+    ctx.background.append(build_webhook_dispatcher(ctx).run)
     if ctx.auth.open_to_loopback_only:
         log.warning("no API keys configured (REELFORGE_API_KEYS): serving loopback clients only")
     for entry in registry:

@@ -13,7 +13,20 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["DEFAULT_WEBHOOK_RETRY_SCHEDULE_S", "Settings", "default_data_dir"]
+
+DEFAULT_WEBHOOK_RETRY_SCHEDULE_S: tuple[float, ...] = (
+    5,
+    30,
+    120,
+    600,
+    1800,
+    3600,
+    10800,
+    21600,
+    43200,
+)
+"""Nine retries over about 22.7 hours: a receiver down for most of a day still gets it."""
 
 
 def _split_commas(value: object) -> object:
@@ -122,7 +135,8 @@ class Settings(BaseSettings):
             "allow_private_image_urls",
             "REELFORGE_ALLOW_PRIVATE_IMAGE_URLS",  # the older, image-only name
         ),
-        description="Let client-named URLs (image_url) reach loopback and private networks "
+        description="Let client-named URLs (image_url, webhook_url) reach loopback and "
+        "private networks "
         "(not link-local or cloud metadata addresses). Off: a server must not be made to "
         "fetch from its own network.",
     )
@@ -184,7 +198,25 @@ class Settings(BaseSettings):
     webhook_secret: str = Field(
         default="",
         description="Signing secret for webhooks, `whsec_` and base64 (Standard Webhooks); "
-        "empty means one kept in data_dir.",
+        "empty means one kept in data_dir (webhook-secret).",
+    )
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S),
+        description="Seconds between a webhook's attempts, comma-separated, each ±20 % "
+        "jitter; after the last one's attempt fails the delivery is given up. The default "
+        "retries 9 times over about 23 hours.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest one webhook attempt may take (DNS, connecting, sending, the "
+        "answer's status); longer counts as a failure and is retried.",
+    )
+    webhook_poll_interval_s: float = Field(
+        default=0.5, gt=0, description="How often the webhook dispatcher looks for due deliveries."
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, description="Webhook attempts one API process makes at once."
     )
 
     @field_validator("data_dir", "models_dir")
@@ -193,10 +225,19 @@ class Settings(BaseSettings):
         # "~/videos" from a variable or a .env file, which no shell expanded.
         return value.expanduser()
 
-    @field_validator("api_keys", "models", "outbound_allow_networks", mode="before")
+    @field_validator(
+        "api_keys", "models", "outbound_allow_networks", "webhook_retry_schedule_s", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must not be negative")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 
 from reelforge import __version__
+from reelforge.api.aimlapi.render import render_generation
+from reelforge.api.aimlapi.router import DIALECT as AIMLAPI
 from reelforge.api.aimlapi.router import build_aimlapi_router
 from reelforge.api.auth import Authenticator
 from reelforge.api.context import ApiContext
@@ -22,13 +24,21 @@ from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
 from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
-from reelforge.jobs import JobStore, translate_db_error
+from reelforge.jobs import Job, JobStore, translate_db_error
+from reelforge.jobs.webhooks import WebhookOutbox
 from reelforge.net import OutboundPolicy
 from reelforge.service import Generations, RetentionSweeper
 from reelforge.settings import Settings
 from reelforge.storage import Storage
+from reelforge.webhooks import (
+    Renderer,
+    RetrySchedule,
+    WebhookDispatcher,
+    WebhookSigner,
+    load_or_create_webhook_secret,
+)
 
-__all__ = ["build_context", "create_app"]
+__all__ = ["build_context", "build_webhook_dispatcher", "create_app", "webhook_renderers"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +92,37 @@ def build_context(
         generations=generations,
         background=[RetentionSweeper(generations, settings.sweep_interval_s).run],
     )
+
+
+def build_webhook_dispatcher(ctx: ApiContext) -> WebhookDispatcher:
+    """The webhook dispatcher of this API process, for `ctx.background` (`serve` runs it)."""
+    settings = ctx.settings
+    return WebhookDispatcher(
+        WebhookOutbox(ctx.store.engine),
+        renderers=webhook_renderers(ctx),
+        signer=WebhookSigner(
+            load_or_create_webhook_secret(settings.webhook_secret, settings.data_dir)
+        ),
+        policy=ctx.generations.outbound,
+        schedule=RetrySchedule(settings.webhook_retry_schedule_s),
+        timeout_s=settings.webhook_timeout_s,
+        poll_interval_s=settings.webhook_poll_interval_s,
+        concurrency=settings.webhook_concurrency,
+    )
+
+
+def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
+    """Each dialect's generation object, by dialect name, for webhook bodies: a new dialect
+    adds its renderer here. With no request to take an address from, file links use
+    `public_base_url`, else this server's own address."""
+    settings = ctx.settings
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = ctx.base_url(f"http://{host}:{settings.port}")
+
+    def aimlapi(job: Job) -> dict[str, object]:
+        return render_generation(job, None, lambda key: ctx.signer.url(base, key))
+
+    return {AIMLAPI: aimlapi}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:

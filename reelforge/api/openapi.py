@@ -32,6 +32,7 @@ __all__ = [
     "Health",
     "HealthDatabaseDown",
     "ModelList",
+    "WebhookDeliveryList",
     "answers",
     "error_responses",
     "install_openapi",
@@ -192,6 +193,33 @@ class GenerationList(_Strict):
 class GenerationDeleted(_Strict):
     id: str
     deleted: Literal[True]
+
+
+class WebhookAttempt(_Strict):
+    attempt: int = Field(ge=1, description="1 for the first try.")
+    status_code: int | None = Field(description="The receiver's answer, if it answered.")
+    error: str | None = Field(description="Why the attempt failed (timeout, refused, ...).")
+    duration_s: float = Field(ge=0)
+    at: datetime
+
+
+class WebhookDelivery(_Strict):
+    """One webhook message: one event of the generation, retried until delivered."""
+
+    id: str = Field(description="The `webhook-id` header, the same on every attempt.")
+    event: Literal["started", "progress", "completed", "failed", "canceled"]
+    status: Literal["pending", "delivered", "failed"]
+    url: str
+    attempts: list[WebhookAttempt]
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="When `pending`: the next try.")
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryList(_Strict):
+    """The generation's webhook deliveries, in event order."""
+
+    data: list[WebhookDelivery]
 
 
 # --- service routes (system.py) ---------------------------------------------------------

@@ -441,12 +441,12 @@ class JobStore:
         crosses a milestone; False if the lease was lost."""
         progress = max(0.0, min(1.0, progress))
         fence = self._fence(lease)
-        # It reads before it writes: on SQLite, a deferred transaction would fail at once
-        # ("database is locked") when another writer commits between the two.
-        with (
-            self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-            conn.begin(),
-        ):
+        # Read, then write: on SQLite the transaction must take the write lock first. A
+        # deferred one that read before another process committed (the API's webhook
+        # dispatcher, a create) cannot upgrade and fails at once with "database is locked",
+        # whatever the busy timeout.
+        begin = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+        with begin as conn, conn.begin():
             before = conn.execute(select(jobs.c.progress).where(fence)).scalar_one_or_none()
             if before is None:
                 return False

@@ -1,5 +1,5 @@
 """Outbound network access, shared by everything that fetches from or delivers to a URL a
-client named (input images today; webhooks next): the address guard and a bounded fetch."""
+client named (input images and webhooks): the address guard and a bounded fetch."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import httpx
 
 from reelforge.net.guard import OutboundPolicy, OutboundRefused
 
-__all__ = ["FetchFailed", "FetchTooLarge", "fetch_bytes", "tls_context"]
+__all__ = ["FetchFailed", "FetchTooLarge", "check_peer", "fetch_bytes", "tls_context"]
 
 MAX_REDIRECTS = 3
 
@@ -66,7 +66,7 @@ async def _fetch(url: str, policy: OutboundPolicy, max_bytes: int, deadline_s: f
             await policy.resolve(target)
             try:
                 async with client.stream("GET", target.url) as response:
-                    _check_peer(response, policy)
+                    check_peer(response, policy)
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(target.url, response.headers["location"])
                         continue
@@ -102,7 +102,7 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_peer(response: httpx.Response, policy: OutboundPolicy) -> None:
+def check_peer(response: httpx.Response, policy: OutboundPolicy) -> None:
     """Check the address actually connected to, in case DNS changed since `resolve`."""
     stream = response.extensions.get("network_stream")
     peer = stream.get_extra_info("server_addr") if stream is not None else None

@@ -32,6 +32,7 @@ from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
 from reelforge.jobs.idempotency import IdempotencyKeys
 from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.store import WebhookSubscription
+from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, WebhookOutbox
 from reelforge.net import OutboundPolicy, OutboundRefused
 from reelforge.spec import GenerationSpec
 from reelforge.storage import Storage, keys
@@ -118,6 +119,7 @@ class Generations:
         )
         self.in_flight_limit_s = in_flight_limit_s
         self.positions = QueuePositions(store)
+        self.outbox = WebhookOutbox(store.engine)
 
     # --- create --------------------------------------------------------------------------
 
@@ -241,6 +243,12 @@ class Generations:
         """A page of the tenant's generations, newest first, and whether more follow."""
         return await self.db.run(self._list, tenant, limit, after, status, model)
 
+    async def webhooks(
+        self, generation_id: str, tenant: str
+    ) -> builtins.list[tuple[Delivery, builtins.list[DeliveryAttempt]]]:
+        """The generation's webhook deliveries in event order, each with its attempts."""
+        return await self.db.run(self._webhooks, generation_id, tenant)
+
     # --- delete and retention ------------------------------------------------------------
 
     async def delete(self, generation_id: str, tenant: str) -> Job:
@@ -294,6 +302,12 @@ class Generations:
     def _owned_view(self, generation_id: str, tenant: str) -> GenerationView:
         job = self._owned(generation_id, tenant)
         return GenerationView(job, self.positions.position(job))
+
+    def _webhooks(
+        self, generation_id: str, tenant: str
+    ) -> builtins.list[tuple[Delivery, builtins.list[DeliveryAttempt]]]:
+        job = self._owned(generation_id, tenant)
+        return self.outbox.deliveries_of(job.id)
 
     def _cancel(self, generation_id: str, tenant: str) -> GenerationView:
         self._owned(generation_id, tenant)

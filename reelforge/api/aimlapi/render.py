@@ -13,8 +13,9 @@ from typing import Any
 
 from reelforge.jobs import Job, JobStatus
 from reelforge.jobs.result import Artifact
+from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, DeliveryStatus
 
-__all__ = ["STATUS_WORDS", "render_generation", "stage_timings"]
+__all__ = ["STATUS_WORDS", "render_generation", "render_webhook_deliveries", "stage_timings"]
 
 STATUS_WORDS: dict[JobStatus, str] = {
     JobStatus.QUEUED: "queued",
@@ -97,6 +98,49 @@ def _error(job: Job) -> dict[str, str] | None:
             "message": job.error_message or "the generation failed",
         }
     return None
+
+
+def render_webhook_deliveries(
+    deliveries: list[tuple[Delivery, list[DeliveryAttempt]]],
+) -> dict[str, Any]:
+    """The answer of `GET …/{generation_id}/webhooks`: each delivery with its attempts."""
+    return {
+        "data": [
+            {
+                "id": delivery.id,
+                "event": delivery.event_type,
+                # A claimed delivery is still on its way: `sending` is an internal word.
+                "status": _DELIVERY_WORDS[delivery.status],
+                "url": delivery.url,
+                "attempts": [
+                    {
+                        "attempt": attempt.attempt,
+                        "status_code": attempt.status_code,
+                        "error": attempt.error,
+                        "duration_s": attempt.duration_s,
+                        "at": _iso(attempt.created_at),
+                    }
+                    for attempt in attempts
+                ],
+                "created_at": _iso(delivery.created_at),
+                "next_attempt_at": (
+                    _iso(delivery.next_attempt_at)
+                    if delivery.status is DeliveryStatus.PENDING
+                    else None
+                ),
+                "delivered_at": _iso(delivery.delivered_at),
+            }
+            for delivery, attempts in deliveries
+        ]
+    }
+
+
+_DELIVERY_WORDS = {
+    DeliveryStatus.PENDING: "pending",
+    DeliveryStatus.SENDING: "pending",
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.FAILED: "failed",
+}
 
 
 def _iso(epoch: float | None) -> str | None:

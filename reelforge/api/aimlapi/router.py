@@ -12,7 +12,8 @@ Beyond the hosted API (whose clients ignore what they do not know):
   answers `{"id", "deleted": true}`; afterwards it and its file links answer 404.
 - `Idempotency-Key` on a create: the same key and body within 24 h return the same
   generation (no second job); the same key with another body is a 409.
-- `webhook_url` (or `callback_url`) and `webhook_events` in a create body.
+- `webhook_url` (or `callback_url`) and `webhook_events` in a create body;
+  `GET …/{generation_id}/webhooks` lists the deliveries and each attempt's outcome.
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ from reelforge.api.aimlapi.protocol import (
     parse_create_request,
     webhook_subscription,
 )
-from reelforge.api.aimlapi.render import STATUS_WORDS, render_generation
+from reelforge.api.aimlapi.render import (
+    STATUS_WORDS,
+    render_generation,
+    render_webhook_deliveries,
+)
 from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
 from reelforge.api.openapi import (
     Generation,
     GenerationDeleted,
     GenerationList,
+    WebhookDeliveryList,
     answers,
     json_request_body,
 )
@@ -118,6 +124,9 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         job = await service.delete(generation_id, tenant)
         return {"id": job.id, "deleted": True}
 
+    async def list_webhooks(generation_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+        return render_webhook_deliveries(await service.webhooks(generation_id, tenant))
+
     generation = (Generation, "The generation, as it stands.")
     for path in PATHS:
         router.add_api_route(
@@ -170,6 +179,20 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             methods=["POST"],
             response_model=None,
             responses=answers(*generation, 401, 403, 404, 409, 503, 507),
+        )
+        router.add_api_route(
+            path + "/{generation_id}/webhooks",
+            list_webhooks,
+            methods=["GET"],
+            response_model=None,
+            responses=answers(
+                WebhookDeliveryList,
+                "The generation's webhook deliveries and their attempts.",
+                401,
+                403,
+                404,
+                503,
+            ),
         )
     return router
 
