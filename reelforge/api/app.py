@@ -25,6 +25,7 @@ from reelforge.engines import Registry
 from reelforge.jobs import JobStore, translate_db_error
 from reelforge.net import OutboundPolicy
 from reelforge.service import Generations
+from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 
@@ -80,6 +81,11 @@ def build_context(
         images=images,
         db=db,
         generations=generations,
+        streams=EventStreams(
+            generations,
+            limit=settings.event_stream_limit,
+            poll_interval_s=settings.event_stream_poll_interval_s,
+        ),
     )
 
 
