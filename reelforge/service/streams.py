@@ -158,9 +158,13 @@ class EventStreams:
                         return
                 if len(tick.events) == _BATCH:
                     continue  # more to replay
-                if current is not None and (
-                    sent is None or (current.job.status is sent_status and _state(current) != sent)
-                ):
+                if current is None:
+                    # Gone without a `deleted` event after the cursor: on SQLite a deleted
+                    # job's event may reuse the seq of the events deleted with it (the
+                    # table has no AUTOINCREMENT), so the row is the witness.
+                    yield StreamEvent(cursor, job_id, None, terminal=True)
+                    return
+                if sent is None or (current.job.status is sent_status and _state(current) != sent):
                     # Between transitions (or on a resume with nothing new): the row as it
                     # stands, under the id of the last transition it is at or past.
                     yield StreamEvent(cursor, job_id, current, terminal=current.job.terminal)
