@@ -105,11 +105,28 @@ the transition it reflects: reconnect with `Last-Event-ID` to be sent everything
 Comment lines (`: ping`) keep a quiet stream open."""
 
 
+_SERVER_SENT_EVENT = {
+    "title": "GenerationEvent",
+    "description": "One event of the stream, as an SSE parser reads it.",
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"enum": ["queued", "generating", "completed", "error", "deleted"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "The generation object (`Generation`), or `{id, deleted}`.",
+        },
+    },
+    "required": ["id", "event", "data"],
+}
+
+
 def event_stream_responses(*error_codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for an event stream route (`text/event-stream`) and its error statuses."""
     stream = {
         "description": _EVENT_STREAM_DESCRIPTION,
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": _SERVER_SENT_EVENT}},
     }
     return {200: stream, **error_responses(*error_codes)}
 
