@@ -195,6 +195,18 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the retention sweeper of each API process runs, in seconds.",
     )
+    event_stream_limit: int = Field(
+        default=200,
+        ge=1,
+        description="Event streams (GET …/{id}/events) one API process serves at once; "
+        "past it a new one is answered 503 (polling still works).",
+    )
+    event_stream_poll_interval_s: float = Field(
+        default=0.25,
+        ge=0.05,
+        description="How often an event stream looks for its job's new events and progress: "
+        "the most an event lags its transition.",
+    )
     webhook_secret: str = Field(
         default="",
         description="Signing secret for webhooks, `whsec_` and base64 (Standard Webhooks); "

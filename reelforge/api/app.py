@@ -28,6 +28,7 @@ from reelforge.jobs import Job, JobStore, translate_db_error
 from reelforge.jobs.webhooks import WebhookOutbox
 from reelforge.net import OutboundPolicy
 from reelforge.service import Generations, RetentionSweeper
+from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 from reelforge.webhooks import (
@@ -91,6 +92,11 @@ def build_context(
         db=db,
         generations=generations,
         background=[RetentionSweeper(generations, settings.sweep_interval_s).run],
+        streams=EventStreams(
+            generations,
+            limit=settings.event_stream_limit,
+            poll_interval_s=settings.event_stream_poll_interval_s,
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from reelforge.api.images import ImageIntake
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore
 from reelforge.service import Generations
+from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 
@@ -30,6 +31,7 @@ class ApiContext:
     images: ImageIntake
     db: DatabaseGate
     generations: Generations
+    streams: EventStreams
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     """Loops the API process runs beside the routes while it serves (the retention sweeper,
     the webhook dispatcher): started with the app, canceled at shutdown. Each must keep its

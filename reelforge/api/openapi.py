@@ -35,6 +35,7 @@ __all__ = [
     "WebhookDeliveryList",
     "answers",
     "error_responses",
+    "event_stream_responses",
     "install_openapi",
     "json_request_body",
 ]
@@ -48,8 +49,9 @@ _STATUS_DESCRIPTIONS = {
     409: "The generation has already ended; there is nothing to cancel.",
     413: "The request body is larger than REELFORGE_MAX_BODY_BYTES.",
     415: "The request body is not declared as JSON.",
-    503: "Try again later (see Retry-After): the job database is busy or away, or no worker "
-    "can serve the model (its reason in the message).",
+    503: "Try again later (see Retry-After): the job database is busy or away, no worker "
+    "can serve the model (its reason in the message), or this server serves as many event "
+    "streams as it may.",
     507: "The job database or the artifact store is full.",
 }
 _RETRY_AFTER = {
@@ -94,6 +96,40 @@ def answers(model: Any, description: str, *error_codes: int) -> dict[int | str, 
     """`responses=` for a route: its 200 body, a model (or a union of models), and the error
     statuses it can answer."""
     return {200: {"model": model, "description": description}, **error_responses(*error_codes)}
+
+
+_EVENT_STREAM_DESCRIPTION = """Server-Sent Events, one per change of the generation (status,
+progress, queue position), ending after the last. Each event's `data` is the generation
+object as a poll answers it (`Generation`), its `event` the status word (`queued`,
+`generating`, `completed`, `error`), or `deleted` with `{"id", "deleted": true}`; its `id`
+the transition it reflects: reconnect with `Last-Event-ID` to be sent everything after it.
+Comment lines (`: ping`) keep a quiet stream open."""
+
+
+_SERVER_SENT_EVENT = {
+    "title": "GenerationEvent",
+    "description": "One event of the stream, as an SSE parser reads it.",
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"enum": ["queued", "generating", "completed", "error", "deleted"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "The generation object (`Generation`), or `{id, deleted}`.",
+        },
+    },
+    "required": ["id", "event", "data"],
+}
+
+
+def event_stream_responses(*error_codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for an event stream route (`text/event-stream`) and its error statuses."""
+    stream = {
+        "description": _EVENT_STREAM_DESCRIPTION,
+        "content": {"text/event-stream": {"schema": _SERVER_SENT_EVENT}},
+    }
+    return {200: stream, **error_responses(*error_codes)}
 
 
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
@@ -172,6 +208,12 @@ class Generation(_Strict):
     error: GenerationFailure | None = Field(description="Set when `error`.")
     progress: int = Field(ge=0, le=100, description="Percent.")
     queue_position: int | None = Field(ge=0, description="Jobs ahead of this one, if queued.")
+    eta_seconds: float | None = Field(
+        ge=0,
+        description="Seconds until it should be done: while queued, from the jobs ahead and "
+        "the model's recent run times; while generating, from its progress rate; 0 once "
+        "finished; null when there is too little to go on.",
+    )
     cancel_requested: bool
     seed: int
     engine: str | None

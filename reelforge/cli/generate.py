@@ -156,6 +156,7 @@ def _create_and_wait(
     )
     # The id first, so an interrupted or timed-out wait still tells the user what to look up.
     print(f"reelforge: generation {created.id} ({created.model or model})", file=sys.stderr)
+    # `wait` follows the server's event stream (polling a server without one).
     with ProgressBar(created) as bar:
         return client.wait(
             created.id,
@@ -185,7 +186,8 @@ def _save(
 
 
 class ProgressBar:
-    """A tqdm bar on stderr: status, percent done and queue position, updated on each poll."""
+    """A tqdm bar on stderr: the phase (queued, with how many ahead; rendering; encoding),
+    percent done and the server's ETA, updated on each state the client reports."""
 
     def __init__(self, first: Generation) -> None:
         # sys.stderr is read here, not at import, so redirected or captured stderr is used.
@@ -194,9 +196,10 @@ class ProgressBar:
             initial=_percent(first),
             desc=_describe(first),
             file=sys.stderr,
-            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}",
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
             dynamic_ncols=True,
         )
+        self._bar.set_postfix_str(_eta(first), refresh=False)
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -205,17 +208,33 @@ class ProgressBar:
         self._bar.close()
 
     def update(self, generation: Generation) -> None:
-        """Show one polled state (the callback handed to `wait`)."""
+        """Show one state (the callback handed to `wait`)."""
         self._bar.set_description_str(_describe(generation), refresh=False)
+        self._bar.set_postfix_str(_eta(generation), refresh=False)
         self._bar.n = _percent(generation)
         self._bar.refresh()
+
+
+ENCODING_FROM_PERCENT = 90
+"""A reelforge worker gives the engine the first 90 % of the progress bar and encoding and
+storing the files the rest (`worker.runner`): past it the frames are being encoded."""
 
 
 def _describe(generation: Generation) -> str:
     ahead = generation.queue_position
     if generation.status == "queued" and ahead is not None:
         return "queued (next)" if ahead == 0 else f"queued ({ahead} ahead)"
+    if generation.status == "generating":
+        return "encoding" if generation.progress >= ENCODING_FROM_PERCENT else "rendering"
     return generation.status
+
+
+def _eta(generation: Generation) -> str:
+    eta_s = generation.eta_seconds
+    if generation.is_terminal or eta_s is None:
+        return ""
+    minutes, seconds = divmod(round(eta_s), 60)
+    return f"ETA {minutes}:{seconds:02d}"
 
 
 def _percent(generation: Generation) -> int:

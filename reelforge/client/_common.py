@@ -7,6 +7,7 @@ behave identically.
 from __future__ import annotations
 
 import base64
+import json
 import mimetypes
 import os
 import tempfile
@@ -15,13 +16,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from reelforge import __version__
-from reelforge.client._errors import ConnectionFailed, UnexpectedResponse, error_from_response
+from reelforge.client._errors import (
+    ConnectionFailed,
+    NotFound,
+    UnexpectedResponse,
+    error_from_response,
+)
 from reelforge.client._models import Generation, ModelInfo
+from reelforge.client._sse import SSEvent
 from reelforge.fileperm import as_if_opened
 
 __all__ = [
@@ -29,18 +37,24 @@ __all__ = [
     "DEFAULT_IMAGE_MODEL",
     "DEFAULT_TEXT_MODEL",
     "GENERATIONS_PATH",
+    "RECONNECT_ATTEMPTS",
     "USER_AGENT",
     "Deadline",
     "api_headers",
     "connection_failed",
     "default_model",
+    "events_path",
     "generation_body",
+    "generation_from_event",
     "image_to_data_uri",
     "partial_file",
     "read_generation",
     "read_models",
+    "reconnect_delay_s",
     "resolve_api_key",
     "resolve_base_url",
+    "stream_headers",
+    "stream_timeout",
 ]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -50,6 +64,11 @@ GENERATIONS_PATH = "/v2/video/generations"
 USER_AGENT = f"reelforge-python/{__version__}"
 
 _M = TypeVar("_M", bound=BaseModel)
+
+RECONNECT_ATTEMPTS = 5
+"""Reconnects of an event stream in a row that may fail before the error is raised."""
+_STREAM_IDLE_S = 40.0
+"""A stream silent this long is dead: reelforge sends a keep-alive every 15 s."""
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -119,6 +138,48 @@ def read_models(response: httpx.Response) -> list[ModelInfo]:
     if not isinstance(data, list):
         raise UnexpectedResponse(f"{response.request.url}: expected a 'data' list of models")
     return [_validate(ModelInfo, item, response) for item in data]
+
+
+def events_path(generation_id: str) -> str:
+    return f"{GENERATIONS_PATH}/{quote(generation_id, safe='')}/events"
+
+
+def stream_headers(headers: dict[str, str], last_event_id: str | None) -> dict[str, str]:
+    """The API headers for opening an event stream, resuming after `last_event_id`."""
+    opened = {**headers, "Accept": "text/event-stream"}
+    if last_event_id is not None:
+        opened["Last-Event-ID"] = last_event_id
+    return opened
+
+
+def stream_timeout(timeout_s: float, deadline: Deadline) -> httpx.Timeout:
+    """Per-read timeout of a stream: long enough for the keep-alives, never past `deadline`."""
+    remaining = deadline.remaining_s()
+    read_s = _STREAM_IDLE_S if remaining is None else max(0.01, min(remaining, _STREAM_IDLE_S))
+    return httpx.Timeout(timeout_s, read=read_s)
+
+
+def reconnect_delay_s(failures: int, retry_ms: int | None) -> float:
+    """How long to wait before reconnecting a stream: the server's `retry:` the first time,
+    else half a second, doubling per failure in a row up to 8 s."""
+    if failures <= 1 and retry_ms is not None:
+        return retry_ms / 1000
+    return float(min(8.0, 0.5 * 2 ** max(0, failures - 1)))
+
+
+def generation_from_event(event: SSEvent, generation_id: str) -> Generation | None:
+    """The generation an event of its stream carries; None for an event of another kind.
+    Raises `NotFound` for the `deleted` event: the generation is gone, as a poll would say."""
+    if event.event == "deleted":
+        raise NotFound(f"generation {generation_id} was deleted", status_code=404)
+    if event.event not in ("queued", "generating", "completed", "error"):
+        return None
+    try:
+        return Generation.model_validate(json.loads(event.data))
+    except (ValueError, ValidationError):
+        raise UnexpectedResponse(
+            f"event stream of {generation_id}: a {event.event!r} event without a generation"
+        ) from None
 
 
 def connection_failed(exc: httpx.TransportError) -> ConnectionFailed:

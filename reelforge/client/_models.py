@@ -68,6 +68,10 @@ class Generation(_WireModel):
     queue_position: int | None = Field(
         default=None, description="Jobs ahead of this one (0 = next); None when not queued."
     )
+    eta_seconds: float | None = Field(
+        default=None,
+        description="Seconds until it should be done (reelforge's guess); None when unknown.",
+    )
     cancel_requested: bool = Field(
         default=False, description="A cancel was asked for; the job stops at its next step."
     )

@@ -10,7 +10,7 @@ with ReelforgeClient("http://127.0.0.1:8000") as client:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,20 +20,33 @@ import httpx
 
 from reelforge.client._common import (
     GENERATIONS_PATH,
+    RECONNECT_ATTEMPTS,
     USER_AGENT,
     Deadline,
     api_headers,
     connection_failed,
     default_model,
+    events_path,
     generation_body,
+    generation_from_event,
     partial_file,
     read_generation,
     read_models,
+    reconnect_delay_s,
     resolve_api_key,
     resolve_base_url,
+    stream_headers,
+    stream_timeout,
 )
-from reelforge.client._errors import GenerationFailed, WaitTimeout, error_from_response
+from reelforge.client._errors import (
+    GenerationFailed,
+    ServerError,
+    UnexpectedResponse,
+    WaitTimeout,
+    error_from_response,
+)
 from reelforge.client._models import Generation, ModelInfo
+from reelforge.client._sse import SSEParser
 
 __all__ = ["ReelforgeClient"]
 
@@ -55,6 +68,7 @@ class ReelforgeClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
+        self.timeout_s = timeout_s
         self._headers = api_headers(resolve_api_key(api_key))
         # The key goes on API calls only, never on the client: artifact URLs may point at
         # another host (S3), which must not see it and would reject a second auth scheme.
@@ -125,6 +139,82 @@ class ReelforgeClient:
         path = f"{GENERATIONS_PATH}/{quote(generation_id, safe='')}/cancel"
         return read_generation(self._request("POST", path))
 
+    def stream(
+        self,
+        generation_id: str,
+        *,
+        poll_interval_s: float = 1.0,
+        timeout_s: float | None = None,
+    ) -> Iterator[Generation]:
+        """Yield the generation each time it changes, its final state last.
+
+        Reads the server's event stream (`GET …/{id}/events`), reconnecting with
+        `Last-Event-ID` when the connection drops, so no state change is missed. A server
+        without that route (the hosted AI/ML API) is polled every `poll_interval_s`
+        instead, and every poll is yielded. Raises `NotFound` if the generation is (or gets)
+        deleted, `WaitTimeout` after `timeout_s` (the job itself goes on).
+        """
+        deadline = Deadline(timeout_s)
+        last: Generation | None = None
+        last_event_id: str | None = None
+        retry_ms: int | None = None
+        failures = 0
+        while True:
+            try:
+                with self._http.stream(
+                    "GET",
+                    events_path(generation_id),
+                    headers=stream_headers(self._headers, last_event_id),
+                    timeout=stream_timeout(self.timeout_s, deadline),
+                ) as response:
+                    if response.status_code in (404, 405) and last_event_id is None:
+                        response.read()
+                        yield from self._poll(generation_id, deadline, poll_interval_s)
+                        return
+                    if not response.is_success:
+                        response.read()
+                        error = error_from_response(response)
+                        if not isinstance(error, ServerError) or failures >= RECONNECT_ATTEMPTS:
+                            raise error
+                    else:
+                        parser = SSEParser()
+                        for line in response.iter_lines():
+                            event = parser.feed(line)
+                            if event is None:
+                                continue
+                            failures = 0  # only a stream that says something counts as up
+                            last_event_id, retry_ms = event.id, event.retry_ms
+                            generation = generation_from_event(event, generation_id)
+                            if generation is None:
+                                continue
+                            last = generation
+                            yield generation
+                            if generation.is_terminal:
+                                return
+                            if deadline.expired():
+                                raise WaitTimeout(generation, deadline.timeout_s or 0.0)
+            except httpx.TransportError as exc:
+                if deadline.expired():
+                    last = last or self.get_generation(generation_id)
+                    raise WaitTimeout(last, deadline.timeout_s or 0.0) from None
+                if failures >= RECONNECT_ATTEMPTS:
+                    raise connection_failed(exc) from exc
+            # Dropped, cut short (a server restart) or refused for now: resume where it was.
+            failures += 1
+            time.sleep(reconnect_delay_s(failures, retry_ms))
+
+    def _poll(
+        self, generation_id: str, deadline: Deadline, poll_interval_s: float
+    ) -> Iterator[Generation]:
+        while True:
+            generation = self.get_generation(generation_id)
+            yield generation
+            if generation.is_terminal:
+                return
+            if deadline.expired():
+                raise WaitTimeout(generation, deadline.timeout_s or 0.0)
+            time.sleep(deadline.next_sleep_s(poll_interval_s))
+
     def wait(
         self,
         generation_id: str,
@@ -133,24 +223,22 @@ class ReelforgeClient:
         timeout_s: float | None = None,
         on_update: OnUpdate | None = None,
     ) -> Generation:
-        """Poll until the generation finishes; return it once completed.
+        """Follow the generation (`stream`) until it finishes; return it once completed.
 
-        `on_update` sees every polled state, the final one included. Raises
+        `on_update` sees every state `stream` yields, the final one included. Raises
         `GenerationFailed` if the job ends in error and `WaitTimeout` after `timeout_s`
         (the job itself goes on).
         """
-        deadline = Deadline(timeout_s)
-        while True:
-            generation = self.get_generation(generation_id)
+        for generation in self.stream(
+            generation_id, poll_interval_s=poll_interval_s, timeout_s=timeout_s
+        ):
             if on_update is not None:
                 on_update(generation)
             if generation.is_terminal:
                 if generation.succeeded:
                     return generation
                 raise GenerationFailed(generation)
-            if deadline.expired():
-                raise WaitTimeout(generation, deadline.timeout_s or 0.0)
-            time.sleep(deadline.next_sleep_s(poll_interval_s))
+        raise UnexpectedResponse(f"the updates of generation {generation_id} ended unfinished")
 
     def generate(
         self,

@@ -115,6 +115,9 @@ job_events = Table(
     Column("data", Text),
     Column("created_at", Float, nullable=False),
     Index("ix_job_events_job", "job_id", "seq"),
+    # A seq is never handed out twice, even after the newest rows are deleted (SQLite
+    # reuses the largest rowid + 1 otherwise; revision 0004).
+    sqlite_autoincrement=True,
 )
 
 idempotency_keys = Table(

@@ -233,6 +233,28 @@ class JobStore:
         with reading(self.engine) as conn:
             return int(conn.execute(higher).scalar_one()) + int(conn.execute(older).scalar_one())
 
+    def recent_run_seconds(self, model: str, limit: int = 20) -> list[float]:
+        """How long the last `limit` succeeded jobs of `model` took from their first claim to
+        their end, newest first (what a queued job's ETA is made of)."""
+        recent = (
+            select((jobs.c.finished_at - jobs.c.started_at).label("run_s"))
+            .where(
+                jobs.c.status == JobStatus.SUCCEEDED.value,
+                jobs.c.model == model,
+                jobs.c.started_at.is_not(None),
+                jobs.c.finished_at.is_not(None),
+            )
+            .order_by(jobs.c.seq.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [max(0.0, float(run_s)) for (run_s,) in conn.execute(recent)]
+
+    def clock(self) -> float:
+        """The database's clock (epoch seconds): what job timestamps are measured against."""
+        with self.engine.connect() as conn:
+            return float(conn.execute(select(self._now)).scalar_one())
+
     def request_cancel(self, job_id: str) -> Job | None:
         """Cancel a job: a queued one ends as canceled at once; a running one is flagged, and
         its worker stops at the next denoising step (`check_lease`). A finished job is left

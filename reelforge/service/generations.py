@@ -34,6 +34,7 @@ from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.store import WebhookSubscription
 from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, WebhookOutbox
 from reelforge.net import OutboundPolicy, OutboundRefused
+from reelforge.service.eta import EtaEstimator
 from reelforge.spec import GenerationSpec
 from reelforge.storage import Storage, keys
 
@@ -79,10 +80,12 @@ class Submission:
 
 @dataclass(frozen=True)
 class GenerationView:
-    """A job as a renderer needs it: the row and its place in the queue (None once out)."""
+    """A job as a renderer needs it: the row, its place in the queue (None once out) and
+    the seconds it is expected to need still (`service.eta`; None when unknown)."""
 
     job: Job
     queue_position: int | None
+    eta_s: float | None = None
 
 
 def request_fingerprint(dialect: str, body: Any) -> str:
@@ -104,6 +107,7 @@ class Generations:
         lease_seconds: float,
         in_flight_limit_s: float,
         worker_problems: Callable[[], list[str]],
+        eta: EtaEstimator | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -120,6 +124,7 @@ class Generations:
         self.in_flight_limit_s = in_flight_limit_s
         self.positions = QueuePositions(store)
         self.outbox = WebhookOutbox(store.engine)
+        self.eta = eta or EtaEstimator(store, live_within_s=lease_seconds)
 
     # --- create --------------------------------------------------------------------------
 
@@ -199,7 +204,7 @@ class Generations:
                 with contextlib.suppress(ServerError):
                     self.storage.delete(spec.image_key)
             raise
-        return GenerationView(job, self.positions.position(job))
+        return self.view(job)
 
     async def _check_webhook_url(self, url: str, field: str) -> None:
         """Refuse, at submit time, a webhook URL the dispatcher would never be let reach."""
@@ -226,7 +231,7 @@ class Generations:
     # --- read, cancel --------------------------------------------------------------------
 
     async def get(self, generation_id: str, tenant: str) -> GenerationView:
-        return await self.db.run(self._owned_view, generation_id, tenant)
+        return await self.db.run(self.view_owned, generation_id, tenant)
 
     async def cancel(self, generation_id: str, tenant: str) -> GenerationView:
         return await self.db.run(self._cancel, generation_id, tenant)
@@ -299,15 +304,23 @@ class Generations:
             raise NotFound(f"generation {generation_id[:100]!r} not found")
         return job
 
-    def _owned_view(self, generation_id: str, tenant: str) -> GenerationView:
-        job = self._owned(generation_id, tenant)
-        return GenerationView(job, self.positions.position(job))
-
     def _webhooks(
         self, generation_id: str, tenant: str
     ) -> builtins.list[tuple[Delivery, builtins.list[DeliveryAttempt]]]:
         job = self._owned(generation_id, tenant)
         return self.outbox.deliveries_of(job.id)
+
+    def view(self, job: Job) -> GenerationView:
+        position = self.positions.position(job)
+        return GenerationView(job, position, self.eta.estimate(job, position))
+
+    def view_owned(self, generation_id: str, tenant: str) -> GenerationView:
+        return self.view(self._owned(generation_id, tenant))
+
+    def view_of(self, job_id: str) -> GenerationView | None:
+        """The job's view whoever owns it (None once gone): for a caller that checked."""
+        job = self.store.get_job(job_id)
+        return self.view(job) if job is not None else None
 
     def _cancel(self, generation_id: str, tenant: str) -> GenerationView:
         self._owned(generation_id, tenant)
@@ -317,7 +330,7 @@ class Generations:
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             word = "completed" if job.status is JobStatus.SUCCEEDED else "ended in error"
             raise Conflict(f"generation {generation_id!r} already {word}; nothing to cancel")
-        return GenerationView(job, self.positions.position(job))
+        return self.view(job)
 
     def _list(
         self,
@@ -328,9 +341,7 @@ class Generations:
         model: str | None,
     ) -> tuple[builtins.list[GenerationView], bool]:
         page = self.store.list_jobs(tenant, limit=limit, after=after, status=status, model=model)
-        return [GenerationView(job, self.positions.position(job)) for job in page.jobs], (
-            page.has_more
-        )
+        return [self.view(job) for job in page.jobs], page.has_more
 
     def _delete(self, generation_id: str, tenant: str) -> Job:
         self._owned(generation_id, tenant)

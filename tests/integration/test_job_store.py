@@ -412,3 +412,13 @@ def test_queue_positions_from_a_snapshot_match_the_exact_count(store: JobStore) 
     assert cached.position(jobs[3]) == 3 and exact.position(jobs[3]) == 2
     assert near_front.position(jobs[3]) == 2
     assert exact.position(lease.job) is None
+
+
+def test_an_event_seq_is_never_reused(store: JobStore) -> None:
+    """A consumer that saw seq N must see every later event: a delete removes the job's
+    events (the newest rows) and writes `deleted`, which must still come after N."""
+    job = store.create_job(make_spec())
+    store.request_cancel(job.id)
+    seen = store.events_after(job.id)[-1].seq
+    store.delete_job(job.id)
+    assert [e.type.value for e in store.events_after(job.id, after_seq=seen)] == ["deleted"]

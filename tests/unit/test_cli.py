@@ -109,7 +109,7 @@ def test_generate_saves_the_video_and_preview_and_prints_their_paths(
     assert captured.out.splitlines() == [str(output), str(output.with_suffix(".gif"))]
     # The progress bar showed the queue position, then the progress of each poll.
     assert "queued (2 ahead)" in captured.err
-    assert "generating  40%" in captured.err
+    assert "rendering  40%" in captured.err
     assert "completed 100%" in captured.err
     assert fake_server.created_body() == {"model": DEFAULT_TEXT_MODEL, "prompt": "a red fox"}
 

@@ -27,9 +27,13 @@ STATUS_WORDS: dict[JobStatus, str] = {
 
 
 def render_generation(
-    job: Job, queue_position: int | None, link: Callable[[str], str]
+    job: Job,
+    queue_position: int | None,
+    link: Callable[[str], str],
+    eta_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The generation object for `job`; `link(key)` makes a storage key downloadable."""
+    """The generation object for `job`; `link(key)` makes a storage key downloadable;
+    `eta_seconds`: how long it should take still (`service.eta`), None when unknown."""
     result = job.result
     spec = job.spec
     return {
@@ -42,6 +46,7 @@ def render_generation(
         "error": _error(job),
         "progress": round(100 * job.progress),
         "queue_position": queue_position,
+        "eta_seconds": eta_seconds,
         "cancel_requested": job.cancel_requested,
         "seed": spec.seed,
         "engine": result.engine if result else None,

@@ -14,13 +14,21 @@ Beyond the hosted API (whose clients ignore what they do not know):
   generation (no second job); the same key with another body is a 409.
 - `webhook_url` (or `callback_url`) and `webhook_events` in a create body;
   `GET …/{generation_id}/webhooks` lists the deliveries and each attempt's outcome.
+- `GET …/{generation_id}/events`: Server-Sent Events, one per change (`service.streams`),
+  each carrying the poll body (event name: its status word, or `deleted`); resumable with
+  `Last-Event-ID`.
+- `eta_seconds` in the generation object (`service.eta`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from reelforge.api.aimlapi.protocol import (
     CreateVideoRequest,
@@ -40,6 +48,7 @@ from reelforge.api.openapi import (
     GenerationList,
     WebhookDeliveryList,
     answers,
+    event_stream_responses,
     json_request_body,
 )
 from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
@@ -47,6 +56,7 @@ from reelforge.errors import FieldError, InvalidRequest
 from reelforge.jobs import JobStatus
 from reelforge.service import GenerationView, Submission
 from reelforge.service.generations import IDEMPOTENCY_HEADER, request_fingerprint
+from reelforge.service.streams import StreamEvent
 
 __all__ = ["DIALECT", "build_aimlapi_router", "render_view"]
 
@@ -54,6 +64,9 @@ DIALECT = "aimlapi"
 PATHS = ("/v2/video/generations", "/v2/generate/video/kling/generation")  # current, legacy
 LIST_LIMIT_DEFAULT = 20
 LIST_LIMIT_MAX = 100
+STREAM_PING_S = 15
+"""Keep-alive comments on a quiet stream, so proxies do not close it as idle."""
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
 
 # A status word of the generation object names these job states.
 _STATUSES_BY_WORD: dict[str, list[JobStatus]] = {}
@@ -119,6 +132,19 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     ) -> Any:
         view = await service.cancel(generation_id, tenant)
         return render_view(ctx, view, str(request.base_url))
+
+    async def generation_events(
+        request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
+    ) -> Any:
+        after = _last_event_id(request.headers.get(LAST_EVENT_ID_HEADER))
+        # Errors (404, 503) are answered here as usual, before the stream's headers.
+        slot, events = await ctx.streams.open(generation_id, tenant, after)
+        return EventSourceResponse(
+            _server_sent(ctx, events, str(request.base_url)),
+            ping=STREAM_PING_S,
+            # Also after a stream that never started (the client left at once).
+            background=BackgroundTask(slot.release),
+        )
 
     async def delete_generation(generation_id: str, tenant: str = Depends(ctx.auth)) -> Any:
         job = await service.delete(generation_id, tenant)
@@ -194,13 +220,51 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
                 503,
             ),
         )
+        router.add_api_route(
+            path + "/{generation_id}/events",
+            generation_events,
+            methods=["GET"],
+            response_model=None,
+            response_class=EventSourceResponse,
+            responses=event_stream_responses(400, 401, 403, 404, 503),
+            openapi_extra={"parameters": [_LAST_EVENT_ID_PARAMETER]},
+        )
     return router
 
 
 def render_view(ctx: ApiContext, view: GenerationView, request_base: str) -> dict[str, Any]:
     """The generation object for `view`, its file links signed for this server's address."""
     base = ctx.base_url(request_base)
-    return render_generation(view.job, view.queue_position, lambda key: ctx.signer.url(base, key))
+    return render_generation(
+        view.job, view.queue_position, lambda key: ctx.signer.url(base, key), view.eta_s
+    )
+
+
+async def _server_sent(
+    ctx: ApiContext, events: AsyncGenerator[StreamEvent, None], request_base: str
+) -> AsyncIterator[ServerSentEvent]:
+    # Closing this generator (the client left, the server stops) closes the stream's own,
+    # which gives its slot back.
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if event.view is None:
+                body: dict[str, Any] = {"id": event.job_id, "deleted": True}
+                name = "deleted"
+            else:
+                body = render_view(ctx, event.view, request_base)
+                name = body["status"]
+            yield JSONServerSentEvent(body, id=str(event.seq), event=name)
+
+
+def _last_event_id(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 0
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise InvalidRequest(
+            FieldError(LAST_EVENT_ID_HEADER, "must be the id of an event this stream sent")
+        )
+    return int(value)
 
 
 def _limit(value: str | None) -> int:
@@ -231,6 +295,15 @@ _IDEMPOTENCY_KEY_HEADER = {
     "description": "Makes retries safe: the same key and body within 24 h return the same "
     "generation; the same key with another body answers 409.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+_LAST_EVENT_ID_PARAMETER = {
+    "name": LAST_EVENT_ID_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Resume a stream: the `id` of the last event received; every event after "
+    "it is sent again first.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
 }
 
 _LIST_PARAMETERS = [
