@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from reelforge.api.app import build_context, build_webhook_dispatcher, create_app
@@ -16,7 +19,11 @@ from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
 from reelforge.worker.supervisor import WorkerSupervisor
 
-__all__ = ["log_where", "serve"]
+__all__ = ["app_for_api_process", "log_where", "serve"]
+
+# How `serve` hands its settings to the API processes uvicorn spawns for `api_processes > 1`:
+# they start afresh (multiprocessing's spawn), so the settings travel as JSON.
+_SETTINGS_VARIABLE = "REELFORGE_SERVE_SETTINGS_JSON"
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +58,53 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()
     try:
-        uvicorn.run(
-            create_app(ctx),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
+        if settings.api_processes > 1:
+            # Each API process builds its own context from the same settings (its own pool,
+            # background loops and event streams; all of them replica-safe). Workers then
+            # learn of new jobs by polling, and /healthz of an API process cannot see the
+            # supervisor's reports of workers that gave up.
+            os.environ[_SETTINGS_VARIABLE] = settings.model_dump_json()
+            ctx.close()
+            uvicorn.run(
+                "reelforge.server:app_for_api_process",
+                factory=True,
+                workers=settings.api_processes,
+                **_uvicorn_options(settings),
+            )
+        else:
+            uvicorn.run(create_app(ctx), **_uvicorn_options(settings))
     finally:
         log.info("stopping workers")
         supervisor.stop()
         ctx.close()
         store.engine.dispose()
     return 0
+
+
+def app_for_api_process() -> FastAPI:
+    """The app of one of several API processes (`api_processes > 1`), built from the settings
+    `serve` left in the environment."""
+    configure_logging()
+    settings = Settings.model_validate_json(os.environ[_SETTINGS_VARIABLE])
+    registry = load_registry(settings)
+    store = open_store(
+        settings.resolved_database_url,
+        max_attempts=settings.max_attempts,
+        **settings.database_options(api=True),
+    )
+    ctx = build_context(settings, store, open_configured_storage(settings), registry)
+    ctx.background.append(build_webhook_dispatcher(ctx).run)
+    return create_app(ctx)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def log_where(settings: Settings) -> None:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         description="Where `reelforge models pull` downloads catalog models.",
     )
     workers: int = Field(default=1, ge=0, description="Worker processes `serve` starts.")
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        description="API server processes `serve` runs on the one port (uvicorn workers), "
+        "for a machine with more cores than one process uses.",
+    )
     device: str = Field(default="auto", description="Torch device for engines: auto, cpu, cuda.")
     lease_seconds: float = Field(
         default=30.0, gt=0, description="How long a claim lasts without a heartbeat."
