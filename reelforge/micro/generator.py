@@ -81,7 +81,9 @@ class MicroGenerator:
         )
         pinned = None
         if first_frame is not None:
-            image = torch.from_numpy(first_frame).permute(2, 0, 1).float() / 127.5 - 1.0
+            # A copy: the caller's array may be read-only (`np.asarray` of a PIL image is),
+            # which `torch.from_numpy` shares and warns about in every job.
+            image = torch.tensor(first_frame).permute(2, 0, 1).float() / 127.5 - 1.0
             pinned = image.expand(len(prompts), -1, -1, -1)
         clips = sample(
             self.net,
