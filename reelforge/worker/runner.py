@@ -174,6 +174,9 @@ class JobRunner:
         mark = time.monotonic()
         clip = engine.generate(spec, image, self._step_callback(lease, _ENGINE_SHARE))
         engine_s = time.monotonic() - mark
+        for warning in clip.meta.get("warnings") or ():
+            # What the client sees in meta.warnings (a prompt the model does not know, ...).
+            log.warning("job %s: %s", lease.job_id, warning)
         self._check_lease(lease)  # a cancel that came during the decode skips the encode
 
         mark = time.monotonic()
