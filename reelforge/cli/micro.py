@@ -3,14 +3,17 @@
     $ reelforge micro train --out my-micro.safetensors      # about 26 min on 2 CPU cores
     $ reelforge micro eval --checkpoint my-micro.safetensors
 
-`train` writes to the shipped checkpoint's path unless `--out` says otherwise; `eval` scores
-the shipped checkpoint unless `--checkpoint` names another. Torch is imported only when one of
+`train` writes `micro.safetensors` in the current directory unless `--out` says otherwise,
+and never over the shipped checkpoint in the package without `--overwrite-shipped` (for
+maintainers updating it); `eval` scores the shipped checkpoint unless `--checkpoint` names
+another. Torch is imported only when one of
 these runs, never for the other commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ __all__ = ["add_command"]
 
 # Where the shipped checkpoint lives, without importing torch to ask reelforge.micro.
 _SHIPPED = Path(__file__).resolve().parent.parent / "micro" / "weights" / "micro.safetensors"
+_DEFAULT_OUT = Path("micro.safetensors")
 
 
 def add_command(commands: Any) -> None:
@@ -51,9 +55,10 @@ def add_command(commands: Any) -> None:
         summary="train the micro model from scratch (seeded)",
         description="""
             Train the micro model from scratch on clips drawn from its synthetic world and
-            write a safetensors checkpoint (by default over the shipped one, which it
-            reproduces: the same seed gives the same weights). About 26 minutes for the
-            default 4000 steps of 32 clips on two CPU cores.
+            write a safetensors checkpoint (by default micro.safetensors in the current
+            directory; the defaults reproduce the shipped one: the same seed gives the same
+            weights). About 26 minutes for the default 4000 steps of 32 clips on two CPU
+            cores.
         """,
         examples=[
             "reelforge micro train --out my-micro.safetensors",
@@ -63,9 +68,14 @@ def add_command(commands: Any) -> None:
     training.add_argument(
         "--out",
         type=Path,
-        default=_SHIPPED,
+        default=_DEFAULT_OUT,
         metavar="FILE",
-        help="checkpoint file to write (default: the shipped checkpoint, in the package)",
+        help=f"checkpoint file to write ({_DEFAULT_OUT}, in the current directory)",
+    )
+    training.add_argument(
+        "--overwrite-shipped",
+        action="store_true",
+        help="allow --out to be the shipped checkpoint in the package (for maintainers)",
     )
     training.add_argument(
         "--steps", type=int, default=None, metavar="N", help="optimiser steps (4000)"
@@ -123,6 +133,15 @@ def add_command(commands: Any) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    if _is_shipped(args.out) and not args.overwrite_shipped:
+        print(
+            f"reelforge: error: --out {args.out} is the shipped checkpoint, which every "
+            "`micro` engine without a checkpoint of its own serves; write elsewhere, or add "
+            "--overwrite-shipped to replace it",
+            file=sys.stderr,
+        )
+        return common.EXIT_USAGE
+
     from reelforge.micro.train import TrainConfig, train
 
     config = replace(TrainConfig(), seed=args.seed, threads=args.threads)
@@ -133,6 +152,11 @@ def run_train(args: argparse.Namespace) -> int:
     path = train(args.out, config)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return common.EXIT_OK
+
+
+def _is_shipped(path: Path) -> bool:
+    """Whether `path` names the shipped checkpoint's file (through any link or `..`)."""
+    return path.resolve() == _SHIPPED
 
 
 def run_eval(args: argparse.Namespace) -> int:

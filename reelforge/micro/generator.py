@@ -56,6 +56,7 @@ class MicroGenerator:
         negative_prompt: str = "",
         first_frame: np.ndarray | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        text: TextFeatures | None = None,
     ) -> np.ndarray:
         """Clips (B, clip_frames, clip_size, clip_size, 3) uint8, one per prompt; `seeds[i]`
         fixes clip i.
@@ -63,9 +64,11 @@ class MicroGenerator:
         `first_frame` (clip_size, clip_size, 3) uint8 pins every clip's first frame
         (image-to-video). A
         `negative_prompt` replaces the empty text as guidance's unconditional side, so
-        guidance steers away from it.
+        guidance steers away from it. `text` is `prompts` already encoded (by
+        `text_encoder.encode`), for a caller that needed the embedding first.
         """
-        text = self.text_encoder.encode(list(prompts))
+        if text is None:
+            text = self.text_encoder.encode(list(prompts))
         if negative_prompt.strip():
             null_text = self.text_encoder.encode([negative_prompt])
         else:
@@ -81,7 +84,9 @@ class MicroGenerator:
         )
         pinned = None
         if first_frame is not None:
-            image = torch.from_numpy(first_frame).permute(2, 0, 1).float() / 127.5 - 1.0
+            # A copy: the caller's array may be read-only (`np.asarray` of a PIL image is),
+            # which `torch.from_numpy` would share, warning (once per worker) into the server log.
+            image = torch.tensor(first_frame).permute(2, 0, 1).float() / 127.5 - 1.0
             pinned = image.expand(len(prompts), -1, -1, -1)
         clips = sample(
             self.net,

@@ -51,6 +51,7 @@ def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
     """Build and load one engine per distinct (engine, checkpoint, options) in the registry;
     map every model id to its engine. Any failure is a `ConfigurationError` naming the
     model."""
+    _disable_library_progress_bars()
     loaded: dict[tuple[str, str | None, str], Engine] = {}
     by_model: dict[str, Engine] = {}
     for entry in registry:
@@ -73,6 +74,26 @@ def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
             loaded[key] = engine
         by_model[entry.id] = loaded[key]
     return by_model
+
+
+def _disable_library_progress_bars() -> None:
+    """Keep the model libraries' progress bars ("Loading weights: 100%|████| 103/103") out of
+    the worker's stderr, which is the server log.
+
+    huggingface_hub's switch costs nothing to import, and transformers reads it when it is
+    first imported (in an engine's `load`); a library already imported is told directly.
+    Importing transformers or diffusers here just to tell them would cost seconds in every
+    worker, including those that serve neither.
+    """
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+    except ImportError:
+        return
+    disable_progress_bars()
+    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.disable_progress_bar()
 
 
 class JobRunner:
@@ -153,6 +174,9 @@ class JobRunner:
         mark = time.monotonic()
         clip = engine.generate(spec, image, self._step_callback(lease, _ENGINE_SHARE))
         engine_s = time.monotonic() - mark
+        for warning in clip.meta.get("warnings") or ():
+            # What the client sees in meta.warnings (a prompt the model does not know, ...).
+            log.warning("job %s: %s", lease.job_id, warning)
         self._check_lease(lease)  # a cancel that came during the decode skips the encode
 
         mark = time.monotonic()

@@ -528,3 +528,59 @@ def test_ctrl_c_in_a_local_command_exits_130(
         pytest.fail("Ctrl-C escaped main() as a traceback")
     assert code == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+@dataclasses.dataclass(frozen=True)
+class _FakeTrainConfig:
+    seed: int = 0
+    threads: int = 0
+    steps: int = 4000
+    save_every: int = 500
+    batch_size: int = 32
+
+
+def fake_training(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
+    """Replace `reelforge.micro.train` with one that records where it would write."""
+    written: list[Path] = []
+
+    def train(out: Path, config: _FakeTrainConfig) -> Path:
+        written.append(out)
+        stand_in = tmp_path / "stand-in.safetensors"  # never the shipped file
+        stand_in.write_bytes(b"weights")
+        return stand_in
+
+    inject_module(monkeypatch, "reelforge.micro.train", TrainConfig=_FakeTrainConfig, train=train)
+    return written
+
+
+def test_micro_train_writes_to_the_current_directory_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    written = fake_training(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["micro", "train", "--steps", "1"]) == 0
+    assert [path.resolve() for path in written] == [tmp_path / "micro.safetensors"]
+
+
+@pytest.mark.parametrize("spelling", ["direct", "through .."])
+def test_micro_train_refuses_to_overwrite_the_shipped_checkpoint(
+    spelling: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    written = fake_training(monkeypatch, tmp_path)
+    shipped = REPO_ROOT / "reelforge" / "micro" / "weights" / "micro.safetensors"
+    out = shipped if spelling == "direct" else shipped.parent / ".." / "weights" / shipped.name
+    assert main(["micro", "train", "--out", str(out)]) == common.EXIT_USAGE
+    assert written == []
+    assert "--overwrite-shipped" in capsys.readouterr().err
+
+
+def test_micro_train_overwrites_the_shipped_checkpoint_when_told_to(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    written = fake_training(monkeypatch, tmp_path)
+    shipped = REPO_ROOT / "reelforge" / "micro" / "weights" / "micro.safetensors"
+    assert main(["micro", "train", "--out", str(shipped), "--overwrite-shipped"]) == 0
+    assert written == [shipped]
