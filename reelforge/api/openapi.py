@@ -172,6 +172,17 @@ class Generation(_Strict):
 # --- service routes (system.py) ---------------------------------------------------------
 
 
+class ModelCapabilities(_Strict):
+    """What the model does with a request, from its registry entry."""
+
+    tasks: list[Literal["t2v", "i2v"]] = Field(
+        description="t2v: from a prompt alone; i2v: from an input image (`image_url`)."
+    )
+    max_seconds: float | None = Field(description="The longest `duration`; null: no limit.")
+    camera_moves: bool = Field(description="Whether camera moves are honoured.")
+    negative_prompt: bool = Field(description="Whether a negative prompt is honoured.")
+
+
 class ModelCard(_Strict):
     id: str
     object: Literal["model"]
@@ -179,7 +190,11 @@ class ModelCard(_Strict):
     engine: str
     checkpoint: str | None
     catalog: str | None
-    task: Literal["text-to-video", "image-to-video"]
+    task: Literal["text-to-video", "image-to-video"] = Field(
+        description="`image-to-video` for a model that needs an input image, else "
+        "`text-to-video` (see `capabilities.tasks`: it may take one as well)."
+    )
+    capabilities: ModelCapabilities
     workers: int = Field(ge=0, description="Live workers serving this model.")
 
 

@@ -377,6 +377,14 @@ def test_models_lists_ids_and_engines(client: TestClient) -> None:
         (T2V, "micro", "text-to-video", None),
         (I2V, "micro", "image-to-video", None),
     }
+    capabilities = {m["id"]: m["capabilities"] for m in data}
+    assert capabilities[I2V] == {
+        "tasks": ["i2v"],
+        "max_seconds": None,
+        "camera_moves": False,  # the micro model's world has no camera
+        "negative_prompt": True,
+    }
+    assert capabilities["reelforge/micro"]["tasks"] == ["t2v", "i2v"]
 
 
 def test_unknown_route_uses_error_format(client: TestClient) -> None:

@@ -5,6 +5,10 @@ image-to-video), `aspect_ratio` (alias `ratio`) 16:9 | 9:16 | 1:1, `duration` 5 
 integer or a string, `cfg_scale` 0..1, `camera_control` a preset name (or Kling's object for
 image-to-video), `advanced_camera_control`, `image_url`, `seed`. Unknown fields are ignored,
 as the hosted API does, so newer SDKs keep working.
+
+What the served model can do comes from its registry entry (`ModelEntry.capabilities`): an
+image-to-video-only model needs `image_url`, a text-to-video-only one refuses it, a longer
+`duration` than its `max_seconds` is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import (
 )
 
 from reelforge.engines import Registry
+from reelforge.engines.capabilities import Capabilities
 from reelforge.errors import FieldError, InvalidRequest
 from reelforge.spec import (
     CAMERA_AXES,
@@ -125,10 +130,16 @@ class CreateVideoRequest(BaseModel):
         raise ValueError("must be a preset name or a {type, config} object")
 
 
+# What an unknown model is checked against, so its request's other errors read as before
+# the registry declared capabilities: text to video.
+_UNKNOWN_MODEL = Capabilities(tasks=frozenset({"t2v"}))
+
+
 def parse_create_request(
-    body: Any, registry: Registry, image_models: frozenset[str]
+    body: Any, registry: Registry
 ) -> tuple[CreateVideoRequest, GenerationSpec]:
-    """Validate a request body; return it and its spec (image_key still unset).
+    """Validate a request body against the model's registry entry; return it and its spec
+    (image_key still unset).
 
     Raises `InvalidRequest` naming every offending field.
     """
@@ -140,19 +151,28 @@ def parse_create_request(
         raise InvalidRequest([_field_error(err) for err in exc.errors()]) from None
 
     errors: list[FieldError] = []
-    if registry.get(request.model) is None:
+    entry = registry.get(request.model)
+    if entry is None:
         errors.append(FieldError("model", f"unknown model; served: {', '.join(registry.ids)}"))
-    needs_image = request.model in image_models
-    if needs_image and not request.image_url:
+    capabilities = _UNKNOWN_MODEL if entry is None else entry.capabilities
+    if capabilities.needs_image and not request.image_url:
         errors.append(FieldError("image_url", "is required for image-to-video models"))
-    if not needs_image and request.image_url:
+    if not capabilities.takes_image and request.image_url:
         errors.append(
             FieldError(
                 "image_url", f"is not accepted by {request.model}; use an image-to-video model"
             )
         )
-    if not needs_image and not (request.prompt or "").strip():
+    image_to_video = capabilities.takes_image and bool(request.image_url)
+    if not capabilities.needs_image and not image_to_video and not (request.prompt or "").strip():
         errors.append(FieldError("prompt", "is required"))
+    if capabilities.max_seconds is not None and request.duration > capabilities.max_seconds:
+        errors.append(
+            FieldError(
+                "duration",
+                f"must be at most {capabilities.max_seconds:g} seconds for {request.model}",
+            )
+        )
     if request.camera_control is not None and request.advanced_camera_control is not None:
         errors.append(
             FieldError("advanced_camera_control", "cannot be combined with camera_control")

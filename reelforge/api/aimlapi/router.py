@@ -19,7 +19,6 @@ from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
 from reelforge.api.openapi import Generation, answers, json_request_body
-from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
 from reelforge.errors import (
     Conflict,
     FieldError,
@@ -41,7 +40,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
 
     async def create_generation(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
-        parsed, spec = parse_create_request(body, ctx.registry, IMAGE_TO_VIDEO_MODELS)
+        parsed, spec = parse_create_request(body, ctx.registry)
         await _check_servable(ctx, spec.model)
         job_id = new_job_id()
         if parsed.image_url is not None:
