@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reelforge.api.aimlapi.vocabulary import IMAGE_TO_VIDEO_MODEL, TEXT_TO_VIDEO_MODEL
 from reelforge.cli import common, parsing
 from reelforge.client import ModelInfo
 
@@ -62,9 +63,6 @@ __all__ = [
     "run_models_rm",
     "run_models_served",
 ]
-
-_T2V_ID = "klingai/v2-master-text-to-video"
-_I2V_ID = "klingai/v2-master-image-to-video"
 
 
 _MODELS_ENVIRONMENT = (
@@ -380,7 +378,7 @@ def run_make_tiny(args: argparse.Namespace) -> int:
     build_tiny(args.arch, directory, args.seed)
     arch = TINY_ARCHS[args.arch]
     size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
-    ids = [_T2V_ID] * arch.text_to_video + [_I2V_ID] * arch.image_to_video
+    ids = [TEXT_TO_VIDEO_MODEL] * arch.text_to_video + [IMAGE_TO_VIDEO_MODEL] * arch.image_to_video
     flags = " ".join(f"--model {model}={arch.engine}:{directory}" for model in ids)
     print(
         f"built a tiny random-weight {args.arch} checkpoint in {directory} ({size / 1e6:.1f} MB); "

@@ -32,7 +32,7 @@ from reelforge.engines.base import Clip, Engine, OnStep
 from reelforge.engines.chaining import Segment, append_segment, plan_segments
 from reelforge.engines.tiny import TINY_INFO_FILE
 from reelforge.errors import GenerationError
-from reelforge.spec import GenerationSpec, camera_phrase
+from reelforge.spec import GenerationSpec
 
 __all__ = [
     "DiffusersVideoEngine",
@@ -416,7 +416,7 @@ class DiffusersVideoEngine(Engine):
         else:
             capped, _ = native_frame_count(spec.seconds, native.fps, temporal, native.max_frames)
             segments = [Segment(0, capped)]
-        phrase = camera_phrase(spec.camera)
+        phrase = spec.camera.description if spec.camera is not None else ""
         prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
         guidance = options.guidance_scale(spec.cfg_scale)
         # Progress units: the prompt encoded, then per segment each denoising step and the decode.

@@ -106,8 +106,7 @@ class Registry:
         declared: set[str] = set()
         models = data.get("models", {})
         entries = {e.id: e for e in _parse_models(models, base_dir, path, declared)}
-        if path is None:
-            _serve_default_model_when_present(entries)
+        _serve_preferred_catalog_models(models, entries, path)
         for override in overrides:
             entry = parse_override(override)
             entries[entry.id] = entry
@@ -184,15 +183,24 @@ def _declared(capabilities: Capabilities, body: dict[str, Any], where: str) -> C
         raise RegistryError(str(exc)) from None
 
 
-def _serve_default_model_when_present(entries: dict[str, ModelEntry]) -> None:
-    """In the embedded defaults, both Kling ids move from the micro model to the catalog's
-    default model (Wan2.2-TI2V-5B, text and image to video) once its weights are here."""
-    model = catalog.CATALOG[catalog.DEFAULT_MODEL]
-    folder = catalog.local_checkpoint(model)
-    if folder is None:
-        return
-    for model_id in ("klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"):
-        entries[model_id] = catalog_entry(model_id, model.name, str(folder))
+def _serve_preferred_catalog_models(
+    table: dict[str, Any], entries: dict[str, ModelEntry], path: Path | None
+) -> None:
+    """An entry with `prefer_catalog = "MODEL"` serves that catalog model instead once its
+    weights are on this machine (how the embedded defaults move both Kling ids from the micro
+    model to Wan2.2-TI2V-5B after `reelforge models pull wan2.2-ti2v-5b`)."""
+    for model_id, body in table.items():
+        name = body.get("prefer_catalog") if isinstance(body, dict) else None
+        if name is None:
+            continue
+        if not isinstance(name, str) or name not in catalog.CATALOG:
+            raise RegistryError(
+                f"{path}: prefer_catalog of {model_id!r} must name a catalog model; known: "
+                f"{', '.join(catalog.CATALOG)}"
+            )
+        folder = catalog.local_checkpoint(catalog.CATALOG[name])
+        if folder is not None:
+            entries[model_id] = catalog_entry(model_id, name, str(folder))
 
 
 def _parse_models(

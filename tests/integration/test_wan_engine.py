@@ -19,7 +19,7 @@ from reelforge.engines.diffusers_video import VideoOptions, native_frame_count
 from reelforge.engines.tiny import build_tiny_lora, build_tiny_wan
 from reelforge.engines.wan import WanEngine
 from reelforge.errors import GenerationError
-from reelforge.spec import CameraMotion
+from reelforge.spec import CameraMove
 from tests.conftest import make_spec
 from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
@@ -235,7 +235,11 @@ def test_same_seed_gives_identical_frames_and_another_seed_differs(t2v: WanEngin
 @pytest.mark.slow
 def test_camera_preset_is_appended_to_the_prompt(t2v: WanEngine) -> None:
     still = t2v.generate(make_spec(), None, ignore_steps)
-    moving = t2v.generate(make_spec(camera=CameraMotion(preset="down_back")), None, ignore_steps)
+    moving = t2v.generate(
+        make_spec(camera=CameraMove(description="the camera descends and pulls back")),
+        None,
+        ignore_steps,
+    )
     assert still.meta["camera"] == "none"
     assert moving.meta["camera"] == "prompt"
     # The phrase changes the text embedding, so it reaches the model.

@@ -1,4 +1,4 @@
-"""The model registry file and overrides, and camera phrasing."""
+"""The model registry file and overrides, and the AI/ML API's camera moves in words."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from reelforge.api.aimlapi.vocabulary import camera_move
 from reelforge.engines import Registry, RegistryError
 from reelforge.engines.testsrc import TestSourceEngine
-from reelforge.spec import CameraMotion, camera_phrase
 
 
 def test_defaults_serve_both_kling_ids_with_the_micro_model() -> None:
@@ -82,9 +82,14 @@ def test_bad_override_is_refused(override: str) -> None:
         Registry.load(None, [override])
 
 
-def test_camera_phrases() -> None:
-    assert camera_phrase(None) == ""
-    assert camera_phrase(CameraMotion(axes={"zoom": 0.0})) == ""
-    assert camera_phrase(CameraMotion(preset="down_back")) == "the camera descends and pulls back"
-    assert camera_phrase(CameraMotion(axes={"zoom": 9})) == "the camera quickly zooms in"
-    assert camera_phrase(CameraMotion(axes={"pan": -2})) == "the camera slowly pans left"
+def phrase(preset: str | None = None, axes: dict[str, float] | None = None) -> str | None:
+    move = camera_move(preset, axes)
+    return None if move is None else move.description
+
+
+def test_kling_camera_moves_in_words() -> None:
+    assert phrase() is None
+    assert phrase(axes={"zoom": 0.0}) is None  # a still camera is no move
+    assert phrase("down_back") == "the camera descends and pulls back"
+    assert phrase(axes={"zoom": 9}) == "the camera quickly zooms in"
+    assert phrase(axes={"pan": -2, "tilt": 5}) == "the camera slowly pans left, the camera tilts up"

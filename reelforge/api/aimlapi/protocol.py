@@ -25,18 +25,17 @@ from pydantic import (
     field_validator,
 )
 
-from reelforge.engines import Registry
-from reelforge.engines.capabilities import Capabilities
-from reelforge.errors import FieldError, InvalidRequest
-from reelforge.spec import (
+from reelforge.api.aimlapi.vocabulary import (
     CAMERA_AXES,
     CAMERA_PRESETS,
     OUTPUT_SIZES,
     AspectRatio,
-    CameraMotion,
-    GenerationSpec,
-    frames_for_seconds,
+    camera_move,
 )
+from reelforge.engines import Registry
+from reelforge.engines.capabilities import Capabilities
+from reelforge.errors import FieldError, InvalidRequest
+from reelforge.spec import CameraMove, GenerationSpec, frames_for_seconds
 
 __all__ = ["CreateVideoRequest", "parse_create_request"]
 
@@ -196,17 +195,17 @@ def parse_create_request(
     return request, spec
 
 
-def _camera_motion(request: CreateVideoRequest) -> CameraMotion | None:
+def _camera_motion(request: CreateVideoRequest) -> CameraMove | None:
     control, advanced = request.camera_control, request.advanced_camera_control
     if isinstance(control, str):
-        return CameraMotion(preset=control)
+        return camera_move(preset=control)
     if isinstance(control, KlingCameraControl):
         if control.type != "simple":
-            return CameraMotion(preset=control.type)
+            return camera_move(preset=control.type)
         config = control.config or KlingCameraConfig()
-        return CameraMotion(axes={axis: getattr(config, axis) for axis in CAMERA_AXES})
+        return camera_move(axes={axis: getattr(config, axis) for axis in CAMERA_AXES})
     if advanced is not None:
-        return CameraMotion(axes={advanced.movement_type: advanced.movement_value})
+        return camera_move(axes={advanced.movement_type: advanced.movement_value})
     return None
 
 
