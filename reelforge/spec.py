@@ -56,6 +56,11 @@ class GenerationSpec(BaseModel):
     image_key: str | None = Field(
         default=None, description="Storage key of the input image, for image-to-video."
     )
+    ignored: tuple[str, ...] = Field(
+        default=(),
+        description="Request fields parsed but not honoured by the served model, as the "
+        "dialect names them: reported to the client (kept with the job), never read by engines.",
+    )
 
     @property
     def seconds(self) -> float:

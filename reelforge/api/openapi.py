@@ -137,7 +137,7 @@ class GenerationUsage(_Strict):
 
 
 class GenerationMeta(BaseModel):
-    """The clip's size and timing, then the engine's own keys."""
+    """The clip's size and timing, the engine's own keys, then what was not honoured."""
 
     model_config = ConfigDict(extra="allow")
     usage: GenerationUsage
@@ -145,6 +145,14 @@ class GenerationMeta(BaseModel):
     height: int
     fps: int
     attempts: int
+    ignored: list[str] = Field(
+        description="Request fields parsed but not honoured by this model, by name; empty "
+        "when all were: `enhance_prompt` (when true: prompts are used as written), "
+        "`tail_image_url` (no engine takes a last frame), `negative_prompt` (the model "
+        "ignores negative prompts, e.g. a guidance-distilled one), `camera_control` or "
+        "`advanced_camera_control` (the model cannot move the camera). `GET /v1/models` "
+        "lists each model's capabilities."
+    )
 
 
 class Generation(_Strict):

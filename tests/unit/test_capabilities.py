@@ -125,3 +125,60 @@ def test_a_longer_clip_than_the_model_renders_is_refused(tmp_path: Path) -> None
 def test_an_unknown_model_is_checked_as_text_to_video() -> None:
     errors = field_errors({"model": "nope", "image_url": IMAGE}, Registry.load())
     assert set(errors) == {"model", "image_url", "prompt"}
+
+
+def ignored(body: dict[str, Any], registry: Registry) -> tuple[str, ...]:
+    return parse_create_request(body, registry)[1].ignored
+
+
+def test_nothing_is_ignored_by_a_model_that_honours_everything(tmp_path: Path) -> None:
+    registry = registry_file(tmp_path, '[models."wan"]\nengine = "wan"\n')
+    body = {
+        "model": "wan",
+        "prompt": "a fox",
+        "negative_prompt": "blur",
+        "camera_control": "down_back",
+        "enhance_prompt": False,
+    }
+    assert ignored(body, registry) == ()
+
+
+def test_fields_the_model_does_not_honour_are_named(tmp_path: Path) -> None:
+    registry = registry_file(
+        tmp_path,
+        '[models."plain"]\nengine = "wan"\ncamera_moves = false\nnegative_prompt = false\n',
+    )
+    body = {
+        "model": "plain",
+        "prompt": "a fox",
+        "negative_prompt": "blur",
+        "advanced_camera_control": {"movement_type": "pan", "movement_value": 4},
+        "enhance_prompt": True,
+        "tail_image_url": "https://example.com/last.png",
+    }
+    assert ignored(body, registry) == (
+        "enhance_prompt",
+        "tail_image_url",
+        "negative_prompt",
+        "advanced_camera_control",
+    )
+
+
+def test_what_asks_for_nothing_is_not_reported_as_ignored(tmp_path: Path) -> None:
+    registry = registry_file(
+        tmp_path,
+        '[models."plain"]\nengine = "wan"\ncamera_moves = false\nnegative_prompt = false\n',
+    )
+    body = {
+        "model": "plain",
+        "prompt": "a fox",
+        "negative_prompt": "  ",
+        "camera_control": {"type": "simple", "config": {"zoom": 0}},  # a still camera
+        "tail_image_url": None,
+    }
+    assert ignored(body, registry) == ()
+
+
+def test_the_micro_model_ignores_camera_moves() -> None:
+    body = {"model": T2V, "prompt": "a red ball", "camera_control": "forward_up"}
+    assert ignored(body, Registry.load()) == ("camera_control",)

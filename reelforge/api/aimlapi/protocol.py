@@ -8,7 +8,8 @@ as the hosted API does, so newer SDKs keep working.
 
 What the served model can do comes from its registry entry (`ModelEntry.capabilities`): an
 image-to-video-only model needs `image_url`, a text-to-video-only one refuses it, a longer
-`duration` than its `max_seconds` is refused.
+`duration` than its `max_seconds` is refused. Fields parsed but not honoured are named in the
+spec's `ignored`, which the generation object reports as `meta.ignored` (see `ignored_fields`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from reelforge.engines.capabilities import Capabilities
 from reelforge.errors import FieldError, InvalidRequest
 from reelforge.spec import CameraMove, GenerationSpec, frames_for_seconds
 
-__all__ = ["CreateVideoRequest", "parse_create_request"]
+__all__ = ["CreateVideoRequest", "ignored_fields", "parse_create_request"]
 
 MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
@@ -138,7 +139,7 @@ def parse_create_request(
     body: Any, registry: Registry
 ) -> tuple[CreateVideoRequest, GenerationSpec]:
     """Validate a request body against the model's registry entry; return it and its spec
-    (image_key still unset).
+    (image_key still unset; `ignored` set, see `ignored_fields`).
 
     Raises `InvalidRequest` naming every offending field.
     """
@@ -191,8 +192,37 @@ def parse_create_request(
         cfg_scale=0.5 if request.cfg_scale is None else request.cfg_scale,
         camera=_camera_motion(request),
         seed=secrets.randbelow(_SEED_MAX + 1) if request.seed is None else request.seed,
+        ignored=ignored_fields(body, request, capabilities),
     )
     return request, spec
+
+
+def ignored_fields(
+    body: dict[str, Any], request: CreateVideoRequest, capabilities: Capabilities
+) -> tuple[str, ...]:
+    """The request's fields that reelforge parses but the served model does not honour, as
+    bare field names (no reasons: what each means is documented here and in the OpenAPI
+    document), in this order:
+
+    - `enhance_prompt`, when true: prompts are used as written;
+    - `tail_image_url`, when sent (Kling's last-frame image): no engine takes one;
+    - `negative_prompt`, when not blank and the model ignores negative prompts (its entry's
+      `negative_prompt = false`, e.g. a guidance-distilled model);
+    - `camera_control` or `advanced_camera_control`, whichever asks for a move, when the
+      entry's `camera_moves = false`.
+    """
+    ignored = []
+    if request.enhance_prompt:
+        ignored.append("enhance_prompt")
+    if body.get("tail_image_url") not in (None, ""):
+        ignored.append("tail_image_url")
+    if (request.negative_prompt or "").strip() and not capabilities.negative_prompt:
+        ignored.append("negative_prompt")
+    camera = _camera_motion(request)
+    if camera is not None and not capabilities.camera_moves:
+        sent = "camera_control" if request.camera_control is not None else "advanced_camera_control"
+        ignored.append(sent)
+    return tuple(ignored)
 
 
 def _camera_motion(request: CreateVideoRequest) -> CameraMove | None:
