@@ -17,10 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines import catalog
 from reelforge.engines.base import Engine
 from reelforge.engines.capabilities import CAPABILITY_KEYS, Capabilities, engine_capabilities
 from reelforge.errors import ConfigurationError
+from reelforge.weights import catalog
 
 __all__ = [
     "ENGINES",
@@ -34,11 +34,11 @@ __all__ = [
 
 # Engine name -> "module:Class"; imported lazily.
 ENGINES: dict[str, str] = {
-    "hunyuan": "reelforge.engines.hunyuan:HunyuanEngine",
-    "ltx": "reelforge.engines.ltx:LTXEngine",
+    "hunyuan": "reelforge.engines.diffusers.hunyuan:HunyuanEngine",
+    "ltx": "reelforge.engines.diffusers.ltx:LTXEngine",
     "micro": "reelforge.engines.micro:MicroEngine",
     "testsrc": "reelforge.engines.testsrc:TestSourceEngine",
-    "wan": "reelforge.engines.wan:WanEngine",
+    "wan": "reelforge.engines.diffusers.wan:WanEngine",
 }
 
 
