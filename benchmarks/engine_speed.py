@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from reelforge.engines.tiny import build_tiny
-from reelforge.engines.wan import WanEngine
+from reelforge.engines.diffusers.wan import WanEngine
 from reelforge.spec import GenerationSpec
+from reelforge.testing.tiny import build_tiny
 
 PROMPT = "a red kite over a green hill"
 SEED = 42

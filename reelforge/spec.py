@@ -1,63 +1,20 @@
 """The internal description of one generation, shared by every dialect, the queue and engines.
 
 A dialect router parses its own wire format into a `GenerationSpec`; the job store keeps it as
-JSON; a worker hands it to an engine. Nothing here knows about HTTP.
+JSON; a worker hands it to an engine. Nothing here knows about HTTP or any dialect's names
+(aspect ratios, presets, model ids): those are each dialect's, e.g. `api/aimlapi/vocabulary`.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = [
-    "CAMERA_AXES",
-    "CAMERA_PRESETS",
-    "OUTPUT_FPS",
-    "OUTPUT_SIZES",
-    "AspectRatio",
-    "CameraMotion",
-    "GenerationSpec",
-    "camera_phrase",
-    "frames_for_seconds",
-]
+__all__ = ["OUTPUT_FPS", "CameraMove", "GenerationSpec", "frames_for_seconds"]
 
 OUTPUT_FPS = 24
 """Every output video plays at 24 frames per second, whatever the engine's native rate."""
-
-
-class AspectRatio(StrEnum):
-    """The aspect ratios the AI/ML API accepts; each maps to one exact output size."""
-
-    LANDSCAPE = "16:9"
-    PORTRAIT = "9:16"
-    SQUARE = "1:1"
-
-
-# The same pixel budget (about 0.9 MP) for each ratio, as the hosted service returns.
-OUTPUT_SIZES: dict[AspectRatio, tuple[int, int]] = {
-    AspectRatio.LANDSCAPE: (1280, 720),
-    AspectRatio.PORTRAIT: (720, 1280),
-    AspectRatio.SQUARE: (960, 960),
-}
-
-# Kling's named camera presets (string `camera_control`, or the object's `type`).
-CAMERA_PRESETS: dict[str, str] = {
-    "down_back": "the camera descends and pulls back",
-    "forward_up": "the camera moves forward and tilts up",
-    "right_turn_forward": "the camera turns right while moving forward",
-    "left_turn_forward": "the camera turns left while moving forward",
-}
-
-# Kling's six camera axes, each -10..10; the phrase pair is (negative, positive) direction.
-CAMERA_AXES: dict[str, tuple[str, str]] = {
-    "horizontal": ("the camera trucks left", "the camera trucks right"),
-    "vertical": ("the camera moves down", "the camera moves up"),
-    "pan": ("the camera pans left", "the camera pans right"),
-    "tilt": ("the camera tilts down", "the camera tilts up"),
-    "roll": ("the camera rolls counter-clockwise", "the camera rolls clockwise"),
-    "zoom": ("the camera zooms out", "the camera zooms in"),
-}
 
 
 def frames_for_seconds(seconds: int, fps: int = OUTPUT_FPS) -> int:
@@ -65,33 +22,29 @@ def frames_for_seconds(seconds: int, fps: int = OUTPUT_FPS) -> int:
     return seconds * fps
 
 
-class CameraMotion(BaseModel):
-    """A camera move: either one named preset or amounts (-10..10) on Kling's six axes."""
+class CameraMove(BaseModel):
+    """A requested camera move, in words (e.g. "the camera slowly pans left").
+
+    Each dialect phrases its own presets and axes (the AI/ML API's in
+    `api/aimlapi/vocabulary.py`); an engine without camera conditioning appends the words to
+    the prompt. A still camera is no move at all (`GenerationSpec.camera` None).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    preset: str | None = None
-    axes: dict[str, float] = Field(default_factory=dict)
+    description: str = Field(min_length=1)
 
-    @property
-    def is_still(self) -> bool:
-        return self.preset is None and not any(self.axes.values())
-
-
-def camera_phrase(motion: CameraMotion | None) -> str:
-    """Describe a camera move in words, for engines without camera conditioning."""
-    if motion is None or motion.is_still:
-        return ""
-    if motion.preset is not None:
-        return CAMERA_PRESETS[motion.preset]
-    parts = []
-    for axis, value in motion.axes.items():
-        if value:
-            negative, positive = CAMERA_AXES[axis]
-            strength = "slowly " if abs(value) <= 3 else ("" if abs(value) <= 7 else "quickly ")
-            words = positive if value > 0 else negative
-            parts.append(words.replace("the camera ", f"the camera {strength}", 1))
-    return ", ".join(parts)
+    @model_validator(mode="before")
+    @classmethod
+    def _from_first_release(cls, value: Any) -> Any:
+        # Jobs stored by the first release carry Kling's own form, {"preset", "axes"}: read
+        # them back in plain words, so that polling or running an old job still works.
+        if isinstance(value, dict) and "description" not in value:
+            preset, axes = value.get("preset"), value.get("axes") or {}
+            moves = [f"{axis} {amount:+g}" for axis, amount in axes.items() if amount]
+            words = str(preset).replace("_", " ") if preset else ", ".join(moves)
+            return {"description": f"camera move: {words}"}
+        return value
 
 
 class GenerationSpec(BaseModel):
@@ -112,10 +65,25 @@ class GenerationSpec(BaseModel):
         le=1.0,
         description="Prompt adherence 0..1; each engine maps 0.5 to its recommended guidance.",
     )
-    camera: CameraMotion | None = Field(default=None, description="Requested camera move.")
+    camera: CameraMove | None = Field(default=None, description="Requested camera move.")
+
+    @field_validator("camera", mode="before")
+    @classmethod
+    def _still_first_release_camera(cls, value: Any) -> Any:
+        # The first release stored a still camera as {"preset": null, "axes": {...zeros}}.
+        old_form = isinstance(value, dict) and "description" not in value
+        if old_form and not value.get("preset") and not any((value.get("axes") or {}).values()):
+            return None
+        return value
+
     seed: int = Field(description="Random seed; always set (chosen at random when absent).")
     image_key: str | None = Field(
         default=None, description="Storage key of the input image, for image-to-video."
+    )
+    ignored: tuple[str, ...] = Field(
+        default=(),
+        description="Request fields parsed but not honoured by the served model, as the "
+        "dialect names them: reported to the client (kept with the job), never read by engines.",
     )
 
     @property

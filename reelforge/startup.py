@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reelforge.engines import Registry, catalog
+from reelforge.engines import Registry
 from reelforge.errors import ConfigurationError
 from reelforge.settings import Settings
 from reelforge.storage import Storage, open_storage
+from reelforge.weights import catalog
 
 __all__ = ["check_weights_present", "load_registry", "open_configured_storage"]
 

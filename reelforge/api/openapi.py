@@ -176,7 +176,7 @@ class GenerationUsage(_Strict):
 
 
 class GenerationMeta(BaseModel):
-    """The clip's size and timing, then the engine's own keys."""
+    """The clip's size and timing, the engine's own keys, then what was not honoured."""
 
     model_config = ConfigDict(extra="allow")
     usage: GenerationUsage
@@ -184,6 +184,14 @@ class GenerationMeta(BaseModel):
     height: int
     fps: int
     attempts: int
+    ignored: list[str] = Field(
+        description="Request fields parsed but not honoured by this model, by name; empty "
+        "when all were: `enhance_prompt` (when true: prompts are used as written), "
+        "`tail_image_url` (no engine takes a last frame), `negative_prompt` (the model "
+        "ignores negative prompts, e.g. a guidance-distilled one), `camera_control` or "
+        "`advanced_camera_control` (the model cannot move the camera). `GET /v1/models` "
+        "lists each model's capabilities."
+    )
 
 
 class GenerationTimings(_Strict):
@@ -267,6 +275,17 @@ class WebhookDeliveryList(_Strict):
 # --- service routes (system.py) ---------------------------------------------------------
 
 
+class ModelCapabilities(_Strict):
+    """What the model does with a request, from its registry entry."""
+
+    tasks: list[Literal["t2v", "i2v"]] = Field(
+        description="t2v: from a prompt alone; i2v: from an input image (`image_url`)."
+    )
+    max_seconds: float | None = Field(description="The longest `duration`; null: no limit.")
+    camera_moves: bool = Field(description="Whether camera moves are honoured.")
+    negative_prompt: bool = Field(description="Whether a negative prompt is honoured.")
+
+
 class ModelCard(_Strict):
     id: str
     object: Literal["model"]
@@ -274,7 +293,11 @@ class ModelCard(_Strict):
     engine: str
     checkpoint: str | None
     catalog: str | None
-    task: Literal["text-to-video", "image-to-video"]
+    task: Literal["text-to-video", "image-to-video"] = Field(
+        description="`image-to-video` for a model that needs an input image, else "
+        "`text-to-video` (see `capabilities.tasks`: it may take one as well)."
+    )
+    capabilities: ModelCapabilities
     workers: int = Field(ge=0, description="Live workers serving this model.")
 
 

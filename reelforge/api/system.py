@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 
 from reelforge.api.context import ApiContext
 from reelforge.api.openapi import Health, HealthDatabaseDown, ModelList, answers, error_responses
-from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
 from reelforge.errors import DatabaseUnavailable
 from reelforge.jobs import JobStatus, WorkerInfo
 
@@ -64,9 +63,13 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
                     "engine": entry.engine,
                     "checkpoint": entry.checkpoint,
                     "catalog": entry.catalog,
-                    "task": "image-to-video"
-                    if entry.id in IMAGE_TO_VIDEO_MODELS
-                    else "text-to-video",
+                    "task": "image-to-video" if entry.needs_image else "text-to-video",
+                    "capabilities": {
+                        "tasks": sorted(entry.capabilities.tasks, reverse=True),
+                        "max_seconds": entry.capabilities.max_seconds,
+                        "camera_moves": entry.capabilities.camera_moves,
+                        "negative_prompt": entry.capabilities.negative_prompt,
+                    },
                     "workers": sum(entry.id in w.models for w in live),
                 }
                 for entry in ctx.registry

@@ -17,9 +17,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from reelforge.api.aimlapi.vocabulary import CAMERA_PRESETS, AspectRatio
 from reelforge.cli import common, parsing
 from reelforge.client import Generation, ReelforgeClient, default_model, image_to_data_uri
-from reelforge.spec import CAMERA_PRESETS, AspectRatio
 
 __all__ = ["ProgressBar", "add_command", "image_url_for", "print_warnings", "run_generate"]
 

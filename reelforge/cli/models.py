@@ -21,7 +21,7 @@ a running server's models, and tiny test checkpoints.
 
     $ reelforge models make-tiny wan2.1-t2v ./tiny-t2v
     built a tiny random-weight wan2.1-t2v checkpoint in ./tiny-t2v (0.5 MB); serve it with
-      reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-t2v
+      reelforge serve --models-file tiny-t2v.models.toml
 
 `list` shows every catalog model (present here or not, its size on disk, and its download
 size: the hub's figure when the hub answers within 3 s, else the catalog's estimate marked
@@ -44,11 +44,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reelforge.api.aimlapi.vocabulary import IMAGE_TO_VIDEO_MODEL, TEXT_TO_VIDEO_MODEL
 from reelforge.cli import common, parsing
 from reelforge.client import ModelInfo
 
 if TYPE_CHECKING:
-    from reelforge.engines.catalog import CatalogModel
+    from reelforge.weights.catalog import CatalogModel
 
 # The engines package imports numpy and PIL: each command imports from it when it runs, so
 # building the parser (and `reelforge --help`) stays light.
@@ -62,9 +63,6 @@ __all__ = [
     "run_models_rm",
     "run_models_served",
 ]
-
-_T2V_ID = "klingai/v2-master-text-to-video"
-_I2V_ID = "klingai/v2-master-image-to-video"
 
 
 _MODELS_ENVIRONMENT = (
@@ -203,7 +201,7 @@ def add_command(commands: Any) -> None:
         """,
         examples=[
             "reelforge models make-tiny wan2.2-ti2v ./tiny-ti2v",
-            "reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-ti2v",
+            "reelforge serve --models-file ./tiny-ti2v.models.toml",
         ],
     )
     tiny.add_argument(
@@ -222,23 +220,23 @@ def add_command(commands: Any) -> None:
 
 
 def _catalog_names() -> list[str]:
-    from reelforge.engines.catalog import CATALOG
+    from reelforge.weights.catalog import CATALOG
 
     return list(CATALOG)
 
 
 def _tiny_arch_names() -> list[str]:
-    from reelforge.engines.tiny import TINY_ARCHS
+    from reelforge.testing.tiny import TINY_ARCHS
 
     return list(TINY_ARCHS)
 
 
 def run_models_list(args: argparse.Namespace) -> int:
     """Run `reelforge models list`: the catalog and the registry, as seen on this machine."""
-    from reelforge.engines.catalog import CATALOG, local_checkpoint
-    from reelforge.engines.pull import hub_download_bytes
     from reelforge.engines.registry import Registry, RegistryError
     from reelforge.settings import Settings
+    from reelforge.weights.catalog import CATALOG, local_checkpoint
+    from reelforge.weights.pull import hub_download_bytes
 
     settings = Settings()
     try:
@@ -289,8 +287,8 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 def run_models_pull(args: argparse.Namespace) -> int:
     """Run `reelforge models pull MODEL`."""
-    from reelforge.engines.catalog import CATALOG, local_checkpoint
-    from reelforge.engines.pull import HubUnreachable, PullError, pull
+    from reelforge.weights.catalog import CATALOG, local_checkpoint
+    from reelforge.weights.pull import HubUnreachable, PullError, pull
 
     model = CATALOG[args.name]
     try:
@@ -322,8 +320,8 @@ def run_models_pull(args: argparse.Namespace) -> int:
 
 def run_models_rm(args: argparse.Namespace) -> int:
     """Run `reelforge models rm MODEL`: delete what `models pull` wrote for it."""
-    from reelforge.engines.catalog import CATALOG, local_checkpoint, pull_folder
-    from reelforge.engines.pull import remove_pulled
+    from reelforge.weights.catalog import CATALOG, local_checkpoint, pull_folder
+    from reelforge.weights.pull import remove_pulled
 
     model = CATALOG.get(args.name)
     if model is None:
@@ -371,7 +369,7 @@ def run_models_served(args: argparse.Namespace) -> int:
 
 def run_make_tiny(args: argparse.Namespace) -> int:
     """Run `reelforge models make-tiny`; returns the exit code."""
-    from reelforge.engines.tiny import TINY_ARCHS, build_tiny
+    from reelforge.testing.tiny import TINY_ARCHS, build_tiny, tiny_registry_entry
 
     directory: Path = args.directory
     if directory.exists() and any(directory.iterdir()):
@@ -380,17 +378,22 @@ def run_make_tiny(args: argparse.Namespace) -> int:
     build_tiny(args.arch, directory, args.seed)
     arch = TINY_ARCHS[args.arch]
     size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
-    ids = [_T2V_ID] * arch.text_to_video + [_I2V_ID] * arch.image_to_video
-    flags = " ".join(f"--model {model}={arch.engine}:{directory}" for model in ids)
+    ids = [TEXT_TO_VIDEO_MODEL] * arch.text_to_video + [IMAGE_TO_VIDEO_MODEL] * arch.image_to_video
+    # Its small native size goes in the registry entry's options (the engine's defaults are
+    # the real model's): a registry file beside the checkpoint serves it.
+    models_file = directory.parent / f"{directory.name}.models.toml"
+    models_file.write_text(
+        "".join(tiny_registry_entry(model, args.arch, directory.resolve()) for model in ids)
+    )
     print(
         f"built a tiny random-weight {args.arch} checkpoint in {directory} ({size / 1e6:.1f} MB); "
-        f"serve it with\n  reelforge serve {flags}"
+        f"serve it with\n  reelforge serve --models-file {models_file}"
     )
     return common.EXIT_OK
 
 
 def _size(folder: Path) -> str:
-    from reelforge.engines.catalog import size_on_disk
+    from reelforge.weights.catalog import size_on_disk
 
     return _bytes(size_on_disk(folder))
 

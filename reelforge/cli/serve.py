@@ -86,7 +86,7 @@ def add_commands(commands: Any) -> None:
             "reelforge serve                                   # http://127.0.0.1:8000",
             "REELFORGE_API_KEYS=key1,key2 reelforge serve --host 0.0.0.0",
             "reelforge serve --port 9000 --model klingai/v2-master-text-to-video=wan2.1-t2v-1.3b",
-            "reelforge serve --model klingai/v2-master-text-to-video=wan:./tiny-ti2v",
+            "reelforge serve --models-file ./tiny-ti2v.models.toml   # see models make-tiny",
             "REELFORGE_WORKERS=0 reelforge serve --database-url "
             "postgresql+psycopg://reelforge@db/reelforge",
         ],

@@ -88,7 +88,7 @@ class MicroEngine(Engine):
         )
         meta: dict[str, Any] = {
             # The synthetic world has no camera; a requested move is not rendered.
-            "camera": "none" if spec.camera is None or spec.camera.is_still else "unsupported",
+            "camera": "none" if spec.camera is None else "unsupported",
             "native_width": size,
             "native_height": size,
             "native_frames": frames_per_clip,

@@ -1,8 +1,9 @@
 """The model registry: which engine (and checkpoint) serves each public model id.
 
 Entries come from a TOML file (the built-in `defaults.toml` unless one is configured) and
-`--model ID=ENGINE[:CHECKPOINT]` overrides. Engines are imported only when a worker builds
-one, so the API process never imports torch.
+`--model ID=ENGINE[:CHECKPOINT]` overrides. Each entry also says what its model can do
+(`capabilities`: tasks and native limits, see `engines.capabilities`). Engines are imported
+only when a worker builds one, so the API process never imports torch.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from __future__ import annotations
 import importlib
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines import catalog
 from reelforge.engines.base import Engine
+from reelforge.engines.capabilities import CAPABILITY_KEYS, Capabilities, engine_capabilities
 from reelforge.errors import ConfigurationError
+from reelforge.weights import catalog
 
 __all__ = [
     "ENGINES",
-    "IMAGE_TO_VIDEO_MODELS",
+    "Capabilities",
     "ModelEntry",
     "Registry",
     "RegistryError",
@@ -31,15 +34,12 @@ __all__ = [
 
 # Engine name -> "module:Class"; imported lazily.
 ENGINES: dict[str, str] = {
-    "hunyuan": "reelforge.engines.hunyuan:HunyuanEngine",
-    "ltx": "reelforge.engines.ltx:LTXEngine",
+    "hunyuan": "reelforge.engines.diffusers.hunyuan:HunyuanEngine",
+    "ltx": "reelforge.engines.diffusers.ltx:LTXEngine",
     "micro": "reelforge.engines.micro:MicroEngine",
     "testsrc": "reelforge.engines.testsrc:TestSourceEngine",
-    "wan": "reelforge.engines.wan:WanEngine",
+    "wan": "reelforge.engines.diffusers.wan:WanEngine",
 }
-
-# Public ids whose requests must carry an input image (the hosted API's image-to-video ids).
-IMAGE_TO_VIDEO_MODELS = frozenset({"klingai/v2-master-image-to-video"})
 
 
 class RegistryError(ConfigurationError, ValueError):
@@ -55,11 +55,17 @@ class ModelEntry:
     checkpoint: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     catalog: str | None = None
-    """The catalog model this entry serves, when it names one (see `engines.catalog`)."""
+    """The catalog model this entry serves, when it names one (see `weights.catalog`)."""
+    capabilities: Capabilities = None  # type: ignore[assignment]
+    """What the model can do; left out, the engine's defaults for these options."""
+
+    def __post_init__(self) -> None:
+        if self.capabilities is None:
+            object.__setattr__(self, "capabilities", engine_capabilities(self.engine, self.options))
 
     @property
     def needs_image(self) -> bool:
-        return self.id in IMAGE_TO_VIDEO_MODELS
+        return self.capabilities.needs_image
 
 
 def engine_class(name: str) -> type[Engine]:
@@ -97,12 +103,19 @@ class Registry:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RegistryError(f"{path}: {exc}") from exc
-        entries = {e.id: e for e in _parse_models(data.get("models", {}), base_dir, path)}
-        if path is None:
-            _serve_default_model_when_present(entries)
+        declared: set[str] = set()
+        models = data.get("models", {})
+        entries = {e.id: e for e in _parse_models(models, base_dir, path, declared)}
+        _serve_preferred_catalog_models(models, entries, path)
         for override in overrides:
             entry = parse_override(override)
             entries[entry.id] = entry
+            declared.discard(entry.id)
+        contract = _contract_tasks()
+        for model_id, entry in entries.items():
+            if model_id in contract and model_id not in declared:
+                tasks = replace(entry.capabilities, tasks=contract[model_id])
+                entries[model_id] = replace(entry, capabilities=tasks)
         return cls(entries.values())
 
     def get(self, model_id: str) -> ModelEntry | None:
@@ -119,13 +132,30 @@ class Registry:
         return list(self._entries)
 
 
+@cache
+def _contract_tasks() -> dict[str, frozenset[str]]:
+    """The tasks the embedded defaults declare per id: kept by any entry for that id that
+    declares none of its own (see `engines.capabilities`)."""
+    text = resources.files("reelforge.engines").joinpath("defaults.toml").read_text()
+    models = tomllib.loads(text).get("models", {})
+    return {
+        model_id: frozenset(body["tasks"]) for model_id, body in models.items() if "tasks" in body
+    }
+
+
 def catalog_entry(
-    model_id: str, name: str, checkpoint: str | None = None, options: dict[str, Any] | None = None
+    model_id: str,
+    name: str,
+    checkpoint: str | None = None,
+    options: dict[str, Any] | None = None,
+    declared: dict[str, Any] | None = None,
+    where: str | None = None,
 ) -> ModelEntry:
     """An entry serving catalog model `name`: its engine and native options (overridden by
     `options`), and its local weights (`checkpoint`, else the pulled folder or the Hugging
     Face cache; where absent, the repository id, which the engine refuses at load with a hint
-    to pull it)."""
+    to pull it). Its capabilities are the engine's with the model's tasks, then any the
+    registry file `declared`."""
     try:
         model = catalog.catalog_model(name)
     except KeyError as exc:
@@ -134,21 +164,50 @@ def catalog_entry(
         local = catalog.local_checkpoint(model)
         checkpoint = str(local) if local is not None else model.repo
     merged = {**model.engine_options(), **(options or {})}
-    return ModelEntry(model_id, model.engine, checkpoint, merged, catalog=name)
+    served = frozenset(model.tasks.split("+"))
+    capabilities = replace(engine_capabilities(model.engine, merged), tasks=served)
+    where = where or f"model {model_id!r}"
+    capabilities = _declared(capabilities, declared or {}, where)
+    if not capabilities.tasks <= served:
+        raise RegistryError(
+            f"{where} declares tasks {'+'.join(sorted(capabilities.tasks))}, but "
+            f"catalog model {name!r} serves only {model.tasks}"
+        )
+    return ModelEntry(model_id, model.engine, checkpoint, merged, name, capabilities)
 
 
-def _serve_default_model_when_present(entries: dict[str, ModelEntry]) -> None:
-    """In the embedded defaults, both Kling ids move from the micro model to the catalog's
-    default model (Wan2.2-TI2V-5B, text and image to video) once its weights are here."""
-    model = catalog.CATALOG[catalog.DEFAULT_MODEL]
-    folder = catalog.local_checkpoint(model)
-    if folder is None:
-        return
-    for model_id in ("klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"):
-        entries[model_id] = catalog_entry(model_id, model.name, str(folder))
+def _declared(capabilities: Capabilities, body: dict[str, Any], where: str) -> Capabilities:
+    try:
+        return capabilities.declared(body, where)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
 
 
-def _parse_models(table: Any, base_dir: Path | None, path: Path | None) -> list[ModelEntry]:
+def _serve_preferred_catalog_models(
+    table: dict[str, Any], entries: dict[str, ModelEntry], path: Path | None
+) -> None:
+    """An entry with `prefer_catalog = "MODEL"` serves that catalog model instead once its
+    weights are on this machine (how the embedded defaults move both Kling ids from the micro
+    model to Wan2.2-TI2V-5B after `reelforge models pull wan2.2-ti2v-5b`)."""
+    for model_id, body in table.items():
+        name = body.get("prefer_catalog") if isinstance(body, dict) else None
+        if name is None:
+            continue
+        if not isinstance(name, str) or name not in catalog.CATALOG:
+            raise RegistryError(
+                f"{path}: prefer_catalog of {model_id!r} must name a catalog model; known: "
+                f"{', '.join(catalog.CATALOG)}"
+            )
+        folder = catalog.local_checkpoint(catalog.CATALOG[name])
+        if folder is not None:
+            entries[model_id] = catalog_entry(model_id, name, str(folder))
+
+
+def _parse_models(
+    table: Any, base_dir: Path | None, path: Path | None, declared_tasks: set[str]
+) -> list[ModelEntry]:
+    """The entries of a registry file's `[models]` table; adds to `declared_tasks` the ids
+    whose entry declares its tasks."""
     if not isinstance(table, dict):
         raise RegistryError(f"{path}: [models] must be a table of model ids")
     entries = []
@@ -163,7 +222,19 @@ def _parse_models(table: Any, base_dir: Path | None, path: Path | None) -> list[
             if not isinstance(options, dict):
                 raise RegistryError(f"{path}: options of {model_id!r} must be a table")
             checkpoint = _relative_to(body.get("checkpoint"), base_dir)
-            entries.append(catalog_entry(model_id, body["catalog"], checkpoint, options))
+            declared = {key: body[key] for key in CAPABILITY_KEYS if key in body}
+            entries.append(
+                catalog_entry(
+                    model_id,
+                    body["catalog"],
+                    checkpoint,
+                    options,
+                    declared,
+                    where=f"{path}: model {model_id!r}",
+                )
+            )
+            if "tasks" in body:
+                declared_tasks.add(model_id)
             continue
         if not isinstance(body, dict) or not isinstance(body.get("engine"), str):
             raise RegistryError(
@@ -174,7 +245,14 @@ def _parse_models(table: Any, base_dir: Path | None, path: Path | None) -> list[
         options = body.get("options", {})
         if not isinstance(options, dict):
             raise RegistryError(f"{path}: options of {model_id!r} must be a table")
-        entries.append(ModelEntry(model_id, body["engine"], checkpoint, options))
+        capabilities = _declared(
+            engine_capabilities(body["engine"], options), body, f"{path}: model {model_id!r}"
+        )
+        entries.append(
+            ModelEntry(model_id, body["engine"], checkpoint, options, capabilities=capabilities)
+        )
+        if "tasks" in body:
+            declared_tasks.add(model_id)
     return entries
 
 

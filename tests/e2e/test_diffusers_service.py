@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from reelforge.cli.main import main as cli_main
-from reelforge.engines.tiny import TINY_ARCHS
 from reelforge.media import probe_video
+from reelforge.testing.tiny import TINY_ARCHS, tiny_registry_entry
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_service import I2V, T2V, create, png_data_uri, wait_terminal
 
@@ -79,10 +79,8 @@ def family_server(
     engine = TINY_ARCHS[text_arch].engine
     path = tmp_path / "models.toml"
     path.write_text(
-        f'[models."{T2V}"]\nengine = "{engine}"\ncheckpoint = "{tiny_checkpoints[text_arch]}"\n'
-        f"options = {{ steps = 2 }}\n"
-        f'[models."{I2V}"]\nengine = "{engine}"\ncheckpoint = "{tiny_checkpoints[image_arch]}"\n'
-        f"options = {{ steps = 2 }}\n"
+        tiny_registry_entry(T2V, text_arch, tiny_checkpoints[text_arch], steps=2)
+        + tiny_registry_entry(I2V, image_arch, tiny_checkpoints[image_arch], steps=2)
     )
     return FamilyServer(request.param, engine, server_factory(models_file=path))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.engines.tiny import TinyTask, build_tiny_wan
+from reelforge.testing.tiny import TinyTask, build_tiny_wan
 from tests.fixtures.filesystems import fill, mounted_tmpfs, remount_read_only
 
 

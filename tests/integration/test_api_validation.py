@@ -45,10 +45,13 @@ def app_parts(tmp_path: Path) -> Iterator[tuple[Settings, JobStore]]:
 
 
 def make_client(
-    settings: Settings, store: JobStore, client: tuple[str, int] = LOOPBACK
+    settings: Settings,
+    store: JobStore,
+    client: tuple[str, int] = LOOPBACK,
+    registry: Registry | None = None,
 ) -> TestClient:
     ctx = build_context(
-        settings, store, open_storage(settings.resolved_storage_url), Registry.load()
+        settings, store, open_storage(settings.resolved_storage_url), registry or Registry.load()
     )
     return TestClient(create_app(ctx), client=client, base_url="http://127.0.0.1")
 
@@ -217,6 +220,31 @@ def test_valid_request_is_queued_with_exact_size(client: TestClient, store: JobS
     assert store.count_by_status()["queued"] == 1  # type: ignore[index]
 
 
+def test_fields_the_model_does_not_honour_are_reported_in_meta(
+    app_parts: tuple[Settings, JobStore], tmp_path: Path
+) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text('[models."acme/plain"]\nengine = "testsrc"\n')
+    client = make_client(*app_parts, registry=Registry.load(models))
+    body = {
+        "model": "acme/plain",
+        "prompt": "x",
+        "negative_prompt": "blur",
+        "camera_control": "down_back",
+        "enhance_prompt": True,
+        "tail_image_url": "https://example.com/last.png",
+    }
+    created = client.post("/v2/video/generations", json=body)
+    assert created.status_code == 200, created.text
+    expected = ["enhance_prompt", "tail_image_url", "negative_prompt", "camera_control"]
+    assert created.json()["meta"]["ignored"] == expected
+    # Kept with the job: every poll reports it.
+    polled = client.get("/v2/video/generations", params={"generation_id": created.json()["id"]})
+    assert polled.json()["meta"]["ignored"] == expected
+    plain = client.post("/v2/video/generations", json={"model": "acme/plain", "prompt": "x"})
+    assert plain.json()["meta"]["ignored"] == []
+
+
 def test_seed_is_chosen_and_reported_when_absent(client: TestClient) -> None:
     seeds = {
         client.post("/v2/video/generations", json={"model": T2V, "prompt": "x"}).json()["seed"]
@@ -377,6 +405,14 @@ def test_models_lists_ids_and_engines(client: TestClient) -> None:
         (T2V, "micro", "text-to-video", None),
         (I2V, "micro", "image-to-video", None),
     }
+    capabilities = {m["id"]: m["capabilities"] for m in data}
+    assert capabilities[I2V] == {
+        "tasks": ["i2v"],
+        "max_seconds": None,
+        "camera_moves": False,  # the micro model's world has no camera
+        "negative_prompt": True,
+    }
+    assert capabilities["reelforge/micro"]["tasks"] == ["t2v", "i2v"]
 
 
 def test_unknown_route_uses_error_format(client: TestClient) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelforge.engines.catalog import CATALOG
-from reelforge.engines.hunyuan import HunyuanEngine
-from reelforge.engines.ltx import LTXEngine
-from reelforge.engines.tiny import build_tiny
+from reelforge.engines.diffusers.hunyuan import HunyuanEngine
+from reelforge.engines.diffusers.ltx import LTXEngine
 from reelforge.errors import GenerationError
+from reelforge.testing.tiny import build_tiny, tiny_options
+from reelforge.weights.catalog import CATALOG
 from tests.conftest import make_spec
 from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
@@ -36,21 +36,31 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def ltx(checkpoints: dict[str, Path]) -> LTXEngine:
-    engine = LTXEngine(str(checkpoints["ltx-video"]), "cpu", {"steps": STEPS})
+    engine = LTXEngine(
+        str(checkpoints["ltx-video"]), "cpu", {**tiny_options("ltx-video"), "steps": STEPS}
+    )
     engine.load()
     return engine
 
 
 @pytest.fixture(scope="module")
 def hunyuan_t2v(checkpoints: dict[str, Path]) -> HunyuanEngine:
-    engine = HunyuanEngine(str(checkpoints["hunyuanvideo-1.5-t2v"]), "cpu", {"steps": STEPS})
+    engine = HunyuanEngine(
+        str(checkpoints["hunyuanvideo-1.5-t2v"]),
+        "cpu",
+        {**tiny_options("hunyuanvideo-1.5-t2v"), "steps": STEPS},
+    )
     engine.load()
     return engine
 
 
 @pytest.fixture(scope="module")
 def hunyuan_i2v(checkpoints: dict[str, Path]) -> HunyuanEngine:
-    engine = HunyuanEngine(str(checkpoints["hunyuanvideo-1.5-i2v"]), "cpu", {"steps": STEPS})
+    engine = HunyuanEngine(
+        str(checkpoints["hunyuanvideo-1.5-i2v"]),
+        "cpu",
+        {**tiny_options("hunyuanvideo-1.5-i2v"), "steps": STEPS},
+    )
     engine.load()
     return engine
 
@@ -82,7 +92,7 @@ def test_ltx_runs_the_cards_distilled_schedule(checkpoints: dict[str, Path]) -> 
     engine = LTXEngine(
         str(checkpoints["ltx-video"]),
         "cpu",
-        {"timesteps": options["timesteps"], "guidance_max": 1.0},
+        {**tiny_options("ltx-video"), "timesteps": options["timesteps"], "guidance_max": 1.0},
     )
     engine.load()
     seen: list[float] = []
@@ -123,7 +133,9 @@ def test_ltx_engine_frames_equal_plain_diffusers_for_the_same_seed(
 
 def test_ltx_long_clip_is_chained_through_its_image_path(checkpoints: dict[str, Path]) -> None:
     engine = LTXEngine(
-        str(checkpoints["ltx-video"]), "cpu", {"steps": STEPS, "max_native_frames": 41}
+        str(checkpoints["ltx-video"]),
+        "cpu",
+        {**tiny_options("ltx-video"), "steps": STEPS, "max_native_frames": 41},
     )
     engine.load()
     clip = engine.generate(make_spec(num_frames=48), None, ignore_steps)  # 2 s: 60 -> 57
@@ -248,7 +260,7 @@ def test_hunyuan_tokenizer_survives_the_save_and_load_round_trip(
     hunyuan_t2v: HunyuanEngine,
 ) -> None:
     """A Qwen tokenizer that loads back near-empty is the known trap of offline builds."""
-    from reelforge.engines.tiny_hunyuan import _qwen_tokenizer
+    from reelforge.testing.tiny_hunyuan import _qwen_tokenizer
 
     loaded = hunyuan_t2v._text_pipeline.tokenizer
     built = _qwen_tokenizer()
@@ -268,16 +280,14 @@ def plain_ltx_checkpoint(
     components = LTXConditionPipeline.from_pretrained(checkpoints["ltx-video"]).components
     folder = tmp_path_factory.mktemp("tiny-ltx-plain")
     LTXPipeline(**components).save_pretrained(folder)
-    (folder / "reelforge_tiny.json").write_bytes(
-        (checkpoints["ltx-video"] / "reelforge_tiny.json").read_bytes()
-    )
     return folder
 
 
 def test_older_ltx_layout_serves_both_tasks_through_a_sibling_pipeline(
     plain_ltx_checkpoint: Path,
 ) -> None:
-    engine = LTXEngine(str(plain_ltx_checkpoint), "cpu", {"steps": STEPS, "max_native_frames": 41})
+    options = {**tiny_options("ltx-video"), "steps": STEPS, "max_native_frames": 41}
+    engine = LTXEngine(str(plain_ltx_checkpoint), "cpu", options)
     engine.load()
     assert type(engine._text_pipeline).__name__ == "LTXPipeline"
     assert type(engine._image_pipeline).__name__ == "LTXImageToVideoPipeline"
@@ -315,7 +325,11 @@ def test_hunyuan_refuses_a_lora_before_loading_weights(
 ) -> None:
     lora = tmp_path / "fast.safetensors"
     lora.write_bytes(b"not read")
-    engine = HunyuanEngine(str(checkpoints["hunyuanvideo-1.5-t2v"]), "cpu", {"lora": str(lora)})
+    engine = HunyuanEngine(
+        str(checkpoints["hunyuanvideo-1.5-t2v"]),
+        "cpu",
+        {**tiny_options("hunyuanvideo-1.5-t2v"), "lora": str(lora)},
+    )
     with pytest.raises(ValueError, match=r"hunyuan option lora: .* cannot load LoRAs"):
         engine.load()
     assert engine._text_pipeline is None
@@ -332,7 +346,12 @@ def test_compiled_engine_warms_up_at_load_and_matches_eager(
     checkpoints: dict[str, Path],
 ) -> None:
     # The longest clip is the request's length, so the request reuses the warm-up's graphs.
-    options = {"steps": STEPS, "max_native_frames": frames, "chain_overlap": 1}
+    options = {
+        **tiny_options(arch),
+        "steps": STEPS,
+        "max_native_frames": frames,
+        "chain_overlap": 1,
+    }
     eager = engine_class(str(checkpoints[arch]), "cpu", options)
     compiled = engine_class(str(checkpoints[arch]), "cpu", {**options, "compile": True})
     for engine in (eager, compiled):

@@ -23,8 +23,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from reelforge.engines.catalog import CATALOG, PULLED_MARKER, local_checkpoint, pull_folder
-from reelforge.engines.pull import PARTIAL_SUFFIX
+from reelforge.weights.catalog import CATALOG, PULLED_MARKER, local_checkpoint, pull_folder
+from reelforge.weights.pull import PARTIAL_SUFFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = CATALOG["wan2.1-t2v-1.3b"]

@@ -1,6 +1,6 @@
 """The `wan` engine on real diffusers pipelines with tiny random weights, on the CPU.
 
-No mocks: each checkpoint is built by `reelforge.engines.tiny`, saved, and loaded back through
+No mocks: each checkpoint is built by `reelforge.testing.tiny`, saved, and loaded back through
 `from_pretrained` exactly as a real one is. The frames are noise; the tests check the plumbing.
 """
 
@@ -9,28 +9,31 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 import torch
 
 from reelforge.engines.base import Clip
-from reelforge.engines.diffusers_video import VideoOptions, native_frame_count
-from reelforge.engines.tiny import build_tiny_lora, build_tiny_wan
-from reelforge.engines.wan import WanEngine
+from reelforge.engines.diffusers.core import VideoOptions, native_frame_count
+from reelforge.engines.diffusers.wan import WanEngine
 from reelforge.errors import GenerationError
-from reelforge.spec import CameraMotion
+from reelforge.spec import CameraMove
+from reelforge.testing.tiny import TinyTask, build_tiny_lora, build_tiny_wan, tiny_wan_options
 from tests.conftest import make_spec
 from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
 STEPS = 3
-# The tiny checkpoints' native landscape sizes (see reelforge.engines.tiny).
+# The tiny checkpoints' native landscape sizes (see reelforge.testing.tiny).
 WAN21_NATIVE = (64, 48)
 WAN22_NATIVE = (96, 64)
 
 
 def _load(checkpoint: Path, **options: object) -> WanEngine:
-    engine = WanEngine(str(checkpoint), "cpu", {"steps": STEPS, **options})
+    # The conftest names each tiny checkpoint's folder after its task.
+    native = tiny_wan_options(cast(TinyTask, checkpoint.name))
+    engine = WanEngine(str(checkpoint), "cpu", {"steps": STEPS, **native, **options})
     engine.load()
     return engine
 
@@ -235,7 +238,11 @@ def test_same_seed_gives_identical_frames_and_another_seed_differs(t2v: WanEngin
 @pytest.mark.slow
 def test_camera_preset_is_appended_to_the_prompt(t2v: WanEngine) -> None:
     still = t2v.generate(make_spec(), None, ignore_steps)
-    moving = t2v.generate(make_spec(camera=CameraMotion(preset="down_back")), None, ignore_steps)
+    moving = t2v.generate(
+        make_spec(camera=CameraMove(description="the camera descends and pulls back")),
+        None,
+        ignore_steps,
+    )
     assert still.meta["camera"] == "none"
     assert moving.meta["camera"] == "prompt"
     # The phrase changes the text embedding, so it reaches the model.
@@ -293,7 +300,7 @@ def test_hub_id_loads_from_the_local_cache_without_downloading(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
-    engine = WanEngine("acme/tiny-wan", "cpu", {"steps": 1})
+    engine = WanEngine("acme/tiny-wan", "cpu", {"steps": 1, **tiny_wan_options("t2v")})
     engine.load()
     assert engine.supports_text_to_video
     with pytest.raises(ValueError, match="neither a local folder nor in the Hugging Face cache"):

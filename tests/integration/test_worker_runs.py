@@ -16,11 +16,12 @@ import pytest
 import torch
 
 from reelforge.engines.base import Clip, OnStep
+from reelforge.engines.diffusers.wan import WanEngine
 from reelforge.engines.registry import ModelEntry, Registry
-from reelforge.engines.wan import WanEngine
 from reelforge.jobs import JobStatus, JobStore, Lease
 from reelforge.spec import GenerationSpec
 from reelforge.storage import Storage, keys, open_storage
+from reelforge.testing.tiny import tiny_wan_options
 from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner
 from tests.conftest import make_spec
@@ -34,7 +35,7 @@ class CountingWan(WanEngine):
     runs inside each step's callback, before the worker's own check."""
 
     def __init__(self, checkpoint: str) -> None:
-        super().__init__(checkpoint, "cpu", {"steps": STEPS})
+        super().__init__(checkpoint, "cpu", {"steps": STEPS, **tiny_wan_options("t2v")})
         self.steps: list[int] = []
         self.decodes = 0
         self.on_step_hook = lambda done: None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reelforge.engines.acceleration import choose_memory_mode
+from reelforge.engines.diffusers.acceleration import choose_memory_mode
 
 GB = 1024**3
 # Wan2.2-TI2V-5B in bf16: a 10 GB transformer, an 11 GB text encoder, a 1.4 GB VAE (fp32: 2.8).

@@ -12,22 +12,22 @@ import pytest
 
 from reelforge.cli.main import main
 from reelforge.engines import Registry, RegistryError
-from reelforge.engines.catalog import (
+from reelforge.engines.diffusers.core import VideoOptions
+from reelforge.testing.tiny import TINY_ARCHS
+from reelforge.weights.catalog import (
     CATALOG,
     DEFAULT_MODEL,
     PULLED_MARKER,
     local_checkpoint,
     pull_folder,
 )
-from reelforge.engines.diffusers_video import VideoOptions
-from reelforge.engines.pull import (
+from reelforge.weights.pull import (
     PARTIAL_SUFFIX,
     PULLING_MARKER,
     ExpectedFile,
     PullError,
     verify_folder,
 )
-from reelforge.engines.tiny import TINY_ARCHS
 
 T2V, I2V = "klingai/v2-master-text-to-video", "klingai/v2-master-image-to-video"
 
@@ -52,7 +52,8 @@ def test_every_catalog_model_has_a_tiny_architecture_and_valid_engine_options() 
     for model in CATALOG.values():
         assert model.tiny_arch in TINY_ARCHS
         arch = TINY_ARCHS[model.tiny_arch]
-        assert (arch.text_to_video, arch.image_to_video) == (
+        assert (arch.engine, arch.text_to_video, arch.image_to_video) == (
+            model.engine,
             model.text_to_video,
             model.image_to_video,
         )

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from reelforge.engines.chaining import Segment, append_segment, plan_segments
+from reelforge.engines.diffusers.chaining import Segment, append_segment, plan_segments
 
 
 def test_short_clip_is_one_segment() -> None:

@@ -1,4 +1,4 @@
-"""The model registry file and overrides, and camera phrasing."""
+"""The model registry file and overrides, and the AI/ML API's camera moves in words."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from reelforge.api.aimlapi.vocabulary import camera_move
 from reelforge.engines import Registry, RegistryError
 from reelforge.engines.testsrc import TestSourceEngine
-from reelforge.spec import CameraMotion, camera_phrase
+from reelforge.spec import GenerationSpec
+from tests.conftest import make_spec
 
 
 def test_defaults_serve_both_kling_ids_with_the_micro_model() -> None:
@@ -82,9 +84,25 @@ def test_bad_override_is_refused(override: str) -> None:
         Registry.load(None, [override])
 
 
-def test_camera_phrases() -> None:
-    assert camera_phrase(None) == ""
-    assert camera_phrase(CameraMotion(axes={"zoom": 0.0})) == ""
-    assert camera_phrase(CameraMotion(preset="down_back")) == "the camera descends and pulls back"
-    assert camera_phrase(CameraMotion(axes={"zoom": 9})) == "the camera quickly zooms in"
-    assert camera_phrase(CameraMotion(axes={"pan": -2})) == "the camera slowly pans left"
+def phrase(preset: str | None = None, axes: dict[str, float] | None = None) -> str | None:
+    move = camera_move(preset, axes)
+    return None if move is None else move.description
+
+
+def test_kling_camera_moves_in_words() -> None:
+    assert phrase() is None
+    assert phrase(axes={"zoom": 0.0}) is None  # a still camera is no move
+    assert phrase("down_back") == "the camera descends and pulls back"
+    assert phrase(axes={"zoom": 9}) == "the camera quickly zooms in"
+    assert phrase(axes={"pan": -2, "tilt": 5}) == "the camera slowly pans left, the camera tilts up"
+
+
+def test_a_first_release_spec_with_kling_camera_still_loads() -> None:
+    """Jobs stored before the camera became words carry {"preset", "axes"}; they load."""
+    base = make_spec().model_dump(mode="json")
+    moved = GenerationSpec.model_validate({**base, "camera": {"preset": None, "axes": {"pan": 5}}})
+    assert moved.camera is not None and moved.camera.description == "camera move: pan +5"
+    preset = GenerationSpec.model_validate({**base, "camera": {"preset": "down_back", "axes": {}}})
+    assert preset.camera is not None and "down back" in preset.camera.description
+    still = GenerationSpec.model_validate({**base, "camera": {"preset": None, "axes": {"zoom": 0}}})
+    assert still.camera is None

@@ -114,3 +114,17 @@ def test_timestamps_are_iso_utc() -> None:
     assert body["created_at"].endswith("Z") and body["created_at"].startswith("2023-11-14T")
     assert body["completed_at"] is None
     assert body["queue_position"] == 0
+
+
+def test_meta_always_lists_the_ignored_fields() -> None:
+    link = "https://cdn/{}".format
+    queued = render_generation(make_job(JobStatus.QUEUED), 0, link)
+    assert queued["meta"]["ignored"] == []
+    spec = make_spec().model_copy(update={"ignored": ("enhance_prompt", "tail_image_url")})
+    done = render_generation(
+        make_job(JobStatus.SUCCEEDED, spec=spec, result={**RESULT, "meta": {"ignored": "x"}}),
+        None,
+        link,
+    )
+    # The engine's keys cannot replace it.
+    assert done["meta"]["ignored"] == ["enhance_prompt", "tail_image_url"]

@@ -5,6 +5,11 @@ image-to-video), `aspect_ratio` (alias `ratio`) 16:9 | 9:16 | 1:1, `duration` 5 
 integer or a string, `cfg_scale` 0..1, `camera_control` a preset name (or Kling's object for
 image-to-video), `advanced_camera_control`, `image_url`, `seed`. Unknown fields are ignored,
 as the hosted API does, so newer SDKs keep working.
+
+What the served model can do comes from its registry entry (`ModelEntry.capabilities`): an
+image-to-video-only model needs `image_url`, a text-to-video-only one refuses it, a longer
+`duration` than its `max_seconds` is refused. Fields parsed but not honoured are named in the
+spec's `ignored`, which the generation object reports as `meta.ignored` (see `ignored_fields`).
 """
 
 from __future__ import annotations
@@ -21,21 +26,26 @@ from pydantic import (
     field_validator,
 )
 
-from reelforge.engines import Registry
-from reelforge.errors import FieldError, InvalidRequest
-from reelforge.jobs.events import DEFAULT_WEBHOOK_EVENTS
-from reelforge.jobs.store import WebhookSubscription
-from reelforge.spec import (
+from reelforge.api.aimlapi.vocabulary import (
     CAMERA_AXES,
     CAMERA_PRESETS,
     OUTPUT_SIZES,
     AspectRatio,
-    CameraMotion,
-    GenerationSpec,
-    frames_for_seconds,
+    camera_move,
 )
+from reelforge.engines import Registry
+from reelforge.engines.capabilities import Capabilities
+from reelforge.errors import FieldError, InvalidRequest
+from reelforge.jobs.events import DEFAULT_WEBHOOK_EVENTS
+from reelforge.jobs.store import WebhookSubscription
+from reelforge.spec import CameraMove, GenerationSpec, frames_for_seconds
 
-__all__ = ["CreateVideoRequest", "parse_create_request", "webhook_subscription"]
+__all__ = [
+    "CreateVideoRequest",
+    "ignored_fields",
+    "parse_create_request",
+    "webhook_subscription",
+]
 
 MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
@@ -141,10 +151,16 @@ class CreateVideoRequest(BaseModel):
         raise ValueError("must be a preset name or a {type, config} object")
 
 
+# What an unknown model is checked against, so its request's other errors read as before
+# the registry declared capabilities: text to video.
+_UNKNOWN_MODEL = Capabilities(tasks=frozenset({"t2v"}))
+
+
 def parse_create_request(
-    body: Any, registry: Registry, image_models: frozenset[str]
+    body: Any, registry: Registry
 ) -> tuple[CreateVideoRequest, GenerationSpec]:
-    """Validate a request body; return it and its spec (image_key still unset).
+    """Validate a request body against the model's registry entry; return it and its spec
+    (image_key still unset; `ignored` set, see `ignored_fields`).
 
     Raises `InvalidRequest` naming every offending field.
     """
@@ -156,23 +172,32 @@ def parse_create_request(
         raise InvalidRequest([_field_error(err) for err in exc.errors()]) from None
 
     errors: list[FieldError] = []
-    if registry.get(request.model) is None:
+    entry = registry.get(request.model)
+    if entry is None:
         errors.append(FieldError("model", f"unknown model; served: {', '.join(registry.ids)}"))
-    needs_image = request.model in image_models
-    if needs_image and not request.image_url:
+    capabilities = _UNKNOWN_MODEL if entry is None else entry.capabilities
+    if capabilities.needs_image and not request.image_url:
         errors.append(FieldError("image_url", "is required for image-to-video models"))
-    if not needs_image and request.image_url:
+    if not capabilities.takes_image and request.image_url:
         errors.append(
             FieldError(
                 "image_url", f"is not accepted by {request.model}; use an image-to-video model"
             )
         )
-    if not needs_image and not (request.prompt or "").strip():
+    image_to_video = capabilities.takes_image and bool(request.image_url)
+    if not capabilities.needs_image and not image_to_video and not (request.prompt or "").strip():
         errors.append(FieldError("prompt", "is required"))
     if request.webhook_url and request.callback_url and request.webhook_url != request.callback_url:
         errors.append(FieldError("callback_url", "differs from webhook_url; send one of them"))
     if request.webhook_events is not None and not (request.webhook_url or request.callback_url):
         errors.append(FieldError("webhook_events", "needs webhook_url"))
+    if capabilities.max_seconds is not None and request.duration > capabilities.max_seconds:
+        errors.append(
+            FieldError(
+                "duration",
+                f"must be at most {capabilities.max_seconds:g} seconds for {request.model}",
+            )
+        )
     if request.camera_control is not None and request.advanced_camera_control is not None:
         errors.append(
             FieldError("advanced_camera_control", "cannot be combined with camera_control")
@@ -192,6 +217,7 @@ def parse_create_request(
         cfg_scale=0.5 if request.cfg_scale is None else request.cfg_scale,
         camera=_camera_motion(request),
         seed=secrets.randbelow(_SEED_MAX + 1) if request.seed is None else request.seed,
+        ignored=ignored_fields(body, request, capabilities),
     )
     return request, spec
 
@@ -209,17 +235,45 @@ def webhook_subscription(request: CreateVideoRequest) -> tuple[WebhookSubscripti
     return WebhookSubscription(url, events), field
 
 
-def _camera_motion(request: CreateVideoRequest) -> CameraMotion | None:
+def ignored_fields(
+    body: dict[str, Any], request: CreateVideoRequest, capabilities: Capabilities
+) -> tuple[str, ...]:
+    """The request's fields that reelforge parses but the served model does not honour, as
+    bare field names (no reasons: what each means is documented here and in the OpenAPI
+    document), in this order:
+
+    - `enhance_prompt`, when true: prompts are used as written;
+    - `tail_image_url`, when sent (Kling's last-frame image): no engine takes one;
+    - `negative_prompt`, when not blank and the model ignores negative prompts (its entry's
+      `negative_prompt = false`, e.g. a guidance-distilled model);
+    - `camera_control` or `advanced_camera_control`, whichever asks for a move, when the
+      entry's `camera_moves = false`.
+    """
+    ignored = []
+    if request.enhance_prompt:
+        ignored.append("enhance_prompt")
+    if body.get("tail_image_url") not in (None, ""):
+        ignored.append("tail_image_url")
+    if (request.negative_prompt or "").strip() and not capabilities.negative_prompt:
+        ignored.append("negative_prompt")
+    camera = _camera_motion(request)
+    if camera is not None and not capabilities.camera_moves:
+        sent = "camera_control" if request.camera_control is not None else "advanced_camera_control"
+        ignored.append(sent)
+    return tuple(ignored)
+
+
+def _camera_motion(request: CreateVideoRequest) -> CameraMove | None:
     control, advanced = request.camera_control, request.advanced_camera_control
     if isinstance(control, str):
-        return CameraMotion(preset=control)
+        return camera_move(preset=control)
     if isinstance(control, KlingCameraControl):
         if control.type != "simple":
-            return CameraMotion(preset=control.type)
+            return camera_move(preset=control.type)
         config = control.config or KlingCameraConfig()
-        return CameraMotion(axes={axis: getattr(config, axis) for axis in CAMERA_AXES})
+        return camera_move(axes={axis: getattr(config, axis) for axis in CAMERA_AXES})
     if advanced is not None:
-        return CameraMotion(axes={advanced.movement_type: advanced.movement_value})
+        return camera_move(axes={advanced.movement_type: advanced.movement_value})
     return None
 
 

@@ -60,6 +60,9 @@ def render_generation(
             "fps": spec.fps,
             "attempts": job.attempts,
             **(result.meta if result else {}),
+            # Last, so that no engine key can hide it; always a list (see
+            # protocol.ignored_fields for the names).
+            "ignored": list(spec.ignored),
         },
         "timings": stage_timings(job),
     }

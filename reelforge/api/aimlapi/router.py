@@ -51,7 +51,6 @@ from reelforge.api.openapi import (
     event_stream_responses,
     json_request_body,
 )
-from reelforge.engines.registry import IMAGE_TO_VIDEO_MODELS
 from reelforge.errors import FieldError, InvalidRequest
 from reelforge.jobs import JobStatus
 from reelforge.service import GenerationView, Submission
@@ -80,7 +79,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
 
     async def create_generation(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
-        parsed, spec = parse_create_request(body, ctx.registry, IMAGE_TO_VIDEO_MODELS)
+        parsed, spec = parse_create_request(body, ctx.registry)
         webhook, webhook_field = webhook_subscription(parsed)
         submission = Submission(
             spec=spec,

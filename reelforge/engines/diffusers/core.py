@@ -22,17 +22,16 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, ImageOps
 
-from reelforge.engines.acceleration import (
+from reelforge.engines.base import Clip, Engine, OnStep
+from reelforge.engines.diffusers.acceleration import (
     MEMORY_MODES,
     BatchedGuidance,
     apply_memory_mode,
     apply_speed_settings,
 )
-from reelforge.engines.base import Clip, Engine, OnStep
-from reelforge.engines.chaining import Segment, append_segment, plan_segments
-from reelforge.engines.tiny import TINY_INFO_FILE
+from reelforge.engines.diffusers.chaining import Segment, append_segment, plan_segments
 from reelforge.errors import GenerationError
-from reelforge.spec import GenerationSpec, camera_phrase
+from reelforge.spec import GenerationSpec
 
 __all__ = [
     "DiffusersVideoEngine",
@@ -47,8 +46,9 @@ __all__ = [
 class VideoOptions:
     """A registry entry's `options` for a diffusers video model; every field may be left out.
 
-    Size, rate and length default to the checkpoint's family (see each engine); a tiny test
-    checkpoint's `reelforge_tiny.json` overrides them, and these options override both.
+    Size, rate and length default to the checkpoint's family (see each engine); these options
+    override them (the catalog sets them per model; a tiny test checkpoint's come from
+    `reelforge.testing.tiny.tiny_options`).
     """
 
     native_width: int | None = None
@@ -293,7 +293,7 @@ class DiffusersVideoEngine(Engine):
         return int(pipeline.vae_scale_factor_temporal)
 
     def _family_native(self, pipeline: Any) -> NativeFormat:
-        """The native format when neither the options nor a tiny checkpoint's info say."""
+        """The native format when the options do not say."""
         return self.default_native
 
     # ---- the shared machinery ------------------------------------------------------------
@@ -416,7 +416,7 @@ class DiffusersVideoEngine(Engine):
         else:
             capped, _ = native_frame_count(spec.seconds, native.fps, temporal, native.max_frames)
             segments = [Segment(0, capped)]
-        phrase = camera_phrase(spec.camera)
+        phrase = spec.camera.description if spec.camera is not None else ""
         prompt = ", ".join(part for part in (spec.prompt.strip(), phrase) if part)
         guidance = options.guidance_scale(spec.cfg_scale)
         # Progress units: the prompt encoded, then per segment each denoising step and the decode.
@@ -532,14 +532,12 @@ class DiffusersVideoEngine(Engine):
         return self._text_pipeline if image is None else self._image_pipeline
 
     def _native_format(self, folder: Path, pipeline: Any) -> NativeFormat:
-        info_path = folder / TINY_INFO_FILE
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         default = self._family_native(pipeline)
         options = self.video_options
         native = NativeFormat(
-            width=options.native_width or info.get("native_width", default.width),
-            height=options.native_height or info.get("native_height", default.height),
-            fps=options.native_fps or info.get("native_fps", default.fps),
+            width=options.native_width or default.width,
+            height=options.native_height or default.height,
+            fps=options.native_fps or default.fps,
             max_frames=options.max_native_frames or default.max_frames,
         )
         if native.max_frames <= options.chain_overlap + 1:

@@ -16,17 +16,16 @@ no vocabulary file (the real one is T5-XXL with a SentencePiece vocabulary).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines.tiny import TINY_INFO_FILE, tiny_t5_encoder
+from reelforge.testing.tiny import tiny_t5_encoder
 
 __all__ = ["build_tiny_ltx"]
 
 # 96x64 is the smallest 3:2 size in whole latent pixels; LTX renders 24-30 fps.
-_NATIVE_SIZE = (96, 64)
-_NATIVE_FPS = 30
+NATIVE_SIZE = (96, 64)
+NATIVE_FPS = 30
 _LATENT_CHANNELS = 8
 _TEXT_DIM = 32
 
@@ -59,16 +58,6 @@ def build_tiny_ltx(directory: Path, seed: int = 0) -> Path:
         transformer=transformer,
     )
     pipeline.save_pretrained(directory)
-    width, height = _NATIVE_SIZE
-    info = {
-        "task": "ti2v",
-        "seed": seed,
-        "native_width": width,
-        "native_height": height,
-        "native_fps": _NATIVE_FPS,
-        "note": "tiny random weights built by reelforge.engines.tiny_ltx; output is noise",
-    }
-    (directory / TINY_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return directory
 
 

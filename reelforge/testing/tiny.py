@@ -10,7 +10,7 @@ HunyuanVideo-1.5's in `tiny_hunyuan`.
 plumbing (shapes, steps, seeds, progress, cancellation), never quality.
 
     >>> from pathlib import Path
-    >>> from reelforge.engines.tiny import build_tiny_wan
+    >>> from reelforge.testing.tiny import build_tiny_wan
     >>> build_tiny_wan(Path("/tmp/tiny-wan"))  # doctest: +SKIP
     PosixPath('/tmp/tiny-wan')
 
@@ -33,17 +33,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
-    from reelforge.engines.tiny_hunyuan import TinyHunyuanTask
+    from reelforge.testing.tiny_hunyuan import TinyHunyuanTask
 
 __all__ = [
     "TINY_ARCHS",
-    "TINY_INFO_FILE",
     "TinyArch",
     "TinyTask",
     "build_tiny",
     "build_tiny_lora",
     "build_tiny_wan",
+    "tiny_options",
+    "tiny_registry_entry",
     "tiny_t5_encoder",
+    "tiny_wan_options",
 ]
 
 TinyTask = Literal["t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v"]
@@ -85,18 +87,52 @@ def build_tiny(arch: str, directory: Path, seed: int = 0) -> Path:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(TINY_ARCHS)}")
     layout = TINY_ARCHS[arch]
     if layout.engine == "ltx":
-        from reelforge.engines.tiny_ltx import build_tiny_ltx
+        from reelforge.testing.tiny_ltx import build_tiny_ltx
 
         return build_tiny_ltx(directory, seed)
     if layout.engine == "hunyuan":
-        from reelforge.engines.tiny_hunyuan import build_tiny_hunyuan15
+        from reelforge.testing.tiny_hunyuan import build_tiny_hunyuan15
 
         return build_tiny_hunyuan15(directory, cast("TinyHunyuanTask", layout.task), seed)
     return build_tiny_wan(directory, cast(TinyTask, layout.task), seed)
 
 
-TINY_INFO_FILE = "reelforge_tiny.json"
-"""Written next to `model_index.json`; the `wan` engine reads its native size and fps from it."""
+def tiny_options(arch: str) -> dict[str, Any]:
+    """The registry options that serve the tiny `arch` checkpoint at its own small native
+    size and rate (the engine's family defaults are the real model's, far too big for a CPU)."""
+    layout = TINY_ARCHS[arch]
+    if layout.engine == "ltx":
+        from reelforge.testing import tiny_ltx
+
+        return _native_options(tiny_ltx.NATIVE_SIZE, tiny_ltx.NATIVE_FPS)
+    if layout.engine == "hunyuan":
+        from reelforge.testing import tiny_hunyuan
+
+        return _native_options(tiny_hunyuan.NATIVE_SIZE, tiny_hunyuan.NATIVE_FPS)
+    return tiny_wan_options(cast(TinyTask, layout.task))
+
+
+def tiny_wan_options(task: TinyTask) -> dict[str, Any]:
+    """`tiny_options` of the tiny Wan checkpoint `build_tiny_wan` builds for `task`."""
+    return _native_options(_NATIVE_SIZE[task], _NATIVE_FPS[task])
+
+
+def tiny_registry_entry(model_id: str, arch: str, checkpoint: Path, **options: Any) -> str:
+    """A registry file's entry (TOML) serving the tiny `arch` checkpoint in `checkpoint` as
+    `model_id`, with its `tiny_options` and any other `options` (numbers, strings, booleans)."""
+    merged = {**tiny_options(arch), **options}
+    inline = ", ".join(f"{name} = {json.dumps(value)}" for name, value in merged.items())
+    return (
+        f"[models.{json.dumps(model_id)}]\n"
+        f'engine = "{TINY_ARCHS[arch].engine}"\n'
+        f"checkpoint = {json.dumps(str(checkpoint))}\n"
+        f"options = {{ {inline} }}\n"
+    )
+
+
+def _native_options(size: tuple[int, int], fps: float) -> dict[str, Any]:
+    return {"native_width": size[0], "native_height": size[1], "native_fps": fps}
+
 
 # Native sizes small enough for CPU tests, multiples of the VAE x patch factor (16 or 32).
 _NATIVE_SIZE = {
@@ -183,16 +219,6 @@ def build_tiny_wan(directory: Path, task: TinyTask = "t2v", seed: int = 0) -> Pa
         )
 
     pipeline.save_pretrained(directory)
-    width, height = _NATIVE_SIZE[task]
-    info = {
-        "task": task,
-        "seed": seed,
-        "native_width": width,
-        "native_height": height,
-        "native_fps": _NATIVE_FPS[task],
-        "note": "tiny random weights built by reelforge.engines.tiny; output is noise",
-    }
-    (directory / TINY_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return directory
 
 

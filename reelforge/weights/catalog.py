@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines.tiny import TINY_ARCHS
-
 __all__ = [
     "CATALOG",
     "DEFAULT_MODEL",
@@ -93,6 +91,21 @@ class CatalogModel:
         )
 
 
+# Each checkpoint layout: its engine and whether it serves text / image to video. Named as
+# `reelforge models make-tiny` names the same layouts (`reelforge.testing.tiny.TINY_ARCHS`,
+# which the tests check against this table).
+_LAYOUTS: dict[str, tuple[str, bool, bool]] = {
+    "wan2.1-t2v": ("wan", True, False),
+    "wan2.1-i2v": ("wan", False, True),
+    "wan2.2-ti2v": ("wan", True, True),
+    "wan2.2-a14b-t2v": ("wan", True, False),
+    "wan2.2-a14b-i2v": ("wan", False, True),
+    "ltx-video": ("ltx", True, True),
+    "hunyuanvideo-1.5-t2v": ("hunyuan", True, False),
+    "hunyuanvideo-1.5-i2v": ("hunyuan", False, True),
+}
+
+
 def _model(
     name: str,
     repo: str,
@@ -108,15 +121,15 @@ def _model(
     timesteps: tuple[float, ...] | None = None,
     download_gb: float | None = None,
 ) -> CatalogModel:
-    """A model whose engine and tasks are those of its layout (`TINY_ARCHS[tiny_arch]`)."""
-    arch = TINY_ARCHS[tiny_arch]
+    """A model whose engine and tasks are those of its layout (`_LAYOUTS[tiny_arch]`)."""
+    engine, text_to_video, image_to_video = _LAYOUTS[tiny_arch]
     return CatalogModel(
         name=name,
         repo=repo,
-        engine=arch.engine,
+        engine=engine,
         tiny_arch=tiny_arch,
-        text_to_video=arch.text_to_video,
-        image_to_video=arch.image_to_video,
+        text_to_video=text_to_video,
+        image_to_video=image_to_video,
         width=size[0],
         height=size[1],
         fps=fps,

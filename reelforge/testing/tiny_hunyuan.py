@@ -6,7 +6,7 @@ and `save_pretrained`s the whole pipeline, so the folder loads back through exac
 plumbing (shapes, steps, seeds, guidance, the image condition), never quality.
 
     >>> from pathlib import Path
-    >>> from reelforge.engines.tiny_hunyuan import build_tiny_hunyuan15
+    >>> from reelforge.testing.tiny_hunyuan import build_tiny_hunyuan15
     >>> build_tiny_hunyuan15(Path("/tmp/tiny-hy15"), "i2v")  # doctest: +SKIP
     PosixPath('/tmp/tiny-hy15')
 
@@ -39,11 +39,10 @@ instead of ending exactly at it; the shapes the transformer sees are the real on
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from reelforge.engines.tiny import TINY_INFO_FILE, tiny_t5_encoder
+from reelforge.testing.tiny import tiny_t5_encoder
 
 __all__ = ["TinyHunyuanTask", "build_tiny_hunyuan15"]
 
@@ -52,8 +51,8 @@ TinyHunyuanTask = Literal["t2v", "i2v"]
 _TASKS = ("t2v", "i2v")
 _TARGET_SIZE = 64
 # The 16:9 bucket at `_TARGET_SIZE`: what the t2v pipeline renders when given no size.
-_NATIVE_SIZE = (80, 48)
-_NATIVE_FPS = 24
+NATIVE_SIZE = (80, 48)
+NATIVE_FPS = 24
 # As released for 480p: flow shift 5, classifier-free guidance 6 (the distilled ones use 1).
 _FLOW_SHIFT = 5.0
 _GUIDANCE_SCALE = 6.0
@@ -136,16 +135,6 @@ def build_tiny_hunyuan15(directory: Path, task: TinyHunyuanTask = "t2v", seed: i
         pipeline = HunyuanVideo15Pipeline(**components)
 
     pipeline.save_pretrained(directory)
-    width, height = _NATIVE_SIZE
-    info = {
-        "task": task,
-        "seed": seed,
-        "native_width": width,
-        "native_height": height,
-        "native_fps": _NATIVE_FPS,
-        "note": "tiny random weights built by reelforge.engines.tiny_hunyuan; output is noise",
-    }
-    (directory / TINY_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return directory
 
 

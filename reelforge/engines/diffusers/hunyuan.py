@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from reelforge.engines.base import OnStep
-from reelforge.engines.diffusers_video import DiffusersVideoEngine, Embeddings, NativeFormat
+from reelforge.engines.diffusers.core import DiffusersVideoEngine, Embeddings, NativeFormat
 
 __all__ = ["HunyuanEngine"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines.diffusers_video import DiffusersVideoEngine, Embeddings, NativeFormat
+from reelforge.engines.diffusers.core import DiffusersVideoEngine, Embeddings, NativeFormat
 
 __all__ = ["WanEngine"]
 

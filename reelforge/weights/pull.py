@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelforge.engines.catalog import PULLED_MARKER, CatalogModel, pull_folder, size_on_disk
+from reelforge.weights.catalog import PULLED_MARKER, CatalogModel, pull_folder, size_on_disk
 
 __all__ = [
     "ExpectedFile",
