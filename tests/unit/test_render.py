@@ -122,7 +122,11 @@ def test_meta_always_lists_the_ignored_fields() -> None:
     assert queued["meta"]["ignored"] == []
     spec = make_spec().model_copy(update={"ignored": ("enhance_prompt", "tail_image_url")})
     done = render_generation(
-        make_job(JobStatus.SUCCEEDED, spec=spec, result={**RESULT, "meta": {"ignored": "x"}}),
+        make_job(
+            JobStatus.SUCCEEDED,
+            spec=spec,
+            result=RESULT.model_copy(update={"meta": {"ignored": "x"}}),
+        ),
         None,
         link,
     )
