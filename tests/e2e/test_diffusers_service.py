@@ -17,9 +17,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from reelforge.cli.main import main as cli_main
 from reelforge.engines.tiny import TINY_ARCHS
 from reelforge.media import probe_video
+from tests.conftest import TinyCheckpoints
 from tests.e2e.conftest import LiveServer
 from tests.e2e.test_service import I2V, T2V, create, png_data_uri, wait_terminal
 
@@ -46,15 +46,6 @@ TEN_SECOND_SEGMENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every architecture `make-tiny` knows, built through the command line as a user would."""
-    root = tmp_path_factory.mktemp("tiny")
-    for arch in TINY_ARCHS:
-        assert cli_main(["models", "make-tiny", arch, str(root / arch)]) == 0
-    return {arch: root / arch for arch in TINY_ARCHS}
-
-
 def test_families_cover_every_architecture() -> None:
     assert {arch for pair in FAMILIES.values() for arch in pair} == set(TINY_ARCHS)
 
@@ -72,7 +63,7 @@ class FamilyServer:
 def family_server(
     request: pytest.FixtureRequest,
     server_factory: Callable[..., LiveServer],
-    tiny_checkpoints: dict[str, Path],
+    tiny_checkpoints: TinyCheckpoints,
     tmp_path: Path,
 ) -> FamilyServer:
     text_arch, image_arch = FAMILIES[request.param]
