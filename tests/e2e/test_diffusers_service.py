@@ -9,7 +9,7 @@ the requested ratio and duration, for text-to-video and image-to-video.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from PIL import Image
 from reelforge.engines.tiny import TINY_ARCHS
 from reelforge.media import probe_video
 from tests.conftest import TinyCheckpoints
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, ServerPool
 from tests.e2e.test_service import I2V, T2V, create, png_data_uri, wait_terminal
 
 pytestmark = pytest.mark.slow
@@ -59,23 +59,30 @@ class FamilyServer:
     live: LiveServer
 
 
-@pytest.fixture(params=list(FAMILIES))
+@pytest.fixture(scope="module", params=list(FAMILIES))
 def family_server(
     request: pytest.FixtureRequest,
-    server_factory: Callable[..., LiveServer],
     tiny_checkpoints: TinyCheckpoints,
-    tmp_path: Path,
-) -> FamilyServer:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FamilyServer]:
+    """One server per family, serving every test of that family (stopped before the next
+    family's starts): loading the pipelines is most of a start, and each test makes and
+    checks its own generations."""
     text_arch, image_arch = FAMILIES[request.param]
     engine = TINY_ARCHS[text_arch].engine
-    path = tmp_path / "models.toml"
+    folder = tmp_path_factory.mktemp(request.param)
+    path = folder / "models.toml"
     path.write_text(
         f'[models."{T2V}"]\nengine = "{engine}"\ncheckpoint = "{tiny_checkpoints[text_arch]}"\n'
         f"options = {{ steps = 2 }}\n"
         f'[models."{I2V}"]\nengine = "{engine}"\ncheckpoint = "{tiny_checkpoints[image_arch]}"\n'
         f"options = {{ steps = 2 }}\n"
     )
-    return FamilyServer(request.param, engine, server_factory(models_file=path))
+    pool = ServerPool(folder / "data")
+    try:
+        yield FamilyServer(request.param, engine, pool.start(models_file=str(path)))
+    finally:
+        pool.close()
 
 
 def _download_info(url: str, path: Path) -> tuple[int, int, int, float]:
