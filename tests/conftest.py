@@ -1,4 +1,5 @@
-"""Fixtures shared by every layer: job stores on real SQLite and real PostgreSQL."""
+"""Fixtures shared by every layer: job stores on real SQLite and real PostgreSQL; tiny
+random-weight checkpoints, built once per session."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -88,3 +90,27 @@ def make_spec(model: str = "klingai/v2-master-text-to-video", **changes: object)
     }
     fields.update(changes)
     return GenerationSpec.model_validate(fields)
+
+
+class TinyCheckpoints:
+    """Tiny random-weight checkpoints by `TINY_ARCHS` name, each built on first use through
+    `reelforge models make-tiny`, as a user would, and then shared by every test of the
+    session (tests only read them: a test that changes one works on a copy)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[str, Path] = {}
+
+    def __getitem__(self, arch: str) -> Path:
+        if arch not in self.built:
+            from reelforge.cli.main import main as cli_main
+
+            folder = self.root / arch
+            assert cli_main(["models", "make-tiny", arch, str(folder)]) == 0
+            self.built[arch] = folder
+        return self.built[arch]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
+    return TinyCheckpoints(tmp_path_factory.mktemp("tiny"))

@@ -107,23 +107,48 @@ class LiveServer:
         return open_store(f"sqlite:///{self.data_dir / 'reelforge.db'}")
 
 
+class ServerPool:
+    """Starts servers with extra `REELFORGE_*` settings and stops them all at `close`."""
+
+    def __init__(self, default_data_dir: Path) -> None:
+        self.default_data_dir = default_data_dir
+        self.servers: list[LiveServer] = []
+
+    def start(
+        self, data_dir: Path | None = None, wait_ready: bool = True, **settings: str
+    ) -> LiveServer:
+        env = {f"REELFORGE_{k.upper()}": str(v) for k, v in settings.items()}
+        server = LiveServer(data_dir or self.default_data_dir, env)
+        self.servers.append(server)
+        return server.start(wait_ready=wait_ready)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start servers with extra `REELFORGE_*` settings; all are stopped after the test."""
-    servers: list[LiveServer] = []
-
-    def start(data_dir: Path | None = None, wait_ready: bool = True, **settings: str) -> LiveServer:
-        env = {f"REELFORGE_{k.upper()}": str(v) for k, v in settings.items()}
-        server = LiveServer(data_dir or tmp_path / "data", env)
-        servers.append(server)
-        return server.start(wait_ready=wait_ready)
-
-    yield start
-    for server in servers:
-        server.stop()
+    pool = ServerPool(tmp_path / "data")
+    yield pool.start
+    pool.close()
 
 
-@pytest.fixture
-def live_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    """A server on the embedded defaults (testsrc engine, SQLite, local files)."""
-    return server_factory()
+@pytest.fixture(scope="module")
+def module_server_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., LiveServer]]:
+    """As `server_factory`, for a server that every test of a module shares (a server start
+    costs seconds; a model load more): all are stopped after the module. Only for tests that
+    each make and check their own generations and leave the server as they found it."""
+    pool = ServerPool(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]) / "data")
+    yield pool.start
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
+    """A server on the embedded defaults (testsrc engine, SQLite, local files), shared by the
+    tests of a module."""
+    return module_server_factory()

@@ -9,7 +9,7 @@ the requested ratio and duration, for text-to-video and image-to-video.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +17,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from reelforge.cli.main import main as cli_main
 from reelforge.media import probe_video
 from reelforge.testing.tiny import TINY_ARCHS, tiny_registry_entry
-from tests.e2e.conftest import LiveServer
+from tests.conftest import TinyCheckpoints
+from tests.e2e.conftest import LiveServer, ServerPool
 from tests.e2e.test_service import I2V, T2V, create, png_data_uri, wait_terminal
 
 pytestmark = pytest.mark.slow
@@ -46,15 +46,6 @@ TEN_SECOND_SEGMENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every architecture `make-tiny` knows, built through the command line as a user would."""
-    root = tmp_path_factory.mktemp("tiny")
-    for arch in TINY_ARCHS:
-        assert cli_main(["models", "make-tiny", arch, str(root / arch)]) == 0
-    return {arch: root / arch for arch in TINY_ARCHS}
-
-
 def test_families_cover_every_architecture() -> None:
     assert {arch for pair in FAMILIES.values() for arch in pair} == set(TINY_ARCHS)
 
@@ -68,21 +59,28 @@ class FamilyServer:
     live: LiveServer
 
 
-@pytest.fixture(params=list(FAMILIES))
+@pytest.fixture(scope="module", params=list(FAMILIES))
 def family_server(
     request: pytest.FixtureRequest,
-    server_factory: Callable[..., LiveServer],
-    tiny_checkpoints: dict[str, Path],
-    tmp_path: Path,
-) -> FamilyServer:
+    tiny_checkpoints: TinyCheckpoints,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FamilyServer]:
+    """One server per family, serving every test of that family (stopped before the next
+    family's starts): loading the pipelines is most of a start, and each test makes and
+    checks its own generations."""
     text_arch, image_arch = FAMILIES[request.param]
     engine = TINY_ARCHS[text_arch].engine
-    path = tmp_path / "models.toml"
+    folder = tmp_path_factory.mktemp(request.param)
+    path = folder / "models.toml"
     path.write_text(
         tiny_registry_entry(T2V, text_arch, tiny_checkpoints[text_arch], steps=2)
         + tiny_registry_entry(I2V, image_arch, tiny_checkpoints[image_arch], steps=2)
     )
-    return FamilyServer(request.param, engine, server_factory(models_file=path))
+    pool = ServerPool(folder / "data")
+    try:
+        yield FamilyServer(request.param, engine, pool.start(models_file=str(path)))
+    finally:
+        pool.close()
 
 
 def _download_info(url: str, path: Path) -> tuple[int, int, int, float]:

@@ -28,9 +28,10 @@ pytestmark = pytest.mark.slow
 EMBEDDED_DEFAULTS = REPO_ROOT / "reelforge" / "engines" / "defaults.toml"
 
 
-@pytest.fixture
-def server(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    return server_factory(models_file=str(EMBEDDED_DEFAULTS))
+@pytest.fixture(scope="module")
+def server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
+    """One server for the module: each test makes and checks its own generation."""
+    return module_server_factory(models_file=str(EMBEDDED_DEFAULTS))
 
 
 def _decode_frames(path: Path) -> np.ndarray:

@@ -75,12 +75,17 @@ def write_models_file(path: Path, engine: str, checkpoint: Path | None = None) -
     return path
 
 
-def test_aimlapi_sdk_gets_the_mp4_bytes(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def keyed_server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
+    """A server that requires `E2E_KEY`, shared by the third-party client tests (each makes
+    and checks its own generation)."""
+    return module_server_factory(api_keys=E2E_KEY)
+
+
+def test_aimlapi_sdk_gets_the_mp4_bytes(keyed_server: LiveServer, tmp_path: Path) -> None:
     if not SDK_PYTHON.exists():
         pytest.fail(f"{SDK_PYTHON} is missing: run `make sdk-env` (make test does)")
-    server = server_factory(api_keys=E2E_KEY)
+    server = keyed_server
     out = tmp_path / "sdk.mp4"
     completed = subprocess.run(
         [
@@ -114,10 +119,8 @@ def test_aimlapi_sdk_gets_the_mp4_bytes(
     assert summary["bytes"] == out.stat().st_size
 
 
-def test_requests_loop_shaped_like_the_seed(
-    server_factory: Callable[..., LiveServer], tmp_path: Path
-) -> None:
-    server = server_factory(api_keys=E2E_KEY)
+def test_requests_loop_shaped_like_the_seed(keyed_server: LiveServer, tmp_path: Path) -> None:
+    server = keyed_server
     out = tmp_path / "requests.mp4"
     completed = subprocess.run(
         [

@@ -1,5 +1,5 @@
-"""Fixtures for integration tests: tiny random-weight Wan checkpoints, built once per session;
-real full and read-only filesystems."""
+"""Fixtures for integration tests: the tiny random-weight Wan checkpoints by task; real full
+and read-only filesystems."""
 
 from __future__ import annotations
 
@@ -8,21 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.testing.tiny import TinyTask, build_tiny_wan
+from tests.conftest import TinyCheckpoints
 from tests.fixtures.filesystems import fill, mounted_tmpfs, remount_read_only
+
+# The Wan layouts (`reelforge.testing.tiny.TinyTask`) and the architectures that have them.
+WAN_TASKS = {
+    "t2v": "wan2.1-t2v",
+    "i2v": "wan2.1-i2v",
+    "ti2v": "wan2.2-ti2v",
+    "a14b-t2v": "wan2.2-a14b-t2v",
+    "a14b-i2v": "wan2.2-a14b-i2v",
+}
 
 
 @pytest.fixture(scope="session")
-def tiny_wan_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_wan_checkpoints(tiny_checkpoints: TinyCheckpoints) -> dict[str, Path]:
     """Folders of tiny Wan checkpoints by task: "t2v", "i2v" (Wan2.1), "ti2v" (Wan2.2-5B) and
     "a14b-t2v", "a14b-i2v" (Wan2.2-A14B, two experts).
 
-    Built offline in well under a second each; they load through the same `from_pretrained`
-    path as a real checkpoint.
+    Built offline in well under a second each (once per session, shared with every layer's
+    tests); they load through the same `from_pretrained` path as a real checkpoint.
     """
-    root = tmp_path_factory.mktemp("tiny-wan")
-    tasks: tuple[TinyTask, ...] = ("t2v", "i2v", "ti2v", "a14b-t2v", "a14b-i2v")
-    return {task: build_tiny_wan(root / task, task) for task in tasks}
+    return {task: tiny_checkpoints[arch] for task, arch in WAN_TASKS.items()}
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from reelforge.engines.diffusers.ltx import LTXEngine
 from reelforge.errors import GenerationError
 from reelforge.testing.tiny import build_tiny, tiny_options
 from reelforge.weights.catalog import CATALOG
-from tests.conftest import make_spec
+from tests.conftest import TinyCheckpoints, make_spec
 from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
 pytestmark = pytest.mark.slow
@@ -28,10 +28,9 @@ I2V = "klingai/v2-master-image-to-video"
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-ltx-hunyuan")
+def checkpoints(tiny_checkpoints: TinyCheckpoints) -> dict[str, Path]:
     archs = ("ltx-video", "hunyuanvideo-1.5-t2v", "hunyuanvideo-1.5-i2v")
-    return {arch: build_tiny(arch, root / arch) for arch in archs}
+    return {arch: tiny_checkpoints[arch] for arch in archs}
 
 
 @pytest.fixture(scope="module")

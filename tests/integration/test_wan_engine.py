@@ -410,6 +410,7 @@ def test_compiled_engine_warms_up_at_load_and_matches_eager(
     assert difference.max() <= 3
 
 
+@pytest.mark.slow
 def test_offload_modes_need_a_cuda_device(tiny_wan_checkpoints: dict) -> None:
     for mode in ("model_offload", "group_offload", "sequential_offload"):
         with pytest.raises(ValueError, match="needs a CUDA device"):
@@ -451,6 +452,7 @@ def test_lora_is_fused_at_load_and_scale_zero_leaves_the_model_as_it_was(
     assert not unscaled._text_pipeline.get_list_adapters()
 
 
+@pytest.mark.slow
 def test_missing_lora_file_is_refused_at_load(tiny_wan_checkpoints: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"lora: .* is not a file"):
         _load(tiny_wan_checkpoints["t2v"], lora=str(tmp_path / "absent.safetensors"))
@@ -469,6 +471,7 @@ def test_fp8_storage_keeps_transformer_weights_in_float8(
     assert clip.frames.shape == eager.frames.shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend", "problem"),
     [("flash_hub", "downloads its kernel"), ("flash", "cannot run here")],
@@ -519,6 +522,7 @@ def test_batched_guidance_runs_one_pass_per_step_with_the_same_frames(
     assert difference.max() <= 1  # batched kernels may round differently
 
 
+@pytest.mark.slow
 def test_batched_guidance_stands_aside_without_guidance(tiny_wan_checkpoints: dict) -> None:
     engine = _load(tiny_wan_checkpoints["t2v"], batch_guidance=True, guidance_max=1.0)
     clip = engine.generate(make_spec(), None, ignore_steps)

@@ -26,6 +26,8 @@ from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner
 from tests.conftest import make_spec
 
+pytestmark = pytest.mark.slow  # a real diffusers pipeline
+
 MODEL = "klingai/v2-master-text-to-video"
 STEPS = 8
 
