@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reelforge.cli import common, parsing
-from reelforge.client import ModelInfo
 
 if TYPE_CHECKING:
+    from reelforge.client import ModelInfo
     from reelforge.engines.catalog import CatalogModel
 
 # The engines package imports numpy and PIL: each command imports from it when it runs, so
