@@ -35,6 +35,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "CommandFailed",
     "UsageError",
     "add_connection_flags",
     "base_url",
@@ -71,6 +72,10 @@ CLIENT_ENVIRONMENT: tuple[tuple[str, str], ...] = (
 
 class UsageError(Exception):
     """A command-line value that argparse could not check by itself (exit code 2)."""
+
+
+class CommandFailed(Exception):
+    """The command could not do its work, e.g. download a video not made yet (exit code 1)."""
 
 
 def make_client(base_url: str | None, api_key: str | None) -> ReelforgeClient:
@@ -149,6 +154,8 @@ def report_errors(command: Callable[[], int]) -> int:
         return _fail(EXIT_CONNECTION, f"cannot reach the server: {exc.message}")
     except UsageError as exc:
         return _fail(EXIT_USAGE, str(exc))
+    except CommandFailed as exc:
+        return _fail(EXIT_GENERATION_FAILED, str(exc))
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, "interrupted")
 
