@@ -821,3 +821,15 @@ def test_status_of_a_running_generation_names_its_phase(
     rows = status_rows(capsys.readouterr().out)
     assert rows["status"] == "generating (encoding), cancel requested"
     assert rows["progress"] == "95%"
+
+
+def test_cancel_json_prints_the_generation_object(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canceled = generation("queued", cancel_requested=True)
+    fake_server.create_answer = httpx.Response(200, json=canceled)  # every POST answers this
+    assert main(["cancel", "gen_7", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["id"], shown["cancel_requested"]) == ("gen_7", True)
+    (request,) = fake_server.requests
+    assert request.url.path == "/v2/video/generations/gen_7/cancel"
