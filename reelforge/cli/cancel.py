@@ -43,6 +43,9 @@ def add_command(commands: Any) -> None:
         metavar="ID",
         help="the generation's id (`reelforge generate` prints it first, on stderr)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print the generation object as JSON on stdout"
+    )
     common.add_connection_flags(parser)
     parser.set_defaults(handler=run_cancel)
 
@@ -53,7 +56,11 @@ def run_cancel(args: argparse.Namespace) -> int:
     def command() -> int:
         with common.make_client(args.base_url, args.api_key) as client:
             generation = client.cancel_generation(args.generation_id)
-        if generation.is_terminal:
+        if args.json:
+            from reelforge.cli.jobs import generation_json, print_json
+
+            print_json(generation_json(generation))
+        elif generation.is_terminal:
             print(f"{generation.id}: canceled")
         else:
             print(f"{generation.id}: cancel requested; it stops at its next denoising step")

@@ -9,6 +9,9 @@ Exit codes (stable, for scripts; `EXIT_CODES` below is what `reelforge --help` p
     3    the server could not be reached (or a model download failed)
     4    `--timeout` passed while the job was still running (the job goes on)
     130  interrupted (Ctrl-C)
+
+This module is imported to build the parser, so it imports the client (httpx, pydantic) only
+inside the functions that run a command.
 """
 
 from __future__ import annotations
@@ -17,16 +20,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from reelforge.client import (
-    APIError,
-    ConnectionFailed,
-    GenerationFailed,
-    ReelforgeClient,
-    UnexpectedResponse,
-    WaitTimeout,
-)
+if TYPE_CHECKING:
+    from reelforge.client import ReelforgeClient
 
 __all__ = [
     "CLIENT_ENVIRONMENT",
@@ -37,6 +35,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "CommandFailed",
     "UsageError",
     "add_connection_flags",
     "base_url",
@@ -75,12 +74,18 @@ class UsageError(Exception):
     """A command-line value that argparse could not check by itself (exit code 2)."""
 
 
+class CommandFailed(Exception):
+    """The command could not do its work, e.g. download a video not made yet (exit code 1)."""
+
+
 def make_client(base_url: str | None, api_key: str | None) -> ReelforgeClient:
     """Build the client every command talks through.
 
     Commands call it as `common.make_client(...)`, looked up at call time, so tests can
     replace it with one that passes `transport=httpx.MockTransport(...)`.
     """
+    from reelforge.client import ReelforgeClient
+
     return ReelforgeClient(base_url, api_key)
 
 
@@ -120,6 +125,14 @@ def base_url(text: str) -> str:
 
 def report_errors(command: Callable[[], int]) -> int:
     """Run a client-side command, turning each kind of failure into its message and exit code."""
+    from reelforge.client import (
+        APIError,
+        ConnectionFailed,
+        GenerationFailed,
+        UnexpectedResponse,
+        WaitTimeout,
+    )
+
     try:
         return command()
     except GenerationFailed as exc:
@@ -127,10 +140,11 @@ def report_errors(command: Callable[[], int]) -> int:
         detail = str(error) if error else "the generation failed"
         return _fail(EXIT_GENERATION_FAILED, f"generation {exc.generation.id} failed: {detail}")
     except WaitTimeout as exc:
+        generation_id = exc.generation.id
         return _fail(
             EXIT_TIMEOUT,
-            f"{exc.message}; it is still running on the server "
-            f"(check later: generation id {exc.generation.id})",
+            f"{exc.message}; it goes on on the server: `reelforge wait {generation_id}` "
+            f"picks it up later, `reelforge cancel {generation_id}` cancels it",
         )
     except APIError as exc:
         return _fail(EXIT_USAGE, f"the server refused the request: {exc}")
@@ -140,6 +154,8 @@ def report_errors(command: Callable[[], int]) -> int:
         return _fail(EXIT_CONNECTION, f"cannot reach the server: {exc.message}")
     except UsageError as exc:
         return _fail(EXIT_USAGE, str(exc))
+    except CommandFailed as exc:
+        return _fail(EXIT_GENERATION_FAILED, str(exc))
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, "interrupted")
 

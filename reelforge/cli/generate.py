@@ -12,16 +12,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-from reelforge.api.aimlapi.vocabulary import CAMERA_PRESETS, AspectRatio
 from reelforge.cli import common, parsing
-from reelforge.client import Generation, ReelforgeClient, default_model, image_to_data_uri
 
-__all__ = ["ProgressBar", "add_command", "image_url_for", "print_warnings", "run_generate"]
+if TYPE_CHECKING:
+    from reelforge.client import Generation, ReelforgeClient
+
+# The client (httpx, pydantic), tqdm and the AI/ML API vocabulary are imported when the command runs
+# (the choices below load on first use), so building the parser stays light.
+
+__all__ = ["add_command", "image_url_for", "run_generate"]
+
+
+def _aspect_ratios() -> Iterable[str]:
+    from reelforge.api.aimlapi.vocabulary import AspectRatio
+
+    return [ratio.value for ratio in AspectRatio]
+
+
+def _camera_presets() -> Iterable[str]:
+    from reelforge.api.aimlapi.vocabulary import CAMERA_PRESETS
+
+    return list(CAMERA_PRESETS)
 
 
 def add_command(commands: Any) -> None:
@@ -43,6 +58,9 @@ def add_command(commands: Any) -> None:
         ],
         environment=common.CLIENT_ENVIRONMENT,
         notes="""
+            Ctrl-C or --timeout stops waiting, not the generation: it goes on on the server,
+            `reelforge wait ID` picks it up and `reelforge cancel ID` cancels it.
+
             exit codes: 0 saved; 1 the generation failed; 2 usage error or the server refused
             the request; 3 the server could not be reached; 4 --timeout passed (the job goes
             on; its id is on stderr); 130 interrupted (all codes: reelforge --help).
@@ -62,7 +80,8 @@ def add_command(commands: Any) -> None:
     parser.add_argument("--duration", type=int, choices=(5, 10), help="seconds (default 5)")
     parser.add_argument(
         "--aspect-ratio",
-        choices=[r.value for r in AspectRatio],
+        choices=parsing.LazyChoices(_aspect_ratios),
+        metavar="RATIO",
         help="frame shape: 16:9 is 1280x720, 9:16 720x1280, 1:1 960x960 (default 16:9)",
     )
     parser.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
@@ -71,7 +90,7 @@ def add_command(commands: Any) -> None:
     )
     parser.add_argument(
         "--camera-control",
-        choices=list(CAMERA_PRESETS),
+        choices=parsing.LazyChoices(_camera_presets),
         metavar="PRESET",
         help="camera movement: %(choices)s",
     )
@@ -105,6 +124,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from reelforge.cli.progress import print_warnings
+
     if not args.prompt and not args.image:
         raise common.UsageError("generate needs a PROMPT, an --image, or both")
     image_url = image_url_for(args.image) if args.image else None
@@ -121,6 +142,8 @@ def image_url_for(value: str) -> str:
     """What `--image` sends: URLs and data URIs as given, a local file as a data URI."""
     if value.startswith(("http://", "https://", "data:")):
         return value
+    from reelforge.client import image_to_data_uri
+
     path = Path(value).expanduser()
     if not path.is_file():
         raise common.UsageError(
@@ -129,19 +152,12 @@ def image_url_for(value: str) -> str:
     return image_to_data_uri(path)
 
 
-def print_warnings(generation: Generation) -> None:
-    """Print each of the engine's `meta.warnings` (e.g. that the prompt is outside what the
-    model knows) to stderr, one line each."""
-    warnings = generation.meta.get("warnings") or []
-    if isinstance(warnings, str):
-        warnings = [warnings]
-    for warning in warnings:
-        print(f"reelforge: warning: {warning}", file=sys.stderr)
-
-
 def _create_and_wait(
     client: ReelforgeClient, args: argparse.Namespace, image_url: str | None
 ) -> Generation:
+    from reelforge.cli.progress import follow
+    from reelforge.client import default_model
+
     model = args.model or default_model(image_url)
     created = client.create_generation(
         args.prompt,
@@ -156,14 +172,7 @@ def _create_and_wait(
     )
     # The id first, so an interrupted or timed-out wait still tells the user what to look up.
     print(f"reelforge: generation {created.id} ({created.model or model})", file=sys.stderr)
-    # `wait` follows the server's event stream (polling a server without one).
-    with ProgressBar(created) as bar:
-        return client.wait(
-            created.id,
-            poll_interval_s=args.poll_interval,
-            timeout_s=args.timeout,
-            on_update=bar.update,
-        )
+    return follow(client, created, poll_interval_s=args.poll_interval, timeout_s=args.timeout)
 
 
 def _save(
@@ -183,62 +192,6 @@ def _save(
                 gif_path = video_path.with_name(video_path.name + ".preview.gif")
             saved.append(client.download(generation.preview.url, gif_path))
     return saved
-
-
-class ProgressBar:
-    """A tqdm bar on stderr: the phase (queued, with how many ahead; rendering; encoding),
-    percent done and the server's ETA, updated on each state the client reports."""
-
-    def __init__(self, first: Generation) -> None:
-        # sys.stderr is read here, not at import, so redirected or captured stderr is used.
-        self._bar = tqdm(
-            total=100,
-            initial=_percent(first),
-            desc=_describe(first),
-            file=sys.stderr,
-            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
-            dynamic_ncols=True,
-        )
-        self._bar.set_postfix_str(_eta(first), refresh=False)
-
-    def __enter__(self) -> ProgressBar:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._bar.close()
-
-    def update(self, generation: Generation) -> None:
-        """Show one state (the callback handed to `wait`)."""
-        self._bar.set_description_str(_describe(generation), refresh=False)
-        self._bar.set_postfix_str(_eta(generation), refresh=False)
-        self._bar.n = _percent(generation)
-        self._bar.refresh()
-
-
-ENCODING_FROM_PERCENT = 90
-"""A reelforge worker gives the engine the first 90 % of the progress bar and encoding and
-storing the files the rest (`worker.runner`): past it the frames are being encoded."""
-
-
-def _describe(generation: Generation) -> str:
-    ahead = generation.queue_position
-    if generation.status == "queued" and ahead is not None:
-        return "queued (next)" if ahead == 0 else f"queued ({ahead} ahead)"
-    if generation.status == "generating":
-        return "encoding" if generation.progress >= ENCODING_FROM_PERCENT else "rendering"
-    return generation.status
-
-
-def _eta(generation: Generation) -> str:
-    eta_s = generation.eta_seconds
-    if generation.is_terminal or eta_s is None:
-        return ""
-    minutes, seconds = divmod(round(eta_s), 60)
-    return f"ETA {minutes}:{seconds:02d}"
-
-
-def _percent(generation: Generation) -> int:
-    return max(0, min(100, generation.progress))
 
 
 def _unit_interval(text: str) -> float:

@@ -4,12 +4,16 @@
     reelforge worker    one standalone worker                 (reelforge.cli.serve)
     reelforge generate  make a video on a running server      (reelforge.cli.generate)
     reelforge cancel    cancel a queued or running generation (reelforge.cli.cancel)
+    reelforge list, status, wait, download, delete
+                        the generations on a server           (reelforge.cli.jobs)
     reelforge models    the models here, downloads, a server's (reelforge.cli.models)
     reelforge micro     train / evaluate the micro model      (reelforge.cli.micro)
 
 Each subcommand sets a `handler(args) -> int` default; `main` parses and calls it. Every
 parser is a `reelforge.cli.parsing.CommandParser`. Building the parser imports no torch,
-numpy, PIL or uvicorn: each command imports what it runs on when it runs.
+numpy, PIL, uvicorn, httpx or pydantic (`reelforge --help` answers in well under 0.1 s;
+tests/unit/test_cli.py checks the imports): each command imports what it runs on when it
+runs, and help that needs a heavy import is filled in when printed (`parsing.defer_help`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 from collections.abc import Callable
 
 from reelforge import __version__
-from reelforge.cli import cancel, common, generate, micro, models, serve
+from reelforge.cli import cancel, common, generate, jobs, micro, models, serve
 from reelforge.cli.parsing import CommandParser, format_pairs
 
 __all__ = ["build_parser", "main"]
@@ -28,13 +32,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 _DESCRIPTION = """\
 Self-hosted video generation speaking the AI/ML API video protocol. `serve` runs the
-server (API, job queue and workers); `generate`, `cancel` and `models served` talk to a
-running one; `models` and `micro` manage the models on this machine."""
+server (API, job queue and workers); `generate`, `list`, `status`, `wait`, `download`,
+`cancel`, `delete` and `models served` talk to a running one; `models` and `micro` manage
+the models on this machine."""
 
 _EXAMPLES = """\
 examples:
   reelforge serve                                   # http://127.0.0.1:8000, until Ctrl-C
   reelforge generate "a red circle moving left on a black background" -o circle.mp4
+  reelforge list                                    # your generations, newest first
+  reelforge wait ID && reelforge download ID        # pick up a generation later
   reelforge models list
   reelforge COMMAND --help                          # what each command does and reads"""
 
@@ -59,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_commands(commands)
     generate.add_command(commands)
+    jobs.add_commands(commands)
     cancel.add_command(commands)
     models.add_command(commands)
     micro.add_command(commands)

@@ -44,11 +44,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reelforge.api.aimlapi.vocabulary import IMAGE_TO_VIDEO_MODEL, TEXT_TO_VIDEO_MODEL
 from reelforge.cli import common, parsing
-from reelforge.client import ModelInfo
 
 if TYPE_CHECKING:
+    from reelforge.client import ModelInfo
     from reelforge.weights.catalog import CatalogModel
 
 # The engines package imports numpy and PIL: each command imports from it when it runs, so
@@ -369,6 +368,7 @@ def run_models_served(args: argparse.Namespace) -> int:
 
 def run_make_tiny(args: argparse.Namespace) -> int:
     """Run `reelforge models make-tiny`; returns the exit code."""
+    from reelforge.api.aimlapi.vocabulary import IMAGE_TO_VIDEO_MODEL, TEXT_TO_VIDEO_MODEL
     from reelforge.testing.tiny import TINY_ARCHS, build_tiny, tiny_registry_entry
 
     directory: Path = args.directory

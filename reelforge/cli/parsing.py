@@ -9,6 +9,10 @@ command it was given to and the nearest flag that command knows.
 Plain argparse rather than rich-argparse: the formatting needed is verbatim sections and a
 suggestion, which argparse does with one formatter class and one override, and the help stays
 plain text when piped, with no dependency to import before `--help` can answer.
+
+Building the parser must stay cheap (`reelforge --help` answers in well under 0.1 s): help
+that needs a heavy import (the `Settings` fields, which need pydantic) is filled in by a
+`CommandParser.defer_help` callback, run only when that command's help is printed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = [
     "add_command",
     "settings_environment",
 ]
+
+HelpFill = Callable[["CommandParser"], None]
 
 # Sections wider than this are hard to read even on a wide terminal.
 _MAX_WIDTH = 100
@@ -53,6 +59,17 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self._help_fills: list[HelpFill] = []
+
+    def defer_help(self, fill: HelpFill) -> None:
+        """Run `fill(parser)` once, before this parser's help is first formatted: for help
+        text (the epilog, a flag's help) that needs an import too heavy for every start."""
+        self._help_fills.append(fill)
+
+    def format_help(self) -> str:
+        while self._help_fills:
+            self._help_fills.pop(0)(self)
+        return super().format_help()
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -106,31 +123,41 @@ def add_command(
     summary: str,
     description: str,
     examples: Sequence[str] = (),
-    environment: Iterable[tuple[str, str]] = (),
+    environment: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] = (),
     notes: str = "",
 ) -> CommandParser:
     """Register one subcommand whose `--help` shows its purpose, examples and variables.
 
     `description` and `notes` are printed as written (dedented); `examples` one per line;
-    `environment` as (variable, what it does) pairs, wrapped to the terminal.
+    `environment` as (variable, what it does) pairs, wrapped to the terminal, or a function
+    returning them, called only when the help is printed.
     """
+    parser: CommandParser = commands.add_parser(
+        name, help=summary, description=textwrap.dedent(description).strip()
+    )
+    if callable(environment):
+        load = environment
+
+        def fill(parser: CommandParser) -> None:
+            parser.epilog = _epilog(examples, list(load()), notes)
+
+        parser.defer_help(fill)
+    else:
+        parser.epilog = _epilog(examples, list(environment), notes)
+    return parser
+
+
+def _epilog(examples: Sequence[str], variables: Sequence[tuple[str, str]], notes: str) -> str:
     sections = []
     if examples:
         sections.append("examples:\n" + "\n".join(f"  {line}" for line in examples))
-    variables = list(environment)
     if variables:
         sections.append("environment:\n" + format_pairs(variables))
     else:
         sections.append("environment:\n  (reads no variables)")
     if notes:
         sections.append(textwrap.dedent(notes).strip())
-    parser: CommandParser = commands.add_parser(
-        name,
-        help=summary,
-        description=textwrap.dedent(description).strip(),
-        epilog="\n\n".join(sections),
-    )
-    return parser
+    return "\n\n".join(sections)
 
 
 def format_pairs(pairs: Sequence[tuple[str, str]], *, indent: int = 2) -> str:

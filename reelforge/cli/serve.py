@@ -4,8 +4,9 @@
     reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge
 
 Every flag overrides one `REELFORGE_*` variable of `reelforge.settings.Settings`; `--model`
-adds to `REELFORGE_MODELS` rather than replacing it. The server and worker modules are
-imported only when their command runs, so the client commands never load torch or uvicorn.
+adds to `REELFORGE_MODELS` rather than replacing it. The server and worker modules, and
+`Settings` itself (pydantic), are imported only when their command runs, or its help is
+printed, so the client commands and `reelforge --help` never load them.
 
 Both exit 1 with one `reelforge: error: ...` line, and no traceback, when the job database
 cannot be reached or opened at start-up (`reelforge.jobs.DatabaseStartupError`).
@@ -16,13 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from reelforge.cli import common, parsing
-from reelforge.errors import ConfigurationError
-from reelforge.settings import Settings
+
+if TYPE_CHECKING:
+    from reelforge.settings import Settings
 
 __all__ = ["add_commands", "run_serve", "run_worker", "settings_from_args"]
 
@@ -72,7 +72,18 @@ _PROCESS_ENVIRONMENT = (
 
 
 def _environment() -> list[tuple[str, str]]:
+    from reelforge.settings import Settings
+
     return [*parsing.settings_environment(Settings), *_PROCESS_ENVIRONMENT]
+
+
+def _fill_setting_help(parser: parsing.CommandParser) -> None:
+    """Each settings flag's help: its `Settings` field's description, variable and default."""
+    from reelforge.settings import Settings
+
+    for action in parser._actions:
+        if action.dest in _SETTING_FLAGS:
+            action.help = parsing.setting_help(Settings, action.dest)
 
 
 def add_commands(commands: Any) -> None:
@@ -90,19 +101,13 @@ def add_commands(commands: Any) -> None:
             "REELFORGE_WORKERS=0 reelforge serve --database-url "
             "postgresql+psycopg://reelforge@db/reelforge",
         ],
-        environment=_environment(),
+        environment=_environment,
     )
-    serve.add_argument("--host", help=parsing.setting_help(Settings, "host"))
-    serve.add_argument("--port", type=int, help=parsing.setting_help(Settings, "port"))
-    serve.add_argument(
-        "--workers",
-        type=_non_negative_int,
-        metavar="N",
-        help=parsing.setting_help(Settings, "workers"),
-    )
-    serve.add_argument(
-        "--public-base-url", metavar="URL", help=parsing.setting_help(Settings, "public_base_url")
-    )
+    # Each settings flag's help comes from its Settings field, filled in by _fill_setting_help.
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=_non_negative_int, metavar="N")
+    serve.add_argument("--public-base-url", metavar="URL")
     _add_shared_flags(serve)
     serve.set_defaults(handler=run_serve)
 
@@ -115,28 +120,17 @@ def add_commands(commands: Any) -> None:
             "reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge \\",
             "    --storage-url file:///shared/reelforge-artifacts --device cuda",
         ],
-        environment=_environment(),
+        environment=_environment,
     )
     _add_shared_flags(worker)
     worker.set_defaults(handler=run_worker)
 
 
-def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help=parsing.setting_help(Settings, "data_dir")
-    )
-    parser.add_argument(
-        "--database-url", metavar="URL", help=parsing.setting_help(Settings, "database_url")
-    )
-    parser.add_argument(
-        "--storage-url", metavar="URL", help=parsing.setting_help(Settings, "storage_url")
-    )
-    parser.add_argument(
-        "--models-file",
-        type=Path,
-        metavar="TOML",
-        help=parsing.setting_help(Settings, "models_file"),
-    )
+def _add_shared_flags(parser: parsing.CommandParser) -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="DIR")
+    parser.add_argument("--database-url", metavar="URL")
+    parser.add_argument("--storage-url", metavar="URL")
+    parser.add_argument("--models-file", type=Path, metavar="TOML")
     parser.add_argument(
         "--model",
         dest="extra_models",
@@ -148,11 +142,14 @@ def _add_shared_flags(parser: argparse.ArgumentParser) -> None:
         "(repeatable; adds to $REELFORGE_MODELS), e.g. "
         "klingai/v2-master-text-to-video=wan2.1-t2v-1.3b",
     )
-    parser.add_argument("--device", help=parsing.setting_help(Settings, "device"))
+    parser.add_argument("--device")
+    parser.defer_help(_fill_setting_help)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """`Settings` from the environment, overridden by the flags that were given."""
+    from reelforge.settings import Settings
+
     settings = Settings()
     update: dict[str, Any] = {
         name: getattr(args, name)
@@ -169,6 +166,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings_or_none(args)
     if settings is None:
         return common.EXIT_USAGE
+    from reelforge.errors import ConfigurationError
     from reelforge.jobs import DatabaseStartupError
     from reelforge.server import serve
 
@@ -183,6 +181,7 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = _settings_or_none(args)
     if settings is None:
         return common.EXIT_USAGE
+    from reelforge.errors import ConfigurationError
     from reelforge.jobs import DatabaseStartupError
     from reelforge.worker.main import run_worker as run_worker_process
 
@@ -200,6 +199,8 @@ def _cannot_start(exc: Exception) -> int:
 
 
 def _settings_or_none(args: argparse.Namespace) -> Settings | None:
+    from pydantic import ValidationError
+
     try:
         return settings_from_args(args)
     except ValidationError as exc:

@@ -11,6 +11,8 @@
         else:
             client.download(generation.video.url, Path("boat.mp4"))
 
+`list_generations` reads one page of your generations (newest first), `iter_generations`
+every one, page after page; `delete_generation` removes one and its files.
 `AsyncReelforgeClient` has the same methods for asyncio. The errors are drawn as a tree in
 `reelforge.client._errors`; "the call failed" (`APIError`, `ConnectionFailed`) is kept apart
 from "the job failed" (`GenerationFailed`).
@@ -40,7 +42,15 @@ from reelforge.client._errors import (
     UnexpectedResponse,
     WaitTimeout,
 )
-from reelforge.client._models import Generation, JobError, MediaFile, ModelInfo, VideoFile
+from reelforge.client._models import (
+    DeletedGeneration,
+    Generation,
+    GenerationPage,
+    JobError,
+    MediaFile,
+    ModelInfo,
+    VideoFile,
+)
 from reelforge.client._sync import ReelforgeClient
 
 __all__ = [
@@ -53,8 +63,10 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "ConnectionFailed",
+    "DeletedGeneration",
     "Generation",
     "GenerationFailed",
+    "GenerationPage",
     "JobError",
     "MediaFile",
     "ModelInfo",

@@ -10,11 +10,10 @@ async with AsyncReelforgeClient("http://127.0.0.1:8000") as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -29,9 +28,13 @@ from reelforge.client._common import (
     events_path,
     generation_body,
     generation_from_event,
+    generation_path,
+    list_params,
     partial_file,
+    read_deleted,
     read_generation,
     read_models,
+    read_page,
     reconnect_delay_s,
     resolve_api_key,
     resolve_base_url,
@@ -45,7 +48,7 @@ from reelforge.client._errors import (
     WaitTimeout,
     error_from_response,
 )
-from reelforge.client._models import Generation, ModelInfo
+from reelforge.client._models import DeletedGeneration, Generation, GenerationPage, ModelInfo
 from reelforge.client._sse import SSEParser
 
 __all__ = ["AsyncReelforgeClient"]
@@ -137,8 +140,49 @@ class AsyncReelforgeClient:
         Returns the generation as it stands (poll it to see it end as `error`, named
         "canceled"); raises `Conflict` if it had already completed or failed.
         """
-        path = f"{GENERATIONS_PATH}/{quote(generation_id, safe='')}/cancel"
+        path = f"{generation_path(generation_id)}/cancel"
         return read_generation(await self._request("POST", path))
+
+    async def list_generations(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        status: str | Sequence[str] | None = None,
+        model: str | None = None,
+    ) -> GenerationPage:
+        """One page of this key's generations, newest first (reelforge's addition).
+
+        `limit` is 1..100 (the server's default is 20); `after` takes the previous page's
+        `last_id`; `status` one status word or several (`queued`, `generating`,
+        `completed`, `error`); `model` one model id. `iter_generations` pages for you.
+        """
+        params = list_params(limit=limit, after=after, status=status, model=model)
+        return read_page(await self._request("GET", GENERATIONS_PATH, params=params))
+
+    async def iter_generations(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        model: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Generation]:
+        """Every generation that matches, newest first, fetching page after page as it goes."""
+        after: str | None = None
+        while True:
+            page = await self.list_generations(
+                limit=page_size, after=after, status=status, model=model
+            )
+            for generation in page.data:
+                yield generation
+            if not page.has_more or page.last_id is None:
+                return
+            after = page.last_id
+
+    async def delete_generation(self, generation_id: str) -> DeletedGeneration:
+        """Delete a generation and its files (reelforge's addition); a running one is
+        canceled first. Afterwards it and its file links answer 404 (`NotFound`)."""
+        return read_deleted(await self._request("DELETE", generation_path(generation_id)))
 
     async def stream(
         self,

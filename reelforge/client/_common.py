@@ -12,7 +12,7 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -28,7 +28,7 @@ from reelforge.client._errors import (
     UnexpectedResponse,
     error_from_response,
 )
-from reelforge.client._models import Generation, ModelInfo
+from reelforge.client._models import DeletedGeneration, Generation, GenerationPage, ModelInfo
 from reelforge.client._sse import SSEvent
 from reelforge.fileperm import as_if_opened
 
@@ -46,10 +46,14 @@ __all__ = [
     "events_path",
     "generation_body",
     "generation_from_event",
+    "generation_path",
     "image_to_data_uri",
+    "list_params",
     "partial_file",
+    "read_deleted",
     "read_generation",
     "read_models",
+    "read_page",
     "reconnect_delay_s",
     "resolve_api_key",
     "resolve_base_url",
@@ -131,6 +135,41 @@ def read_generation(response: httpx.Response) -> Generation:
     return _read_model(response, Generation)
 
 
+def read_page(response: httpx.Response) -> GenerationPage:
+    """One page of the generation list; raises the matching `APIError` if non-2xx."""
+    return _read_model(response, GenerationPage)
+
+
+def read_deleted(response: httpx.Response) -> DeletedGeneration:
+    """The answer of a delete; raises the matching `APIError` (`NotFound`, ...) if non-2xx."""
+    return _read_model(response, DeletedGeneration)
+
+
+def list_params(
+    *,
+    limit: int | None,
+    after: str | None,
+    status: str | Sequence[str] | None,
+    model: str | None,
+) -> dict[str, str]:
+    """The query of `GET /v2/video/generations` (a list), with only the filters given;
+    several statuses are sent comma-separated, as the server reads them."""
+    params: dict[str, str] = {}
+    if limit is not None:
+        params["limit"] = str(limit)
+    if after:
+        params["after"] = after
+    if status:
+        params["status"] = status if isinstance(status, str) else ",".join(status)
+    if model:
+        params["model"] = model
+    return params
+
+
+def generation_path(generation_id: str) -> str:
+    return f"{GENERATIONS_PATH}/{quote(generation_id, safe='')}"
+
+
 def read_models(response: httpx.Response) -> list[ModelInfo]:
     """The model list of `GET /v1/models`."""
     body = _read_json(response)
@@ -141,7 +180,7 @@ def read_models(response: httpx.Response) -> list[ModelInfo]:
 
 
 def events_path(generation_id: str) -> str:
-    return f"{GENERATIONS_PATH}/{quote(generation_id, safe='')}/events"
+    return f"{generation_path(generation_id)}/events"
 
 
 def stream_headers(headers: dict[str, str], last_event_id: str | None) -> dict[str, str]:

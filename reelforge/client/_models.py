@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "DeletedGeneration",
     "Generation",
+    "GenerationPage",
     "JobError",
     "MediaFile",
     "ModelInfo",
@@ -100,6 +102,24 @@ class Generation(_WireModel):
     def failed(self) -> bool:
         """Whether the job finished without a video (`error` says why)."""
         return self.is_terminal and not self.succeeded
+
+
+class GenerationPage(_WireModel):
+    """One page of `GET /v2/video/generations` (reelforge's addition): newest first.
+
+    `last_id` is what `after` takes for the next page; `has_more` says whether there is one.
+    """
+
+    data: list[Generation] = Field(default_factory=list)
+    has_more: bool = False
+    last_id: str | None = None
+
+
+class DeletedGeneration(_WireModel):
+    """The answer of `DELETE /v2/video/generations/{id}`: the generation and its files are gone."""
+
+    id: str
+    deleted: bool = True
 
 
 class ModelInfo(_WireModel):

@@ -18,9 +18,10 @@ Where it departs from a user's terminal, and why:
   stopped with Ctrl-C's signal at the end. It serves on a free port, not 8000, which may be
   taken on a shared machine: `127.0.0.1:8000` in the commands is rewritten to that port, and
   the shell exports `REELFORGE_PORT` and `REELFORGE_BASE_URL` for it.
-- The placeholder generation id `3f0c…` stands for the id the last command printed; for
-  `reelforge cancel` it is a generation submitted just before, since a finished one answers
-  409 (exit 2).
+- The placeholder generation id `3f0c…` stands for the id the last command printed (the
+  curl block's generation, which `reelforge status`, `wait`, `download` and `delete` then
+  use); for `reelforge cancel` it is a generation submitted just before, since a finished
+  one answers 409 (exit 2).
 - `photo.jpg`, which `--image photo.jpg` presumes, is written into the checkout.
 
 Skipped (each listed in `SKIPPED` with its reason): `make test` (the whole suite, this test
@@ -293,7 +294,8 @@ def test_the_readme_set_up_and_use_commands_work_as_typed(
 
     # The README still documents, and this test still ran, the essentials.
     for essential in ("make install", "source .venv/bin/activate", "make demo", "make serve",
-                      "curl", "reelforge generate", "reelforge cancel"):  # fmt: skip
+                      "curl", "reelforge generate", "reelforge cancel", "reelforge list",
+                      "reelforge wait", "reelforge download", "reelforge delete"):  # fmt: skip
         assert any(command.startswith(essential) for command in run_state.ran), essential
     for command, reason in run_state.skipped:  # shown with -s, or when the test fails
         print(f"skipped {command!r}: {reason}")

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -52,11 +53,19 @@ class FakeServer:
         self.create_answer = httpx.Response(200, json=generation("queued", queue_position=2))
         self.requests: list[httpx.Request] = []
         self.factory_args: tuple[str | None, str | None] | None = None
+        self.listed: list[dict[str, Any]] = []  # what a list answers, newest first
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if request.method == "POST":
             return self.create_answer
+        if request.method == "DELETE" and request.url.path == "/v2/video/generations/gen_7":
+            return httpx.Response(200, json={"id": "gen_7", "deleted": True})
+        if (
+            request.url.path == "/v2/video/generations"
+            and "generation_id" not in request.url.params
+        ):
+            return self.list_page(request)
         if request.url.path == "/v2/video/generations":
             return httpx.Response(
                 200, json=self.states.pop(0) if len(self.states) > 1 else self.states[0]
@@ -68,6 +77,16 @@ class FakeServer:
         if request.url.path == "/gen_7.gif":
             return httpx.Response(200, content=GIF_BYTES)
         return httpx.Response(404, json={"message": "not found", "statusCode": 404})
+
+    def list_page(self, request: httpx.Request) -> httpx.Response:
+        limit = int(request.url.params.get("limit", "20"))
+        after = request.url.params.get("after")
+        ids = [item["id"] for item in self.listed]
+        start = ids.index(after) + 1 if after else 0
+        page = self.listed[start : start + limit]
+        body = {"data": page, "has_more": start + limit < len(ids),
+                "last_id": page[-1]["id"] if page else None}  # fmt: skip
+        return httpx.Response(200, json=body)
 
     def make_client(self, base_url: str | None, api_key: str | None) -> ReelforgeClient:
         self.factory_args = (base_url, api_key)
@@ -235,6 +254,251 @@ def test_an_unreachable_server_exits_3(
     assert "cannot reach the server" in capsys.readouterr().err
 
 
+def test_ctrl_c_while_generating_says_the_job_goes_on_and_how_to_cancel_it(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = fake_server.handle
+
+    def interrupt_the_first_poll(request: httpx.Request) -> httpx.Response:
+        if "generation_id" in request.url.params:
+            raise KeyboardInterrupt
+        return answer(request)
+
+    monkeypatch.setattr(fake_server, "handle", interrupt_the_first_poll)
+    assert main(["generate", "a red fox", *FAST]) == 130
+    err = capsys.readouterr().err
+    assert "generation gen_7 goes on on the server" in err
+    assert "`reelforge wait gen_7` picks it up" in err
+    assert "`reelforge cancel gen_7` cancels it" in err
+
+
+def test_a_timeout_names_the_command_that_picks_the_job_up_later(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("generating", progress=40)]
+    assert main(["generate", "a red fox", "--timeout", "0.01", *FAST]) == 4
+    err = capsys.readouterr().err
+    assert "`reelforge wait gen_7` picks it up later" in err
+    assert "`reelforge cancel gen_7` cancels it" in err
+
+
+# --- list, status, wait, download, delete ---------------------------------------------------
+
+
+def listed(count: int) -> list[dict[str, Any]]:
+    """`count` generations, newest first, the newest made 30 s ago and each an hour older."""
+    now = datetime.now(UTC)
+    return [
+        generation("completed", id=f"gen_{n}", progress=100,
+                   created_at=(now - timedelta(seconds=30, hours=hours)).isoformat())
+        for hours, n in enumerate(range(count, 0, -1))
+    ]  # fmt: skip
+
+
+def test_list_shows_the_newest_20_with_status_progress_and_age(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.listed = listed(25)
+    fake_server.listed[0] = {**fake_server.listed[0], "status": "generating", "progress": 40}
+
+    assert main(["list"]) == 0
+
+    captured = capsys.readouterr()
+    header, *rows = captured.out.splitlines()
+    assert header.split() == ["ID", "MODEL", "STATUS", "PROGRESS", "AGE"]
+    assert len(rows) == 20
+    assert rows[0].split() == ["gen_25", DEFAULT_TEXT_MODEL, "generating", "40%", "30s"]
+    assert rows[2].split()[-1] == "2h"
+    assert "showing the newest 20; --limit N or --all for more" in captured.err
+    (request,) = fake_server.requests  # one page, one more than shown: "are there more?"
+    assert request.url.params["limit"] == "21"
+
+
+def test_list_all_pages_through_everything_with_the_filters_as_json(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.listed = listed(150)
+
+    assert main(["list", "--all", "--status", "completed,error", "--model", "m/x", "--json"]) == 0
+
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert [item["id"] for item in shown] == [f"gen_{n}" for n in range(150, 0, -1)]
+    assert shown[0]["status"] == "completed" and shown[0]["model"] == DEFAULT_TEXT_MODEL
+    assert [r.url.params.get("after") for r in fake_server.requests] == [None, "gen_51"]
+    assert {r.url.params["status"] for r in fake_server.requests} == {"completed,error"}
+    assert {r.url.params["model"] for r in fake_server.requests} == {"m/x"}
+    assert "--all for more" not in captured.err
+
+
+def test_list_refuses_an_unknown_status(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list", "--status", "done"]) == 2
+    assert "'done' is not a status" in capsys.readouterr().err
+    assert fake_server.requests == []
+
+
+def status_rows(out: str) -> dict[str, str]:
+    return dict(
+        (name.strip(), value.strip())
+        for name, value in (line.split(":", 1) for line in out.splitlines())
+    )
+
+
+def test_status_shows_progress_queue_and_eta_of_a_waiting_generation(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("queued", queue_position=2, eta_seconds=95)]
+
+    assert main(["status", "gen_7"]) == 0
+
+    rows = status_rows(capsys.readouterr().out)
+    assert rows["status"] == "queued"
+    assert rows["queue position"] == "2 ahead"
+    assert rows["eta"] == "1:35"
+    assert rows["progress"] == "0%"
+    assert "video" not in rows
+    assert fake_server.requests[0].url.params["generation_id"] == "gen_7"
+
+
+def test_status_shows_the_error_or_the_file_urls(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("error", error={"name": "nsfw", "message": "refused"})]
+    assert main(["status", "gen_7"]) == 0
+    assert status_rows(capsys.readouterr().out)["error"] == "nsfw: refused"
+
+    fake_server.states = [COMPLETED]
+    assert main(["status", "gen_7"]) == 0
+    rows = status_rows(capsys.readouterr().out)
+    assert rows["video"] == COMPLETED["video"]["url"]
+    assert rows["preview"] == COMPLETED["preview"]["url"]
+    assert "eta" not in rows
+
+
+def test_status_json_prints_the_generation_object(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "gen_7", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["id"], shown["status"]) == ("gen_7", "completed")
+    assert shown["video"]["url"] == COMPLETED["video"]["url"]
+
+
+def test_wait_follows_with_the_progress_bar_and_exits_0_once_completed(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("queued", queue_position=1),
+                          generation("generating", progress=40), COMPLETED]  # fmt: skip
+
+    assert main(["wait", "gen_7", *FAST]) == 0
+
+    captured = capsys.readouterr()
+    assert captured.out == "gen_7: completed\n"
+    assert "queued (1 ahead)" in captured.err
+    assert "rendering  40%" in captured.err
+    assert "completed 100%" in captured.err
+    assert "`reelforge download gen_7`" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("state", "argv", "code", "message"),
+    [
+        (generation("error", error={"name": "nsfw", "message": "refused"}), [], 1,
+         "generation gen_7 failed: nsfw: refused"),
+        (generation("generating", progress=40), ["--timeout", "0.01"], 4,
+         "`reelforge wait gen_7` picks it up later"),
+    ],
+)  # fmt: skip
+def test_wait_exits_with_the_documented_code_when_it_does_not_complete(
+    state: dict[str, Any],
+    argv: list[str],
+    code: int,
+    message: str,
+    fake_server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_server.states = [state]
+    assert main(["wait", "gen_7", *argv, *FAST, "--json"]) == code
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert json.loads(captured.out)["status"] == state["status"]  # --json: its last state
+
+
+def test_wait_on_an_unknown_id_exits_2(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def not_found(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"message": "generation not found", "statusCode": 404})
+
+    monkeypatch.setattr(fake_server, "handle", not_found)
+    assert main(["wait", "nope", *FAST]) == 2
+    assert "generation not found" in capsys.readouterr().err
+
+
+def test_download_saves_the_video_as_id_mp4_and_prints_the_path(
+    fake_server: FakeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["download", "gen_7"]) == 0
+    assert (tmp_path / "gen_7.mp4").read_bytes() == VIDEO_BYTES
+    assert capsys.readouterr().out == "gen_7.mp4\n"
+
+
+def test_download_preview_saves_the_gif_where_asked(
+    fake_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "new" / "fox.gif"
+    assert main(["download", "gen_7", "--preview", "-o", str(output), "--json"]) == 0
+    assert output.read_bytes() == GIF_BYTES
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["id"], shown["path"]) == ("gen_7", str(output))
+
+
+def test_download_of_an_unfinished_generation_exits_1_and_says_to_wait(
+    fake_server: FakeServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake_server.states = [generation("generating", progress=40)]
+    assert main(["download", "gen_7"]) == 1
+    assert "still generating (40%); `reelforge wait gen_7`" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_of_a_failed_generation_exits_1_with_its_error(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("error", error={"name": "nsfw", "message": "refused"})]
+    assert main(["download", "gen_7"]) == 1
+    assert "generation gen_7 failed: nsfw: refused" in capsys.readouterr().err
+
+
+def test_delete_deletes_and_says_so(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["delete", "gen_7"]) == 0
+    assert capsys.readouterr().out == "gen_7: deleted\n"
+    assert main(["delete", "gen_7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": "gen_7", "deleted": True}
+    assert [(r.method, r.url.path) for r in fake_server.requests] == [
+        ("DELETE", "/v2/video/generations/gen_7")
+    ] * 2
+
+
+def test_delete_of_an_unknown_id_exits_2(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["delete", "gen_8"]) == 2
+    assert "404" in capsys.readouterr().err
+
+
 def test_generate_needs_a_prompt_or_an_image(
     fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -364,23 +628,39 @@ def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
 
 
-def test_building_the_parser_imports_no_torch_numpy_uvicorn_or_pil() -> None:
+# What `reelforge --help` must not pay for: the HTTP stack, pydantic, the array and image
+# libraries, torch, the server. Each command imports them when it runs.
+HEAVY_MODULES = ("httpx", "pydantic", "pydantic_settings", "numpy", "PIL", "torch", "uvicorn",
+                 "tqdm", "reelforge.client", "reelforge.settings")  # fmt: skip
+
+
+def test_building_the_parser_imports_nothing_heavy() -> None:
     # A fresh interpreter: this one has long imported them all.
-    heavy = ("torch", "numpy", "uvicorn", "PIL")
     code = (
         "import sys; from reelforge.cli.main import build_parser; build_parser(); "
-        f"print([m for m in {heavy!r} if m in sys.modules])"
+        "print('\\n'.join(sorted(sys.modules)))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]"
+    loaded = result.stdout.split()
+    assert "reelforge.cli.main" in loaded
+    heavy = [m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_MODULES)]
+    assert heavy == []
+
+
+def test_a_commands_help_loads_what_it_needs_on_first_print(wide_terminal: None) -> None:
+    # serve's help comes from Settings (pydantic), filled in only when it is printed.
+    serve = all_parsers()["reelforge serve"]
+    first, second = serve.format_help(), serve.format_help()
+    assert first == second
+    assert "\n  REELFORGE_PORT " in first
 
 
 def test_every_help_shows_its_purpose_examples_and_environment(wide_terminal: None) -> None:
     parsers = all_parsers()
-    assert len(parsers) == 14  # reelforge, 6 commands, 5 models actions, 2 micro actions
+    assert len(parsers) == 19  # reelforge, 11 commands, 5 models actions, 2 micro actions
     for prog, parser in parsers.items():
         text = parser.format_help()
         assert parser.description, prog
@@ -430,7 +710,10 @@ def test_a_settings_flag_names_its_variable_and_default(wide_terminal: None) -> 
     assert "Port the API server binds. [$REELFORGE_PORT; default: 8000]" in text
 
 
-@pytest.mark.parametrize("command", ["generate", "cancel", "models served"])
+@pytest.mark.parametrize(
+    "command",
+    ["generate", "cancel", "models served", "list", "status", "wait", "download", "delete"],
+)
 def test_client_commands_name_their_variables(command: str, wide_terminal: None) -> None:
     text = all_parsers()[f"reelforge {command}"].format_help()
     assert "\n  REELFORGE_BASE_URL " in text
@@ -584,3 +867,25 @@ def test_micro_train_overwrites_the_shipped_checkpoint_when_told_to(
     shipped = REPO_ROOT / "reelforge" / "micro" / "weights" / "micro.safetensors"
     assert main(["micro", "train", "--out", str(shipped), "--overwrite-shipped"]) == 0
     assert written == [shipped]
+
+
+def test_status_of_a_running_generation_names_its_phase(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [generation("generating", progress=95, cancel_requested=True)]
+    assert main(["status", "gen_7"]) == 0
+    rows = status_rows(capsys.readouterr().out)
+    assert rows["status"] == "generating (encoding), cancel requested"
+    assert rows["progress"] == "95%"
+
+
+def test_cancel_json_prints_the_generation_object(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canceled = generation("queued", cancel_requested=True)
+    fake_server.create_answer = httpx.Response(200, json=canceled)  # every POST answers this
+    assert main(["cancel", "gen_7", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["id"], shown["cancel_requested"]) == ("gen_7", True)
+    (request,) = fake_server.requests
+    assert request.url.path == "/v2/video/generations/gen_7/cancel"

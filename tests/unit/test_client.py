@@ -367,3 +367,102 @@ def test_async_wait_on_a_failed_job_raises_generation_failed() -> None:
         asyncio.run(scenario())
     assert raised.value.generation.error is not None
     assert raised.value.generation.error.name == "canceled"
+
+
+# --- list and delete ------------------------------------------------------------------------
+
+
+class ListingServer:
+    """A reelforge with five generations, newest first, listed in pages as the server does."""
+
+    def __init__(self) -> None:
+        self.ids = [f"gen_{n}" for n in range(5, 0, -1)]
+        self.requests: list[httpx.Request] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if request.method == "DELETE" and path.startswith("/v2/video/generations/"):
+            generation_id = path.rsplit("/", 1)[1]
+            if generation_id not in self.ids:
+                return httpx.Response(404, json=error_json(404, "generation not found"))
+            self.ids.remove(generation_id)
+            return httpx.Response(200, json={"id": generation_id, "deleted": True})
+        if request.method == "GET" and path == "/v2/video/generations":
+            limit = int(request.url.params.get("limit", "20"))
+            after = request.url.params.get("after")
+            start = self.ids.index(after) + 1 if after else 0
+            page = self.ids[start : start + limit]
+            return httpx.Response(
+                200,
+                json={
+                    "data": [generation_json("completed", gid, progress=100) for gid in page],
+                    "has_more": start + limit < len(self.ids),
+                    "last_id": page[-1] if page else None,
+                },
+            )
+        return httpx.Response(404, json=error_json(404, f"no route {path}"))
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+
+def test_list_generations_sends_the_filters_given_and_reads_one_page() -> None:
+    server = ListingServer()
+    with ReelforgeClient(BASE_URL, transport=server.transport()) as client:
+        page = client.list_generations(limit=2, status=["queued", "generating"], model="m/x")
+
+    assert [g.id for g in page.data] == ["gen_5", "gen_4"]
+    assert page.has_more and page.last_id == "gen_4"
+    (request,) = server.requests
+    assert dict(request.url.params) == {"limit": "2", "status": "queued,generating", "model": "m/x"}
+
+
+def test_list_generations_sends_no_filters_by_default() -> None:
+    server = ListingServer()
+    with ReelforgeClient(BASE_URL, transport=server.transport()) as client:
+        assert len(client.list_generations().data) == 5
+    assert dict(server.requests[0].url.params) == {}
+
+
+def test_iter_generations_pages_through_every_generation() -> None:
+    server = ListingServer()
+    with ReelforgeClient(BASE_URL, transport=server.transport()) as client:
+        ids = [g.id for g in client.iter_generations(page_size=2, status="completed")]
+
+    assert ids == ["gen_5", "gen_4", "gen_3", "gen_2", "gen_1"]
+    assert [r.url.params.get("after") for r in server.requests] == [None, "gen_4", "gen_2"]
+    assert {r.url.params["status"] for r in server.requests} == {"completed"}
+
+
+def test_async_iter_generations_pages_through_every_generation() -> None:
+    server = ListingServer()
+
+    async def scenario() -> list[str]:
+        async with AsyncReelforgeClient(BASE_URL, transport=server.transport()) as client:
+            return [g.id async for g in client.iter_generations(page_size=3)]
+
+    assert asyncio.run(scenario()) == ["gen_5", "gen_4", "gen_3", "gen_2", "gen_1"]
+    assert len(server.requests) == 2
+
+
+def test_delete_generation_deletes_and_an_unknown_id_raises_not_found() -> None:
+    server = ListingServer()
+    with ReelforgeClient(BASE_URL, transport=server.transport()) as client:
+        deleted = client.delete_generation("gen_3")
+        assert (deleted.id, deleted.deleted) == ("gen_3", True)
+        with pytest.raises(NotFound):
+            client.delete_generation("gen_3")
+    assert server.requests[0].method == "DELETE"
+    assert server.requests[0].url.path == "/v2/video/generations/gen_3"
+
+
+def test_async_delete_generation_deletes() -> None:
+    server = ListingServer()
+
+    async def scenario() -> str:
+        async with AsyncReelforgeClient(BASE_URL, transport=server.transport()) as client:
+            return (await client.delete_generation("gen_1")).id
+
+    assert asyncio.run(scenario()) == "gen_1"
+    assert "gen_1" not in server.ids
