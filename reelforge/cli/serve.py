@@ -37,6 +37,7 @@ _SETTING_FLAGS = (
     "storage_url",
     "models_file",
     "workers",
+    "api_processes",
     "public_base_url",
     "device",
 )
@@ -107,6 +108,7 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=_non_negative_int, metavar="N")
+    serve.add_argument("--api-processes", type=_positive_int, metavar="N")
     serve.add_argument("--public-base-url", metavar="URL")
     _add_shared_flags(serve)
     serve.set_defaults(handler=run_serve)
@@ -219,6 +221,13 @@ def _model_entry(text: str) -> str:
             f"got {text!r}"
         )
     return text
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _non_negative_int(text: str) -> int:

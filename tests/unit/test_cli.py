@@ -889,3 +889,13 @@ def test_cancel_json_prints_the_generation_object(
     assert (shown["id"], shown["cancel_requested"]) == ("gen_7", True)
     (request,) = fake_server.requests
     assert request.url.path == "/v2/video/generations/gen_7/cancel"
+
+
+def test_serve_api_processes_flag_sets_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    from reelforge.cli.serve import settings_from_args
+
+    args = build_parser().parse_args(["serve", "--api-processes", "3"])
+    assert settings_from_args(args).api_processes == 3
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--api-processes", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
