@@ -27,6 +27,7 @@ DEFAULT_WEBHOOK_RETRY_SCHEDULE_S: tuple[float, ...] = (
     43200,
 )
 """Nine retries over about 22.7 hours: a receiver down for most of a day still gets it."""
+MIN_KLING_SECRET_CHARS = 32
 
 
 def _split_commas(value: object) -> object:
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Accepted bearer keys, comma-separated. With none, only loopback "
         "clients are served.",
+    )
+    kling_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Kling API credentials, comma-separated ACCESS:SECRET pairs, each its "
+        "own tenant: Kling clients sign a JWT (HS256, `iss` = ACCESS) with SECRET. With "
+        "neither these nor API keys, only loopback clients are served.",
     )
     models_file: Path | None = Field(
         default=None, description="TOML model registry; empty means the built-in defaults."
@@ -244,11 +251,38 @@ class Settings(BaseSettings):
         return value.expanduser()
 
     @field_validator(
-        "api_keys", "models", "outbound_allow_networks", "webhook_retry_schedule_s", mode="before"
+        "api_keys",
+        "kling_keys",
+        "models",
+        "outbound_allow_networks",
+        "webhook_retry_schedule_s",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)
+
+    @field_validator("kling_keys")
+    @classmethod
+    def _access_secret_pairs(cls, value: list[str]) -> list[str]:
+        for pair in value:
+            access, sep, secret = pair.partition(":")
+            if not sep or not access.strip() or not secret.strip():
+                raise ValueError("each Kling key must be ACCESS:SECRET")
+            if len(secret.strip()) < MIN_KLING_SECRET_CHARS:
+                # HS256 with a shorter secret is guessable offline from one token.
+                raise ValueError(
+                    f"the secret of Kling access key {access.strip()!r} must be at least "
+                    f"{MIN_KLING_SECRET_CHARS} characters (generate one: "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return value
+
+    @property
+    def kling_key_pairs(self) -> dict[str, str]:
+        """Kling access key -> secret key."""
+        pairs = (pair.partition(":") for pair in self.kling_keys)
+        return {access.strip(): secret.strip() for access, _, secret in pairs}
 
     @field_validator("webhook_retry_schedule_s")
     @classmethod

@@ -20,6 +20,10 @@ from reelforge.api.dbgate import DatabaseGate
 from reelforge.api.errors import install_error_handlers
 from reelforge.api.files import FileSigner, build_files_router, load_or_create_secret
 from reelforge.api.images import ImageIntake, ImagePolicy
+from reelforge.api.kling.protocol import DIALECT as KLING
+from reelforge.api.kling.render import kling_error_body
+from reelforge.api.kling.router import KIND_PATHS as KLING_PATHS
+from reelforge.api.kling.router import build_kling_router, render_job
 from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
 from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
@@ -36,6 +40,7 @@ from reelforge.webhooks import (
     RetrySchedule,
     WebhookDispatcher,
     WebhookSigner,
+    WholeBody,
     load_or_create_webhook_secret,
 )
 
@@ -83,7 +88,10 @@ def build_context(
         store=store,
         storage=storage,
         registry=registry,
-        auth=Authenticator(settings.api_keys),
+        # Keyless (loopback clients only) when the server has no credentials of any kind.
+        auth=Authenticator(
+            settings.api_keys, keyless=not settings.api_keys and not settings.kling_keys
+        ),
         signer=FileSigner(
             load_or_create_secret(settings.url_signing_secret, settings.data_dir),
             settings.file_url_ttl_s,
@@ -117,7 +125,7 @@ def build_webhook_dispatcher(ctx: ApiContext) -> WebhookDispatcher:
     )
 
 
-def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
+def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer | WholeBody]:
     """Each dialect's generation object, by dialect name, for webhook bodies: a new dialect
     adds its renderer here. With no request to take an address from, file links use
     `public_base_url`, else this server's own address."""
@@ -128,7 +136,11 @@ def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
     def aimlapi(job: Job) -> dict[str, object]:
         return render_generation(job, None, lambda key: ctx.signer.url(base, key))
 
-    return {AIMLAPI: aimlapi}
+    def kling(job: Job) -> dict[str, object]:
+        # Kling's callback body is the task object itself, as its query returns it.
+        return render_job(ctx, job, base)
+
+    return {AIMLAPI: aimlapi, KLING: WholeBody(kling)}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -144,11 +156,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app = FastAPI(title="reelforge", version=__version__, lifespan=lifespan)
     routers = [
+        # Kling's routes first: their literal `/v1/videos/text2video` and `.../image2video`
+        # must match before any dialect's `/v1/videos/{id}` (FastAPI takes the first match).
+        build_kling_router(ctx),
         build_aimlapi_router(ctx),
         build_system_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
     ]
-    install_error_handlers(app, routers)
+    install_error_handlers(
+        app, routers, renderers=[(path, kling_error_body) for path in KLING_PATHS.values()]
+    )
     install_openapi(app, ctx.registry.ids, key_required=not ctx.auth.open_to_loopback_only)
     if ctx.auth.open_to_loopback_only:
         public_host = urlsplit(ctx.settings.public_base_url).hostname

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelforge.errors import Forbidden, Unauthorized
 
-__all__ = ["Authenticator"]
+__all__ = ["LOCAL_TENANT", "Authenticator", "is_loopback"]
 
 LOCAL_TENANT = "local"
 
@@ -28,12 +28,15 @@ _bearer_scheme = HTTPBearer(
 class Authenticator:
     """Checks `Authorization: Bearer <key>` and names the caller's tenant."""
 
-    def __init__(self, api_keys: list[str]) -> None:
+    def __init__(self, api_keys: list[str], *, keyless: bool | None = None) -> None:
+        """`keyless`: whether the server has no credentials of any kind (default: no API
+        keys); a server with only other credentials (Kling's) refuses every bearer here."""
         self._keys = [key.encode() for key in api_keys]
+        self._keyless = not self._keys if keyless is None else keyless
 
     @property
     def open_to_loopback_only(self) -> bool:
-        return not self._keys
+        return self._keyless
 
     async def __call__(
         self,
@@ -44,7 +47,7 @@ class Authenticator:
         so it runs on the event loop instead of costing a thread hop per request."""
         if self.open_to_loopback_only:
             host = request.client.host if request.client else ""
-            if not _is_loopback(host):
+            if not is_loopback(host):
                 raise Forbidden(
                     "this server has no API keys configured and serves loopback clients only; "
                     "set REELFORGE_API_KEYS to accept remote requests"
@@ -60,7 +63,7 @@ class Authenticator:
         return hashlib.sha256(presented).hexdigest()[:16]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

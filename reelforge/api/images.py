@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import io
 import warnings
 from collections import deque
@@ -52,6 +53,12 @@ class ImagePolicy:
         self.decode_budget_pixels = max(decode_budget_pixels, max_pixels)
         self.field = field
 
+    def for_field(self, field: str) -> ImagePolicy:
+        """The same limits, for an image that comes in another body field."""
+        policy = copy.copy(self)
+        policy.field = field
+        return policy
+
     def invalid(self, problem: str) -> InvalidRequest:
         return InvalidRequest(FieldError(self.field, problem))
 
@@ -72,9 +79,10 @@ class ImageIntake:
     def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
-    async def load_png(self, value: str) -> bytes:
-        """The image named by `value` re-encoded as PNG, or a 4xx naming the field."""
-        policy = self.policy
+    async def load_png(self, value: str, field: str | None = None) -> bytes:
+        """The image named by `value` re-encoded as PNG, or a 4xx naming the field (`field`,
+        else the policy's)."""
+        policy = self.policy if field is None else self.policy.for_field(field)
         value = value.strip()
         scheme = _scheme(value)
         if scheme in ("http", "https"):

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "EXTERNAL_ID_MAX_CHARS",
     "JOB_ID_MAX_CHARS",
     "idempotency_keys",
     "job_events",
@@ -46,6 +47,7 @@ __all__ = [
 metadata = MetaData()
 
 JOB_ID_MAX_CHARS = 64
+EXTERNAL_ID_MAX_CHARS = 255
 
 jobs = Table(
     "jobs",
@@ -80,9 +82,13 @@ jobs = Table(
     Column("webhook_events", Text),
     # When the retention sweeper removes the job and its files; None: kept until deleted.
     Column("expires_at", Float),
+    # The client's own name for the job (Kling's `external_task_id`): unique per tenant,
+    # and the job can be read by it.
+    Column("external_id", String(EXTERNAL_ID_MAX_CHARS)),
     # A tenant's list, newest first.
     Index("ix_jobs_tenant_seq", "tenant", "seq"),
     Index("ix_jobs_expires_at", "expires_at"),
+    Index("ix_jobs_tenant_external_id", "tenant", "external_id", unique=True),
 )
 
 workers = Table(

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, RowMapping, and_, case, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from reelforge.jobs.db import db_now, reading
 from reelforge.jobs.events import PROGRESS_EVENT_STEP, EventType, JobEvent, webhook_event
 from reelforge.jobs.result import JobResult
 from reelforge.jobs.schema import (
+    EXTERNAL_ID_MAX_CHARS,
     JOB_ID_MAX_CHARS,
     idempotency_keys,
     job_events,
@@ -36,7 +38,16 @@ from reelforge.jobs.schema import (
 from reelforge.jobs.states import JobStatus
 from reelforge.spec import GenerationSpec
 
-__all__ = ["Job", "JobPage", "JobStore", "Lease", "LeaseCheck", "WebhookSubscription", "WorkerInfo"]
+__all__ = [
+    "ExternalIdTaken",
+    "Job",
+    "JobPage",
+    "JobStore",
+    "Lease",
+    "LeaseCheck",
+    "WebhookSubscription",
+    "WorkerInfo",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class Job:
     dialect: str = "aimlapi"
     webhook: WebhookSubscription | None = None
     expires_at: float | None = None
+    external_id: str | None = None
+    """The client's own name for the job (Kling's `external_task_id`), unique per tenant."""
 
     @property
     def terminal(self) -> bool:
@@ -104,6 +117,7 @@ class Job:
             dialect=m["dialect"],
             webhook=_subscription(m),
             expires_at=m["expires_at"],
+            external_id=m["external_id"],
         )
 
 
@@ -183,10 +197,36 @@ class JobStore:
         dialect: str = "aimlapi",
         webhook: WebhookSubscription | None = None,
         keep_for_s: float | None = None,
+        external_id: str | None = None,
     ) -> Job:
         """Insert a queued job (and its `created` event) and wake the workers. `keep_for_s`:
-        how long the retention sweeper keeps it after creation (None: until deleted)."""
+        how long the retention sweeper keeps it after creation (None: until deleted);
+        `external_id`: the client's name for it, which raises `ExternalIdTaken` when another
+        of the tenant's jobs has it."""
         job_id = job_id or new_job_id()
+        try:
+            row = self._insert_job(
+                spec, tenant, priority, job_id, dialect, webhook, keep_for_s, external_id
+            )
+        except IntegrityError:
+            if external_id is not None and self.find_job_by_external_id(tenant, external_id):
+                raise ExternalIdTaken(external_id) from None
+            raise
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+        return Job.from_row(row)
+
+    def _insert_job(
+        self,
+        spec: GenerationSpec,
+        tenant: str,
+        priority: int,
+        job_id: str,
+        dialect: str,
+        webhook: WebhookSubscription | None,
+        keep_for_s: float | None,
+        external_id: str | None,
+    ) -> Row[Any]:
         with self.engine.begin() as conn:
             row = conn.execute(
                 jobs.insert()
@@ -204,13 +244,21 @@ class JobStore:
                     webhook_url=webhook.url if webhook else None,
                     webhook_events=json.dumps(list(webhook.events)) if webhook else None,
                     expires_at=None if keep_for_s is None else self._now + keep_for_s,
+                    external_id=external_id,
                 )
                 .returning(*jobs.c)
             ).one()
             self._emit(conn, row._mapping, EventType.CREATED)
-        if self.on_enqueue is not None:
-            self.on_enqueue()
-        return Job.from_row(row)
+        return row
+
+    def find_job_by_external_id(self, tenant: str, external_id: str) -> Job | None:
+        """The tenant's job with this external id (None if it has none)."""
+        if not 0 < len(external_id) <= EXTERNAL_ID_MAX_CHARS or "\x00" in external_id:
+            return None
+        query = select(jobs).where(jobs.c.tenant == tenant, jobs.c.external_id == external_id)
+        with reading(self.engine) as conn:
+            row = conn.execute(query).first()
+        return Job.from_row(row) if row is not None else None
 
     def get_job(self, job_id: str) -> Job | None:
         if not _could_be_id(job_id):
@@ -304,9 +352,13 @@ class JobStore:
         after: str | None = None,
         status: Sequence[JobStatus] = (),
         model: str | None = None,
+        models: Sequence[str] = (),
+        offset: int = 0,
     ) -> JobPage:
         """The tenant's jobs, newest first; `after` is the id of the last job of the previous
-        page (an id that is not the tenant's, or no longer exists, gives an empty page)."""
+        page (an id that is not the tenant's, or no longer exists, gives an empty page);
+        `models` keeps jobs of any of these models; `offset` skips that many (page-number
+        paging, for dialects that page so)."""
         query = select(jobs).where(jobs.c.tenant == tenant)
         if after is not None:
             if not _could_be_id(after):
@@ -321,7 +373,9 @@ class JobStore:
             query = query.where(jobs.c.status.in_([s.value for s in status]))
         if model is not None:
             query = query.where(jobs.c.model == model)
-        query = query.order_by(jobs.c.seq.desc()).limit(limit + 1)
+        if models:
+            query = query.where(jobs.c.model.in_(list(models)))
+        query = query.order_by(jobs.c.seq.desc()).offset(offset).limit(limit + 1)
         with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         return JobPage([Job.from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
@@ -684,6 +738,10 @@ def _milestone(progress: float) -> int:
 def _job_gone() -> Any:
     """True for a `job_events` row whose job no longer exists."""
     return ~select(jobs.c.id).where(jobs.c.id == job_events.c.job_id).exists()
+
+
+class ExternalIdTaken(Exception):
+    """Another job of the tenant already has this external id."""
 
 
 def _could_be_id(job_id: str) -> bool:

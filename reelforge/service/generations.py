@@ -31,7 +31,7 @@ from reelforge.errors import (
 from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
 from reelforge.jobs.idempotency import IdempotencyKeys
 from reelforge.jobs.queue import QueuePositions
-from reelforge.jobs.store import WebhookSubscription
+from reelforge.jobs.store import ExternalIdTaken, WebhookSubscription
 from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, WebhookOutbox
 from reelforge.net import OutboundPolicy, OutboundRefused
 from reelforge.service.eta import EtaEstimator
@@ -61,7 +61,7 @@ class DatabaseRunner(Protocol):
 class ImageLoader(Protocol):
     """Turns a client's image value (URL, data URI, base64) into PNG bytes, or raises a 4xx."""
 
-    async def load_png(self, value: str) -> bytes: ...
+    async def load_png(self, value: str, field: str | None = None) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,16 @@ class Submission:
     fingerprint: str
     """What identifies the request for idempotency: `request_fingerprint` of its body."""
     image_url: str | None = None
+    image_field: str = "image_url"
+    """The body field the image came in, for errors."""
     webhook: WebhookSubscription | None = None
     webhook_field: str = "webhook_url"
     """The body field the webhook URL came in, for errors."""
     idempotency_key: str | None = None
+    external_id: str | None = None
+    """The client's own name for the generation, unique per tenant (refused when taken)."""
+    external_id_field: str = "external_task_id"
+    """The body field the external id came in, for errors."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,9 @@ class Generations:
         if submission.webhook is not None:
             await self._check_webhook_url(submission.webhook.url, submission.webhook_field)
         await self._check_servable(submission.spec.model)
+        if submission.external_id is not None:
+            # Before any slow work; the unique index settles a race (`_insert`).
+            await self.db.run(self._check_external_id, submission, tenant)
         key = submission.idempotency_key
         if key is None:
             return await self._create(submission, tenant, dialect, new_job_id())
@@ -171,12 +180,12 @@ class Generations:
     ) -> GenerationView:
         spec = submission.spec
         if submission.image_url is not None:
-            png = await self.images.load_png(submission.image_url)
+            png = await self.images.load_png(submission.image_url, submission.image_field)
             key = keys.input_image(job_id)
             # A full or read-only store raises 507 / 503 (reelforge.storage.storage_error).
             await run_in_threadpool(self.storage.put_bytes, key, png, "image/png")
             spec = spec.model_copy(update={"image_key": key})
-        return await self.db.run(self._insert, spec, tenant, job_id, dialect, submission.webhook)
+        return await self.db.run(self._insert, spec, tenant, job_id, dialect, submission)
 
     def _insert(
         self,
@@ -184,7 +193,7 @@ class Generations:
         tenant: str,
         job_id: str,
         dialect: str,
-        webhook: WebhookSubscription | None,
+        submission: Submission,
     ) -> GenerationView:
         """Insert the job; if that fails, remove its staged input (all or nothing). Runs in
         the database thread, so an insert that outlives the API's deadline keeps its input."""
@@ -194,17 +203,29 @@ class Generations:
                 tenant=tenant,
                 job_id=job_id,
                 dialect=dialect,
-                webhook=webhook,
+                webhook=submission.webhook,
                 keep_for_s=self.retention_s,
+                external_id=submission.external_id,
             )
+        except ExternalIdTaken:
+            self._remove_staged(spec)
+            raise _external_id_taken(submission) from None
         except BaseException:
-            if spec.image_key is not None:
-                # No orphan input without its job; a store that cannot delete must not hide
-                # the insert's own error.
-                with contextlib.suppress(ServerError):
-                    self.storage.delete(spec.image_key)
+            # No orphan input without its job; a store that cannot delete must not hide the
+            # insert's own error.
+            self._remove_staged(spec)
             raise
         return self.view(job)
+
+    def _remove_staged(self, spec: GenerationSpec) -> None:
+        if spec.image_key is not None:
+            with contextlib.suppress(ServerError):
+                self.storage.delete(spec.image_key)
+
+    def _check_external_id(self, submission: Submission, tenant: str) -> None:
+        assert submission.external_id is not None
+        if self.store.find_job_by_external_id(tenant, submission.external_id) is not None:
+            raise _external_id_taken(submission)
 
     async def _check_webhook_url(self, url: str, field: str) -> None:
         """Refuse, at submit time, a webhook URL the dispatcher would never be let reach."""
@@ -233,6 +254,11 @@ class Generations:
     async def get(self, generation_id: str, tenant: str) -> GenerationView:
         return await self.db.run(self.view_owned, generation_id, tenant)
 
+    async def lookup(self, ref: str, tenant: str) -> GenerationView:
+        """The tenant's generation with id `ref`, else the one it named `ref` (its external
+        id); 404 when neither exists."""
+        return await self.db.run(self._lookup, ref, tenant)
+
     async def cancel(self, generation_id: str, tenant: str) -> GenerationView:
         return await self.db.run(self._cancel, generation_id, tenant)
 
@@ -244,9 +270,12 @@ class Generations:
         after: str | None = None,
         status: Sequence[JobStatus] = (),
         model: str | None = None,
+        models: Sequence[str] = (),
+        offset: int = 0,
     ) -> tuple[list[GenerationView], bool]:
-        """A page of the tenant's generations, newest first, and whether more follow."""
-        return await self.db.run(self._list, tenant, limit, after, status, model)
+        """A page of the tenant's generations, newest first, and whether more follow;
+        `models`: only these models; `offset`: skip that many (page-number paging)."""
+        return await self.db.run(self._list, tenant, limit, after, status, model, models, offset)
 
     async def webhooks(
         self, generation_id: str, tenant: str
@@ -317,6 +346,14 @@ class Generations:
     def view_owned(self, generation_id: str, tenant: str) -> GenerationView:
         return self.view(self._owned(generation_id, tenant))
 
+    def _lookup(self, ref: str, tenant: str) -> GenerationView:
+        job = self.store.get_job(ref)
+        if job is None or job.tenant != tenant:
+            job = self.store.find_job_by_external_id(tenant, ref)
+        if job is None:
+            raise NotFound(f"generation {ref[:100]!r} not found")
+        return self.view(job)
+
     def view_of(self, job_id: str) -> GenerationView | None:
         """The job's view whoever owns it (None once gone): for a caller that checked."""
         job = self.store.get_job(job_id)
@@ -339,8 +376,18 @@ class Generations:
         after: str | None,
         status: Sequence[JobStatus],
         model: str | None,
+        models: Sequence[str],
+        offset: int,
     ) -> tuple[builtins.list[GenerationView], bool]:
-        page = self.store.list_jobs(tenant, limit=limit, after=after, status=status, model=model)
+        page = self.store.list_jobs(
+            tenant,
+            limit=limit,
+            after=after,
+            status=status,
+            model=model,
+            models=models,
+            offset=offset,
+        )
         return [self.view(job) for job in page.jobs], page.has_more
 
     def _delete(self, generation_id: str, tenant: str) -> Job:
@@ -351,6 +398,16 @@ class Generations:
         if job is None:
             raise NotFound(f"generation {generation_id[:100]!r} not found")
         return job
+
+
+def _external_id_taken(submission: Submission) -> InvalidRequest:
+    return InvalidRequest(
+        FieldError(
+            submission.external_id_field,
+            f"{(submission.external_id or '')[:100]!r} already names another of your tasks; "
+            "use a new one",
+        )
+    )
 
 
 def _check_key(key: str) -> None:

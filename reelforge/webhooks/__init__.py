@@ -8,7 +8,7 @@ generation, through the outbound guard, signed the Standard Webhooks way, and re
 
 from __future__ import annotations
 
-from reelforge.webhooks.dispatcher import Renderer, WebhookDispatcher
+from reelforge.webhooks.dispatcher import Renderer, WebhookDispatcher, WholeBody
 from reelforge.webhooks.schedule import RetrySchedule
 from reelforge.webhooks.signing import WebhookSigner, load_or_create_webhook_secret
 
@@ -17,5 +17,6 @@ __all__ = [
     "RetrySchedule",
     "WebhookDispatcher",
     "WebhookSigner",
+    "WholeBody",
     "load_or_create_webhook_secret",
 ]

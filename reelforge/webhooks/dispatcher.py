@@ -10,7 +10,8 @@ One attempt: the body (fixed at the first attempt, stored, the same bytes on eve
 
     {"type": "<event>", "timestamp": "<when the event happened>", "data": <generation>}
 
-(the Standard Webhooks payload shape), where `<generation>` is what a poll in the job's
+(the Standard Webhooks payload shape; a dialect with a callback shape of its own renders the
+whole body instead: `WholeBody`), where `<generation>` is what a poll in the job's
 dialect answers, as it stood at the event; it is POSTed with fresh signature headers
 (`webhooks.signing`) through the outbound guard: every address the host resolves to and the
 peer actually connected to are checked, and redirects are not followed. A 2xx answer
@@ -42,7 +43,7 @@ from reelforge.net.fetch import check_peer, tls_context
 from reelforge.webhooks.schedule import RetrySchedule
 from reelforge.webhooks.signing import WebhookSigner
 
-__all__ = ["Renderer", "WebhookDispatcher", "job_at_event"]
+__all__ = ["Renderer", "WebhookDispatcher", "WholeBody", "job_at_event"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ T = TypeVar("T")
 
 Renderer = Callable[[Job], dict[str, Any]]
 """A dialect's generation object for a job, file links included (what its poll answers)."""
+
+
+@dataclass(frozen=True)
+class WholeBody:
+    """A dialect whose callbacks have a shape of their own (Kling's: the task object alone):
+    `render`'s answer is the entire body, not the `data` of the Standard Webhooks payload.
+    The signature headers are sent all the same (receivers that do not check them ignore
+    them)."""
+
+    render: Renderer
+
 
 CLAIM_MARGIN_S = 10.0
 """A claim outlives its send's deadline by this much, so only a dead sender's claim expires."""
@@ -76,7 +88,7 @@ class WebhookDispatcher:
         self,
         outbox: WebhookOutbox,
         *,
-        renderers: Mapping[str, Renderer],
+        renderers: Mapping[str, Renderer | WholeBody],
         signer: WebhookSigner,
         policy: OutboundPolicy,
         schedule: RetrySchedule,
@@ -181,11 +193,15 @@ class WebhookDispatcher:
         render = self.renderers.get(job.dialect)
         if render is None:
             raise LookupError(f"no webhook renderer for dialect {job.dialect!r}")
-        payload = {
-            "type": delivery.event_type,
-            "timestamp": _iso(event.created_at),
-            "data": render(job_at_event(job, event)),
-        }
+        payload: dict[str, Any]
+        if isinstance(render, WholeBody):
+            payload = render.render(job_at_event(job, event))
+        else:
+            payload = {
+                "type": delivery.event_type,
+                "timestamp": _iso(event.created_at),
+                "data": render(job_at_event(job, event)),
+            }
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         return await _on_thread(self.outbox.fix_body, delivery.id, body)
 
