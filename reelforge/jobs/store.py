@@ -304,9 +304,11 @@ class JobStore:
         after: str | None = None,
         status: Sequence[JobStatus] = (),
         model: str | None = None,
+        oldest_first: bool = False,
     ) -> JobPage:
-        """The tenant's jobs, newest first; `after` is the id of the last job of the previous
-        page (an id that is not the tenant's, or no longer exists, gives an empty page)."""
+        """The tenant's jobs, newest first (or oldest first); `after` is the id of the last job
+        of the previous page (an id that is not the tenant's, or no longer exists, gives an
+        empty page)."""
         query = select(jobs).where(jobs.c.tenant == tenant)
         if after is not None:
             if not _could_be_id(after):
@@ -316,12 +318,13 @@ class JobStore:
                 .where(jobs.c.id == after, jobs.c.tenant == tenant)
                 .scalar_subquery()
             )
-            query = query.where(jobs.c.seq < cursor)
+            query = query.where(jobs.c.seq > cursor if oldest_first else jobs.c.seq < cursor)
         if status:
             query = query.where(jobs.c.status.in_([s.value for s in status]))
         if model is not None:
             query = query.where(jobs.c.model == model)
-        query = query.order_by(jobs.c.seq.desc()).limit(limit + 1)
+        order = jobs.c.seq.asc() if oldest_first else jobs.c.seq.desc()
+        query = query.order_by(order).limit(limit + 1)
         with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         return JobPage([Job.from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)

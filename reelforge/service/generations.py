@@ -244,9 +244,11 @@ class Generations:
         after: str | None = None,
         status: Sequence[JobStatus] = (),
         model: str | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[GenerationView], bool]:
-        """A page of the tenant's generations, newest first, and whether more follow."""
-        return await self.db.run(self._list, tenant, limit, after, status, model)
+        """A page of the tenant's generations, newest first (or oldest first), and whether
+        more follow."""
+        return await self.db.run(self._list, tenant, limit, after, status, model, oldest_first)
 
     async def webhooks(
         self, generation_id: str, tenant: str
@@ -339,8 +341,11 @@ class Generations:
         after: str | None,
         status: Sequence[JobStatus],
         model: str | None,
+        oldest_first: bool = False,
     ) -> tuple[builtins.list[GenerationView], bool]:
-        page = self.store.list_jobs(tenant, limit=limit, after=after, status=status, model=model)
+        page = self.store.list_jobs(
+            tenant, limit=limit, after=after, status=status, model=model, oldest_first=oldest_first
+        )
         return [self.view(job) for job in page.jobs], page.has_more
 
     def _delete(self, generation_id: str, tenant: str) -> Job:
