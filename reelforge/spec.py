@@ -117,6 +117,11 @@ class GenerationSpec(BaseModel):
     image_key: str | None = Field(
         default=None, description="Storage key of the input image, for image-to-video."
     )
+    remixed_from: str | None = Field(
+        default=None,
+        description="The generation this one remixes (its inputs and seed, a new prompt); "
+        "engines ignore it.",
+    )
 
     @property
     def seconds(self) -> float:

@@ -8,11 +8,12 @@ generation, through the outbound guard, signed the Standard Webhooks way, and re
 
 from __future__ import annotations
 
-from reelforge.webhooks.dispatcher import Renderer, WebhookDispatcher
+from reelforge.webhooks.dispatcher import Envelope, Renderer, WebhookDispatcher
 from reelforge.webhooks.schedule import RetrySchedule
 from reelforge.webhooks.signing import WebhookSigner, load_or_create_webhook_secret
 
 __all__ = [
+    "Envelope",
     "Renderer",
     "RetrySchedule",
     "WebhookDispatcher",
