@@ -21,6 +21,10 @@ from reelforge.api.errors import install_error_handlers
 from reelforge.api.files import FileSigner, build_files_router, load_or_create_secret
 from reelforge.api.images import ImageIntake, ImagePolicy
 from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
+from reelforge.api.openai.render import openai_error_body, render_video, render_webhook_event
+from reelforge.api.openai.router import DIALECT as OPENAI
+from reelforge.api.openai.router import PREFIX as OPENAI_PREFIX
+from reelforge.api.openai.router import build_openai_router
 from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
@@ -32,6 +36,7 @@ from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 from reelforge.webhooks import (
+    Envelope,
     Renderer,
     RetrySchedule,
     WebhookDispatcher,
@@ -106,6 +111,7 @@ def build_webhook_dispatcher(ctx: ApiContext) -> WebhookDispatcher:
     return WebhookDispatcher(
         WebhookOutbox(ctx.store.engine),
         renderers=webhook_renderers(ctx),
+        envelopes=webhook_envelopes(),
         signer=WebhookSigner(
             load_or_create_webhook_secret(settings.webhook_secret, settings.data_dir)
         ),
@@ -128,7 +134,13 @@ def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
     def aimlapi(job: Job) -> dict[str, object]:
         return render_generation(job, None, lambda key: ctx.signer.url(base, key))
 
-    return {AIMLAPI: aimlapi}
+    return {AIMLAPI: aimlapi, OPENAI: render_video}
+
+
+def webhook_envelopes() -> dict[str, Envelope]:
+    """The webhook body of each dialect whose receivers expect other than the Standard
+    Webhooks `{"type", "timestamp", "data"}` (`webhooks.dispatcher.standard_envelope`)."""
+    return {OPENAI: render_webhook_event}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -143,12 +155,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="reelforge", version=__version__, lifespan=lifespan)
+    # Routes match in this order: a dialect with literal paths under /v1/videos (Kling's
+    # text2video, image2video) goes before the OpenAI router, whose /v1/videos/{video_id}
+    # would claim them; so does its error renderer's prefix (the first match wins).
     routers = [
         build_aimlapi_router(ctx),
+        build_openai_router(ctx),
         build_system_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
     ]
-    install_error_handlers(app, routers)
+    install_error_handlers(app, routers, renderers=[(OPENAI_PREFIX, openai_error_body)])
     install_openapi(app, ctx.registry.ids, key_required=not ctx.auth.open_to_loopback_only)
     if ctx.auth.open_to_loopback_only:
         public_host = urlsplit(ctx.settings.public_base_url).hostname
