@@ -9,20 +9,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from standardwebhooks.webhooks import Webhook
 
-from reelforge.api.app import build_context, create_app
+from reelforge.api.app import build_context, create_app, webhook_envelopes, webhook_renderers
 from reelforge.api.context import ApiContext
 from reelforge.engines import Registry
 from reelforge.jobs import JobStatus, JobStore, open_store
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
+from reelforge.jobs.webhooks import WebhookOutbox
 from reelforge.media import encode_mp4, probe_video
+from reelforge.net import OutboundPolicy
 from reelforge.settings import Settings
 from reelforge.storage import keys, open_storage
+from reelforge.webhooks import RetrySchedule, WebhookDispatcher, WebhookSigner
 from tests.integration.test_api_validation import I2V, T2V, data_uri, png_bytes
+from tests.integration.test_job_store import make_result
+from tests.integration.test_webhook_dispatcher import SECRET, run_until
 
 A = {"authorization": "Bearer key-a"}
 B = {"authorization": "Bearer key-b"}
@@ -336,3 +343,45 @@ def assert_openai_error(response: Any, status: int, param: str | None) -> dict[s
     if param is not None:
         assert param in error["message"]
     return body
+
+
+def test_webhooks_are_openai_events_signed_as_every_webhook(ctx: ApiContext) -> None:
+    """A create with reelforge's `webhook_url`; the dispatcher sends `video.completed` and
+    `video.failed` in OpenAI's event shape, with the Standard Webhooks signature."""
+    seen: list[httpx.Request] = []
+
+    async def receiver(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    ctx.generations.outbound = OutboundPolicy(["loopback"])
+    client = TestClient(create_app(ctx), base_url="http://127.0.0.1")
+    hook = {"webhook_url": "http://127.0.0.1:9/hook"}
+    done, canceled = create(client, **hook)["id"], create(client, **hook)["id"]
+    ctx.store.request_cancel(canceled)
+    lease = ctx.store.claim_next_job("w1", [T2V], lease_seconds=60)
+    assert lease is not None and lease.job_id == done
+    assert ctx.store.complete_job(lease, make_result(done))
+    hub = WebhookDispatcher(
+        WebhookOutbox(ctx.store.engine),
+        renderers=webhook_renderers(ctx),
+        envelopes=webhook_envelopes(),
+        signer=WebhookSigner(SECRET),
+        policy=OutboundPolicy(["loopback"]),
+        schedule=RetrySchedule((0,), jitter=0),
+        timeout_s=5,
+        poll_interval_s=0.02,
+        transport=httpx.MockTransport(receiver),
+    )
+    run_until(hub, lambda: len(seen) == 2)
+    bodies = {}
+    for request in seen:
+        body = Webhook(SECRET).verify(request.content, dict(request.headers))
+        assert body["id"] == request.headers["webhook-id"]
+        bodies[body["data"]["id"]] = body
+    assert {k: (v["type"], v["object"]) for k, v in bodies.items()} == {
+        done: ("video.completed", "event"),
+        canceled: ("video.failed", "event"),
+    }
+    assert all(set(v) == {"id", "object", "type", "created_at", "data"} for v in bodies.values())
+    assert all(isinstance(v["created_at"], int) for v in bodies.values())
