@@ -6,12 +6,15 @@ BIN := $(VENV)/bin
 SDK_VENV := .venv-aimlapi
 # The AI/ML API's own SDK, pinned, in its own environment: its wheel carries its own `openai`.
 AIMLAPI_SDK := aimlapi-sdk-python==2.24.0rc1
+OPENAI_VENV := .venv-openai
+# OpenAI's own SDK (`client.videos`), pinned, in its own environment, for the /v1/videos dialect.
+OPENAI_SDK := openai==3.57.0
 # The API fuzzer, pinned, in its own environment: its dependencies (hypothesis, werkzeug, ...)
 # stay out of the project's.
 FUZZ_VENV := .venv-schemathesis
 SCHEMATHESIS := schemathesis==4.32.5
 
-.PHONY: install serve demo test test-fast check lint format sdk-env fuzz-env clean
+.PHONY: install serve demo test test-fast check lint format sdk-env openai-env fuzz-env clean
 
 # `install` alone says how to get `reelforge` on PATH; the targets below install silently.
 install: $(VENV)/.installed
@@ -34,6 +37,13 @@ $(SDK_VENV)/.installed: Makefile
 	$(SDK_VENV)/bin/python -m pip install --quiet '$(AIMLAPI_SDK)' requests
 	@touch $@
 
+openai-env: $(OPENAI_VENV)/.installed
+
+$(OPENAI_VENV)/.installed: Makefile
+	@test -x $(OPENAI_VENV)/bin/python || $(PYTHON) -m venv $(OPENAI_VENV)
+	$(OPENAI_VENV)/bin/python -m pip install --quiet '$(OPENAI_SDK)'
+	@touch $@
+
 fuzz-env: $(FUZZ_VENV)/.installed
 
 $(FUZZ_VENV)/.installed: Makefile
@@ -47,7 +57,7 @@ serve: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m reelforge.demo --out out
 
-test: $(VENV)/.installed sdk-env fuzz-env
+test: $(VENV)/.installed sdk-env openai-env fuzz-env
 	$(BIN)/python -m pytest
 
 # Everything not marked slow (no server processes, no diffusers pipelines): the inner loop.
@@ -66,4 +76,4 @@ format: $(VENV)/.installed
 check: lint test
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) $(FUZZ_VENV) .mypy_cache .ruff_cache .pytest_cache out
+	rm -rf $(VENV) $(SDK_VENV) $(OPENAI_VENV) $(FUZZ_VENV) .mypy_cache .ruff_cache .pytest_cache out

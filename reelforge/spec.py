@@ -85,6 +85,11 @@ class GenerationSpec(BaseModel):
         description="Request fields parsed but not honoured by the served model, as the "
         "dialect names them: reported to the client (kept with the job), never read by engines.",
     )
+    remixed_from: str | None = Field(
+        default=None,
+        description="The generation this one remixes (its inputs and seed, a new prompt); "
+        "engines ignore it.",
+    )
 
     @property
     def seconds(self) -> float:

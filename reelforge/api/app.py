@@ -25,6 +25,10 @@ from reelforge.api.kling.render import kling_error_body
 from reelforge.api.kling.router import KIND_PATHS as KLING_PATHS
 from reelforge.api.kling.router import build_kling_router, render_job
 from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
+from reelforge.api.openai.render import openai_error_body, render_video, render_webhook_event
+from reelforge.api.openai.router import DIALECT as OPENAI
+from reelforge.api.openai.router import PREFIX as OPENAI_PREFIX
+from reelforge.api.openai.router import build_openai_router
 from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
@@ -36,12 +40,13 @@ from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 from reelforge.webhooks import (
+    Envelope,
     Renderer,
     RetrySchedule,
     WebhookDispatcher,
     WebhookSigner,
-    WholeBody,
     load_or_create_webhook_secret,
+    whole_body,
 )
 
 __all__ = ["build_context", "build_webhook_dispatcher", "create_app", "webhook_renderers"]
@@ -114,6 +119,7 @@ def build_webhook_dispatcher(ctx: ApiContext) -> WebhookDispatcher:
     return WebhookDispatcher(
         WebhookOutbox(ctx.store.engine),
         renderers=webhook_renderers(ctx),
+        envelopes=webhook_envelopes(),
         signer=WebhookSigner(
             load_or_create_webhook_secret(settings.webhook_secret, settings.data_dir)
         ),
@@ -125,7 +131,7 @@ def build_webhook_dispatcher(ctx: ApiContext) -> WebhookDispatcher:
     )
 
 
-def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer | WholeBody]:
+def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
     """Each dialect's generation object, by dialect name, for webhook bodies: a new dialect
     adds its renderer here. With no request to take an address from, file links use
     `public_base_url`, else this server's own address."""
@@ -137,10 +143,16 @@ def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer | WholeBody]:
         return render_generation(job, None, lambda key: ctx.signer.url(base, key))
 
     def kling(job: Job) -> dict[str, object]:
-        # Kling's callback body is the task object itself, as its query returns it.
         return render_job(ctx, job, base)
 
-    return {AIMLAPI: aimlapi, KLING: WholeBody(kling)}
+    return {AIMLAPI: aimlapi, KLING: kling, OPENAI: render_video}
+
+
+def webhook_envelopes() -> dict[str, Envelope]:
+    """The webhook body of each dialect whose receivers expect other than the Standard
+    Webhooks `{"type", "timestamp", "data"}` (`webhooks.dispatcher.standard_envelope`)."""
+    # Kling's callback body is the task object itself, as its query returns it.
+    return {OPENAI: render_webhook_event, KLING: whole_body}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -155,16 +167,25 @@ def create_app(ctx: ApiContext) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="reelforge", version=__version__, lifespan=lifespan)
+    # Routes match in this order: a dialect with literal paths under /v1/videos (Kling's
+    # text2video, image2video) goes before the OpenAI router, whose /v1/videos/{video_id}
+    # would claim them; so does its error renderer's prefix (the first match wins).
     routers = [
         # Kling's routes first: their literal `/v1/videos/text2video` and `.../image2video`
         # must match before any dialect's `/v1/videos/{id}` (FastAPI takes the first match).
         build_kling_router(ctx),
         build_aimlapi_router(ctx),
+        build_openai_router(ctx),
         build_system_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
     ]
     install_error_handlers(
-        app, routers, renderers=[(path, kling_error_body) for path in KLING_PATHS.values()]
+        app,
+        routers,
+        renderers=[
+            *((path, kling_error_body) for path in KLING_PATHS.values()),
+            (OPENAI_PREFIX, openai_error_body),
+        ],
     )
     install_openapi(app, ctx.registry.ids, key_required=not ctx.auth.open_to_loopback_only)
     if ctx.auth.open_to_loopback_only:

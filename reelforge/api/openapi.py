@@ -92,10 +92,15 @@ class ErrorBody(BaseModel):
     )
 
 
-def answers(model: Any, description: str, *error_codes: int) -> dict[int | str, dict[str, Any]]:
+def answers(
+    model: Any, description: str, *error_codes: int, error_model: type[BaseModel] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: its 200 body, a model (or a union of models), and the error
-    statuses it can answer."""
-    return {200: {"model": model, "description": description}, **error_responses(*error_codes)}
+    statuses it can answer (in `error_model`, a dialect's error body; default `ErrorBody`)."""
+    return {
+        200: {"model": model, "description": description},
+        **error_responses(*error_codes, model=error_model),
+    }
 
 
 _EVENT_STREAM_DESCRIPTION = """Server-Sent Events, one per change of the generation (status,
@@ -132,11 +137,14 @@ def event_stream_responses(*error_codes: int) -> dict[int | str, dict[str, Any]]
     return {200: stream, **error_responses(*error_codes)}
 
 
-def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route that can answer these error statuses."""
+def error_responses(
+    *status_codes: int, model: type[BaseModel] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that can answer these error statuses (in `model`, a
+    dialect's error body; default `ErrorBody`)."""
     return {
         code: {
-            "model": ErrorBody,
+            "model": model or ErrorBody,
             "description": _STATUS_DESCRIPTIONS[code],
             **({"headers": _RETRY_AFTER} if code == 503 else {}),
         }

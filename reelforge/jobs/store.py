@@ -354,11 +354,12 @@ class JobStore:
         model: str | None = None,
         models: Sequence[str] = (),
         offset: int = 0,
+        oldest_first: bool = False,
     ) -> JobPage:
-        """The tenant's jobs, newest first; `after` is the id of the last job of the previous
-        page (an id that is not the tenant's, or no longer exists, gives an empty page);
-        `models` keeps jobs of any of these models; `offset` skips that many (page-number
-        paging, for dialects that page so)."""
+        """The tenant's jobs, newest first (or oldest first); `after` is the id of the last job
+        of the previous page (an id that is not the tenant's, or no longer exists, gives an
+        empty page); `models` keeps jobs of any of these models; `offset` skips that many
+        (page-number paging, for dialects that page so)."""
         query = select(jobs).where(jobs.c.tenant == tenant)
         if after is not None:
             if not _could_be_id(after):
@@ -368,14 +369,15 @@ class JobStore:
                 .where(jobs.c.id == after, jobs.c.tenant == tenant)
                 .scalar_subquery()
             )
-            query = query.where(jobs.c.seq < cursor)
+            query = query.where(jobs.c.seq > cursor if oldest_first else jobs.c.seq < cursor)
         if status:
             query = query.where(jobs.c.status.in_([s.value for s in status]))
         if model is not None:
             query = query.where(jobs.c.model == model)
         if models:
             query = query.where(jobs.c.model.in_(list(models)))
-        query = query.order_by(jobs.c.seq.desc()).offset(offset).limit(limit + 1)
+        order = jobs.c.seq.asc() if oldest_first else jobs.c.seq.desc()
+        query = query.order_by(order).offset(offset).limit(limit + 1)
         with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         return JobPage([Job.from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)

@@ -272,10 +272,14 @@ class Generations:
         model: str | None = None,
         models: Sequence[str] = (),
         offset: int = 0,
+        oldest_first: bool = False,
     ) -> tuple[list[GenerationView], bool]:
-        """A page of the tenant's generations, newest first, and whether more follow;
-        `models`: only these models; `offset`: skip that many (page-number paging)."""
-        return await self.db.run(self._list, tenant, limit, after, status, model, models, offset)
+        """A page of the tenant's generations, newest first (or oldest first), and whether
+        more follow; `models`: only these models; `offset`: skip that many (page-number
+        paging)."""
+        return await self.db.run(
+            self._list, tenant, limit, after, status, model, models, offset, oldest_first
+        )
 
     async def webhooks(
         self, generation_id: str, tenant: str
@@ -378,6 +382,7 @@ class Generations:
         model: str | None,
         models: Sequence[str],
         offset: int,
+        oldest_first: bool = False,
     ) -> tuple[builtins.list[GenerationView], bool]:
         page = self.store.list_jobs(
             tenant,
@@ -387,6 +392,7 @@ class Generations:
             model=model,
             models=models,
             offset=offset,
+            oldest_first=oldest_first,
         )
         return [self.view(job) for job in page.jobs], page.has_more
 

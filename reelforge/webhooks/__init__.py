@@ -8,15 +8,16 @@ generation, through the outbound guard, signed the Standard Webhooks way, and re
 
 from __future__ import annotations
 
-from reelforge.webhooks.dispatcher import Renderer, WebhookDispatcher, WholeBody
+from reelforge.webhooks.dispatcher import Envelope, Renderer, WebhookDispatcher, whole_body
 from reelforge.webhooks.schedule import RetrySchedule
 from reelforge.webhooks.signing import WebhookSigner, load_or_create_webhook_secret
 
 __all__ = [
+    "Envelope",
     "Renderer",
     "RetrySchedule",
     "WebhookDispatcher",
     "WebhookSigner",
-    "WholeBody",
     "load_or_create_webhook_secret",
+    "whole_body",
 ]

@@ -10,9 +10,10 @@ One attempt: the body (fixed at the first attempt, stored, the same bytes on eve
 
     {"type": "<event>", "timestamp": "<when the event happened>", "data": <generation>}
 
-(the Standard Webhooks payload shape; a dialect with a callback shape of its own renders the
-whole body instead: `WholeBody`), where `<generation>` is what a poll in the job's
-dialect answers, as it stood at the event; it is POSTed with fresh signature headers
+(the Standard Webhooks payload shape), where `<generation>` is what a poll in the job's
+dialect answers, as it stood at the event (a dialect whose receivers expect another
+envelope, as OpenAI's `{"id", "object": "event", "type", "created_at", "data"}`, names its
+own in `envelopes`); it is POSTed with fresh signature headers
 (`webhooks.signing`) through the outbound guard: every address the host resolves to and the
 peer actually connected to are checked, and redirects are not followed. A 2xx answer
 delivers it; any other answer, a timeout or a connection error is retried on the
@@ -43,7 +44,14 @@ from reelforge.net.fetch import check_peer, tls_context
 from reelforge.webhooks.schedule import RetrySchedule
 from reelforge.webhooks.signing import WebhookSigner
 
-__all__ = ["Renderer", "WebhookDispatcher", "WholeBody", "job_at_event"]
+__all__ = [
+    "Envelope",
+    "Renderer",
+    "WebhookDispatcher",
+    "job_at_event",
+    "standard_envelope",
+    "whole_body",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +60,20 @@ T = TypeVar("T")
 Renderer = Callable[[Job], dict[str, Any]]
 """A dialect's generation object for a job, file links included (what its poll answers)."""
 
+Envelope = Callable[[Delivery, JobEvent, dict[str, Any]], dict[str, Any]]
+"""A webhook body around the rendered generation, for the delivery's event."""
 
-@dataclass(frozen=True)
-class WholeBody:
-    """A dialect whose callbacks have a shape of their own (Kling's: the task object alone):
-    `render`'s answer is the entire body, not the `data` of the Standard Webhooks payload.
+
+def standard_envelope(delivery: Delivery, event: JobEvent, data: dict[str, Any]) -> dict[str, Any]:
+    """The Standard Webhooks payload shape: `{"type", "timestamp", "data"}`."""
+    return {"type": delivery.event_type, "timestamp": _iso(event.created_at), "data": data}
+
+
+def whole_body(delivery: Delivery, event: JobEvent, data: dict[str, Any]) -> dict[str, Any]:
+    """A dialect whose callbacks are the rendered object alone (Kling's: the task object).
     The signature headers are sent all the same (receivers that do not check them ignore
     them)."""
-
-    render: Renderer
+    return data
 
 
 CLAIM_MARGIN_S = 10.0
@@ -88,7 +101,8 @@ class WebhookDispatcher:
         self,
         outbox: WebhookOutbox,
         *,
-        renderers: Mapping[str, Renderer | WholeBody],
+        renderers: Mapping[str, Renderer],
+        envelopes: Mapping[str, Envelope] | None = None,
         signer: WebhookSigner,
         policy: OutboundPolicy,
         schedule: RetrySchedule,
@@ -99,6 +113,7 @@ class WebhookDispatcher:
     ) -> None:
         self.outbox = outbox
         self.renderers = renderers
+        self.envelopes = envelopes or {}
         self.signer = signer
         self.policy = policy
         self.schedule = schedule
@@ -193,15 +208,8 @@ class WebhookDispatcher:
         render = self.renderers.get(job.dialect)
         if render is None:
             raise LookupError(f"no webhook renderer for dialect {job.dialect!r}")
-        payload: dict[str, Any]
-        if isinstance(render, WholeBody):
-            payload = render.render(job_at_event(job, event))
-        else:
-            payload = {
-                "type": delivery.event_type,
-                "timestamp": _iso(event.created_at),
-                "data": render(job_at_event(job, event)),
-            }
+        envelope = self.envelopes.get(job.dialect, standard_envelope)
+        payload = envelope(delivery, event, render(job_at_event(job, event)))
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         return await _on_thread(self.outbox.fix_body, delivery.id, body)
 
