@@ -33,7 +33,7 @@ def serve(settings: Settings) -> int:
     configure_logging()
     registry = load_registry(settings)
     if settings.workers > 0:  # an API-only replica needs no weights
-        check_weights_present(registry)
+        check_weights_present(registry, settings.models_dir)
     storage = open_configured_storage(settings)
     store = open_store(
         settings.resolved_database_url,

@@ -24,16 +24,19 @@ def load_registry(settings: Settings) -> Registry:
             f"the model registry file {path} does not exist (REELFORGE_MODELS_FILE or "
             "--models-file); leave it unset for the built-in defaults"
         )
-    return Registry.load(path, settings.models)
+    return Registry.load(path, settings.models, models_dir=settings.models_dir)
 
 
-def check_weights_present(registry: Registry) -> None:
+def check_weights_present(registry: Registry, models_dir: Path) -> None:
     """Refuse to start workers for a model whose weights are not on this machine (nothing
     is downloaded at serve time); the message names the command that fetches them."""
     for entry in registry:
         if entry.catalog is not None:
             model = catalog.catalog_model(entry.catalog)
-            if entry.checkpoint == model.repo and catalog.local_checkpoint(model) is None:
+            if (
+                entry.checkpoint == model.repo
+                and catalog.local_checkpoint(model, models_dir) is None
+            ):
                 raise ConfigurationError(
                     f"model {entry.id} is served by {entry.catalog}, whose weights are not on "
                     f"this machine; run: reelforge models pull {entry.catalog}"

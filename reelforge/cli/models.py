@@ -240,7 +240,11 @@ def run_models_list(args: argparse.Namespace) -> int:
     settings = Settings()
     try:
         # The registry exactly as `serve` would load it, the file from --models-file first.
-        registry = Registry.load(args.models_file or settings.models_file, settings.models)
+        registry = Registry.load(
+            args.models_file or settings.models_file,
+            settings.models,
+            models_dir=settings.models_dir,
+        )
     except (RegistryError, OSError) as exc:
         print(f"reelforge: {exc}", file=sys.stderr)
         return common.EXIT_USAGE
@@ -251,7 +255,7 @@ def run_models_list(args: argparse.Namespace) -> int:
     hub_bytes = hub_download_bytes(model.repo for model in CATALOG.values())
     rows = [("MODEL", "ENGINE", "TASKS", "NATIVE", "PRESENT", "SIZE", "DOWNLOAD", "SERVES")]
     for model in CATALOG.values():
-        folder = local_checkpoint(model)
+        folder = local_checkpoint(model, settings.models_dir)
         rows.append(
             (
                 model.name,
@@ -286,14 +290,16 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 def run_models_pull(args: argparse.Namespace) -> int:
     """Run `reelforge models pull MODEL`."""
+    from reelforge.settings import Settings
     from reelforge.weights.catalog import CATALOG, local_checkpoint
     from reelforge.weights.pull import HubUnreachable, PullError, pull
 
     model = CATALOG[args.name]
+    models_dir = Settings().models_dir
     try:
-        folder = pull(model, revision=args.revision)
+        folder = pull(model, models_dir, revision=args.revision)
     except HubUnreachable as exc:
-        present = local_checkpoint(model) if args.revision == "main" else None
+        present = local_checkpoint(model, models_dir) if args.revision == "main" else None
         if present is not None:  # pulled before, or an `hf download` snapshot: serve it as is
             print(f"reelforge: {exc}; {model.name} is present in {present}", file=sys.stderr)
             return common.EXIT_OK
@@ -319,6 +325,7 @@ def run_models_pull(args: argparse.Namespace) -> int:
 
 def run_models_rm(args: argparse.Namespace) -> int:
     """Run `reelforge models rm MODEL`: delete what `models pull` wrote for it."""
+    from reelforge.settings import Settings
     from reelforge.weights.catalog import CATALOG, local_checkpoint, pull_folder
     from reelforge.weights.pull import remove_pulled
 
@@ -329,10 +336,12 @@ def run_models_rm(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return common.EXIT_USAGE
-    removal = remove_pulled(model)
-    cached = local_checkpoint(model)  # after the removal: what is left is not reelforge's
+    models_dir = Settings().models_dir
+    removal = remove_pulled(model, models_dir)
+    # After the removal: what is left is not reelforge's.
+    cached = local_checkpoint(model, models_dir)
     if removal is None:
-        folder = pull_folder(model)
+        folder = pull_folder(model, models_dir)
         if cached is not None:
             problem = (
                 f"{model.name} was not pulled into {folder.parent}; its snapshot in the Hugging "

@@ -91,8 +91,16 @@ class Registry:
         self._entries = {entry.id: entry for entry in entries}
 
     @classmethod
-    def load(cls, path: Path | None = None, overrides: Iterable[str] = ()) -> Registry:
-        """Read `path` (or the built-in defaults) and apply `ID=ENGINE[:CHECKPOINT]` overrides."""
+    def load(
+        cls,
+        path: Path | None = None,
+        overrides: Iterable[str] = (),
+        *,
+        models_dir: Path | None = None,
+    ) -> Registry:
+        """Read `path` (or the built-in defaults) and apply `ID=ENGINE[:CHECKPOINT]` overrides.
+        Catalog models' weights are looked for under `models_dir` (`REELFORGE_MODELS_DIR`;
+        None: only in the Hugging Face cache)."""
         if path is None:
             text = resources.files("reelforge.engines").joinpath("defaults.toml").read_text()
             base_dir = None
@@ -105,10 +113,10 @@ class Registry:
             raise RegistryError(f"{path}: {exc}") from exc
         declared: set[str] = set()
         models = data.get("models", {})
-        entries = {e.id: e for e in _parse_models(models, base_dir, path, declared)}
-        _serve_preferred_catalog_models(models, entries, path)
+        entries = {e.id: e for e in _parse_models(models, base_dir, path, declared, models_dir)}
+        _serve_preferred_catalog_models(models, entries, path, models_dir)
         for override in overrides:
-            entry = parse_override(override)
+            entry = parse_override(override, models_dir)
             entries[entry.id] = entry
             declared.discard(entry.id)
         contract = _contract_tasks()
@@ -150,18 +158,19 @@ def catalog_entry(
     options: dict[str, Any] | None = None,
     declared: dict[str, Any] | None = None,
     where: str | None = None,
+    models_dir: Path | None = None,
 ) -> ModelEntry:
     """An entry serving catalog model `name`: its engine and native options (overridden by
-    `options`), and its local weights (`checkpoint`, else the pulled folder or the Hugging
-    Face cache; where absent, the repository id, which the engine refuses at load with a hint
-    to pull it). Its capabilities are the engine's with the model's tasks, then any the
-    registry file `declared`."""
+    `options`), and its local weights (`checkpoint`, else the folder pulled under
+    `models_dir` or the Hugging Face cache; where absent, the repository id, which the engine
+    refuses at load with a hint to pull it). Its capabilities are the engine's with the
+    model's tasks, then any the registry file `declared`."""
     try:
         model = catalog.catalog_model(name)
     except KeyError as exc:
         raise RegistryError(str(exc.args[0])) from None
     if checkpoint is None:
-        local = catalog.local_checkpoint(model)
+        local = catalog.local_checkpoint(model, models_dir)
         checkpoint = str(local) if local is not None else model.repo
     merged = {**model.engine_options(), **(options or {})}
     served = frozenset(model.tasks.split("+"))
@@ -184,7 +193,10 @@ def _declared(capabilities: Capabilities, body: dict[str, Any], where: str) -> C
 
 
 def _serve_preferred_catalog_models(
-    table: dict[str, Any], entries: dict[str, ModelEntry], path: Path | None
+    table: dict[str, Any],
+    entries: dict[str, ModelEntry],
+    path: Path | None,
+    models_dir: Path | None,
 ) -> None:
     """An entry with `prefer_catalog = "MODEL"` serves that catalog model instead once its
     weights are on this machine (how the embedded defaults move both Kling ids from the micro
@@ -198,13 +210,17 @@ def _serve_preferred_catalog_models(
                 f"{path}: prefer_catalog of {model_id!r} must name a catalog model; known: "
                 f"{', '.join(catalog.CATALOG)}"
             )
-        folder = catalog.local_checkpoint(catalog.CATALOG[name])
+        folder = catalog.local_checkpoint(catalog.CATALOG[name], models_dir)
         if folder is not None:
             entries[model_id] = catalog_entry(model_id, name, str(folder))
 
 
 def _parse_models(
-    table: Any, base_dir: Path | None, path: Path | None, declared_tasks: set[str]
+    table: Any,
+    base_dir: Path | None,
+    path: Path | None,
+    declared_tasks: set[str],
+    models_dir: Path | None,
 ) -> list[ModelEntry]:
     """The entries of a registry file's `[models]` table; adds to `declared_tasks` the ids
     whose entry declares its tasks."""
@@ -231,6 +247,7 @@ def _parse_models(
                     options,
                     declared,
                     where=f"{path}: model {model_id!r}",
+                    models_dir=models_dir,
                 )
             )
             if "tasks" in body:
@@ -274,7 +291,7 @@ def _check_engine_name(name: str, where: str) -> None:
         )
 
 
-def parse_override(text: str) -> ModelEntry:
+def parse_override(text: str, models_dir: Path | None = None) -> ModelEntry:
     """Parse `ID=ENGINE[:CHECKPOINT]`, e.g. `klingai/v2-master-text-to-video=wan:/models/wan`,
     or `ID=CATALOG_MODEL[:CHECKPOINT]`, e.g. `klingai/v2-master-text-to-video=wan2.2-ti2v-5b`.
 
@@ -285,7 +302,9 @@ def parse_override(text: str) -> ModelEntry:
         raise RegistryError(f"--model {text!r}: expected ID=ENGINE[:CHECKPOINT]")
     engine, _, checkpoint = rest.partition(":")
     if engine.strip() in catalog.CATALOG:
-        return catalog_entry(model_id.strip(), engine.strip(), checkpoint.strip() or None)
+        return catalog_entry(
+            model_id.strip(), engine.strip(), checkpoint.strip() or None, models_dir=models_dir
+        )
     if engine not in ENGINES:  # import paths contain ':' and so belong in a registry file
         _check_engine_name(engine, f"--model {text!r}")
     return ModelEntry(model_id.strip(), engine.strip(), checkpoint.strip() or None)

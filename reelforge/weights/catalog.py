@@ -26,7 +26,6 @@ __all__ = [
     "CatalogModel",
     "catalog_model",
     "local_checkpoint",
-    "models_dir",
     "pull_folder",
     "size_on_disk",
 ]
@@ -228,27 +227,23 @@ PULLED_MARKER = "reelforge-pull.json"
 """Written into a pulled folder once every file is downloaded and verified."""
 
 
-def models_dir() -> Path:
-    """Where `reelforge models pull` puts checkpoints (`REELFORGE_MODELS_DIR`)."""
-    from reelforge.settings import Settings
-
-    return Settings().models_dir.expanduser()
-
-
-def pull_folder(model: CatalogModel) -> Path:
-    return models_dir() / model.repo.split("/")[-1]
+def pull_folder(model: CatalogModel, models_dir: Path) -> Path:
+    """Where `reelforge models pull` puts `model` under `models_dir` (the setting
+    `REELFORGE_MODELS_DIR`, passed down by the caller)."""
+    return models_dir.expanduser() / model.repo.split("/")[-1]
 
 
-def local_checkpoint(model: CatalogModel) -> Path | None:
+def local_checkpoint(model: CatalogModel, models_dir: Path | None) -> Path | None:
     """The folder holding `model`'s complete weights on this machine, or None; never downloads.
 
-    A folder `reelforge models pull` finished (it has the pull marker), else the model's
-    snapshot in the Hugging Face cache (e.g. from `hf download`), if it has its
-    `model_index.json`.
+    A folder `reelforge models pull` finished under `models_dir` (it has the pull marker;
+    None: look at no pulled folder), else the model's snapshot in the Hugging Face cache
+    (e.g. from `hf download`), if it has its `model_index.json`.
     """
-    folder = pull_folder(model)
-    if (folder / PULLED_MARKER).is_file():
-        return folder
+    if models_dir is not None:
+        folder = pull_folder(model, models_dir)
+        if (folder / PULLED_MARKER).is_file():
+            return folder
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

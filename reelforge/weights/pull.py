@@ -2,7 +2,7 @@
 
 The catalog model's repository is listed at one exact commit through the Hugging Face hub's
 API (`huggingface_hub`: endpoint, token and offline settings as the user configured them),
-then its files are fetched over HTTP, a few at a time, into `catalog.pull_folder(model)`
+then its files are fetched over HTTP, a few at a time, into `catalog.pull_folder(model, models_dir)`
 (under `REELFORGE_MODELS_DIR`) under one progress bar for the whole pull. A file arrives as
 `NAME.part` and takes its name only when complete, so an interrupted pull (a dropped
 connection, Ctrl-C, a killed machine) resumes where it stopped: within a run by retrying with
@@ -112,13 +112,16 @@ def verify_folder(folder: Path, expected: Iterable[ExpectedFile]) -> int:
     return _verdict(folder, expected, problems)
 
 
-def pull(model: CatalogModel, *, revision: str = "main", progress: bool = True) -> Path:
-    """Download (or resume) `model`'s repository at `revision`, verify it, mark it present."""
+def pull(
+    model: CatalogModel, models_dir: Path, *, revision: str = "main", progress: bool = True
+) -> Path:
+    """Download (or resume) `model`'s repository at `revision` into its folder under
+    `models_dir`, verify it, mark it present."""
     import httpx
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    folder = pull_folder(model)
+    folder = pull_folder(model, models_dir)
     started = time.monotonic()
     commit, expected = _listing(model, revision)
     for item in expected:
@@ -189,14 +192,14 @@ class Removal:
     """Files in the folder that no pull wrote (the user's own), left in place."""
 
 
-def remove_pulled(model: CatalogModel) -> Removal | None:
-    """Delete what `pull` wrote for `model` (complete or not) under `REELFORGE_MODELS_DIR`.
+def remove_pulled(model: CatalogModel, models_dir: Path) -> Removal | None:
+    """Delete what `pull` wrote for `model` (complete or not) under `models_dir`.
 
     Only the files the pull markers name, their `.part` files, the markers and the folders
     left empty go; None when the model's folder holds no pull (absent, or a folder of the
     user's without a marker). The Hugging Face cache is never touched.
     """
-    folder = pull_folder(model)
+    folder = pull_folder(model, models_dir)
     markers = [folder / PULLED_MARKER, folder / PULLING_MARKER]
     if not any(marker.is_file() for marker in markers):
         return None

@@ -77,7 +77,7 @@ def _stop_when_orphaned(stop: threading.Event, check_every_s: float = 1.0) -> No
 def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> None:
     """Load the engines, then claim and run jobs one at a time until `stop` is set."""
     registry = load_registry(settings)
-    check_weights_present(registry)
+    check_weights_present(registry, settings.models_dir)
     storage = open_configured_storage(settings)
     store = open_store(
         settings.resolved_database_url,

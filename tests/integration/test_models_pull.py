@@ -258,7 +258,7 @@ def _reelforge(
 
 
 def _assert_pulled_intact(hub: FakeHub, models_dir: Path) -> Path:
-    folder = pull_folder(MODEL)
+    folder = pull_folder(MODEL, models_dir)
     assert folder == models_dir / "Wan2.1-T2V-1.3B-Diffusers"
     for file in hub.files:
         assert (folder / file.path).read_bytes() == file.content, file.path
@@ -276,7 +276,7 @@ def test_pull_downloads_every_file_verifies_it_and_lists_the_model_present(
     assert pulled.returncode == 0, pulled.stderr
     folder = _assert_pulled_intact(hub, models_dir)
     assert f"pulled {MODEL.repo} into {folder}" in pulled.stdout
-    assert local_checkpoint(MODEL) == folder
+    assert local_checkpoint(MODEL, models_dir) == folder
     assert len(hub.gets_of(WEIGHTS)) == 1
 
     listed = _reelforge(hub, models_dir, "models", "list")
@@ -289,12 +289,12 @@ def test_models_rm_deletes_what_the_pull_wrote_and_the_model_is_absent_again(
     hub: FakeHub, models_dir: Path
 ) -> None:
     assert _reelforge(hub, models_dir, "models", "pull", MODEL.name).returncode == 0
-    folder = pull_folder(MODEL)
+    folder = pull_folder(MODEL, models_dir)
     removed = _reelforge(hub, models_dir, "models", "rm", MODEL.name)
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout == f"removed {MODEL.name} from {folder} (0.3 MB)\n"
     assert not folder.exists()
-    assert local_checkpoint(MODEL) is None
+    assert local_checkpoint(MODEL, models_dir) is None
 
 
 def test_models_list_shows_the_hubs_download_size_else_the_catalogs_estimate(
@@ -343,13 +343,13 @@ def test_a_pull_killed_mid_file_resumes_it_on_the_next_run(
     )
     try:
         assert hub.stalled.wait(timeout=60), "the first pull never reached the weight file"
-        _wait_for_partial_download(pull_folder(MODEL), CHUNK_BYTES)
+        _wait_for_partial_download(pull_folder(MODEL, models_dir), CHUNK_BYTES)
     finally:
         first.kill()  # a crash or a lost machine: nothing gets to clean up
         first.wait()
         hub.release.set()
-    assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
-    partial = (pull_folder(MODEL) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
+    assert not (pull_folder(MODEL, models_dir) / PULLED_MARKER).exists()
+    partial = (pull_folder(MODEL, models_dir) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
 
     pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
     assert pulled.returncode == 0, pulled.stderr
@@ -379,7 +379,7 @@ def test_ctrl_c_keeps_the_partial_download_and_the_same_command_resumes_it(
     )
     try:
         assert hub.stalled.wait(timeout=60), "the first pull never reached the weight file"
-        _wait_for_partial_download(pull_folder(MODEL), CHUNK_BYTES)
+        _wait_for_partial_download(pull_folder(MODEL, models_dir), CHUNK_BYTES)
         first.send_signal(signal.SIGINT)
         # Well before the hub gives up its stall (60 s): Ctrl-C waits on no transfer.
         _, stderr = first.communicate(timeout=20)
@@ -389,8 +389,8 @@ def test_ctrl_c_keeps_the_partial_download_and_the_same_command_resumes_it(
     assert first.returncode == 130, stderr
     assert stderr.splitlines()[-1] == "reelforge: interrupted; run the same command to resume"
     assert "Traceback" not in stderr
-    assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
-    partial = (pull_folder(MODEL) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
+    assert not (pull_folder(MODEL, models_dir) / PULLED_MARKER).exists()
+    partial = (pull_folder(MODEL, models_dir) / (WEIGHTS + PARTIAL_SUFFIX)).stat().st_size
     assert partial >= CHUNK_BYTES
 
     pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
@@ -420,8 +420,8 @@ def test_bytes_that_differ_from_the_listing_fail_the_pull_without_a_marker(
     (error,) = [line for line in pulled.stderr.splitlines() if "verification failed" in line]
     assert f"{WEIGHTS}: SHA-256 differs from the hub's" in error
     assert "model_index.json" not in error
-    assert not (pull_folder(MODEL) / PULLED_MARKER).exists()
-    assert local_checkpoint(MODEL) is None
+    assert not (pull_folder(MODEL, models_dir) / PULLED_MARKER).exists()
+    assert local_checkpoint(MODEL, models_dir) is None
 
 
 def test_a_pull_after_a_failed_verification_downloads_the_bad_file_again(
@@ -440,7 +440,7 @@ def test_an_empty_file_in_the_repository_is_pulled_too(models_dir: Path) -> None
     with FakeHub(MODEL.repo, files) as hub:
         pulled = _reelforge(hub, models_dir, "models", "pull", MODEL.name)
     assert pulled.returncode == 0, pulled.stderr
-    folder = pull_folder(MODEL)
+    folder = pull_folder(MODEL, models_dir)
     assert (folder / "transformer" / ".keep").read_bytes() == b""
     assert json.loads((folder / PULLED_MARKER).read_text())["files"] == 4
 
@@ -526,7 +526,7 @@ def test_with_the_hub_unreachable_a_snapshot_in_the_hf_cache_counts_as_present(
     assert pulled.returncode == 0, pulled.stderr
     (line,) = pulled.stderr.splitlines()
     assert line.endswith(f"; {MODEL.name} is present in {snapshot}")
-    assert not pull_folder(MODEL).exists()
+    assert not pull_folder(MODEL, models_dir).exists()
 
 
 def test_pulling_again_with_the_hub_unreachable_keeps_the_model_present(
@@ -535,7 +535,7 @@ def test_pulling_again_with_the_hub_unreachable_keeps_the_model_present(
     assert _reelforge(hub, models_dir, "models", "pull", MODEL.name).returncode == 0
     again = _reelforge(unreachable_hub, models_dir, "models", "pull", MODEL.name)
     assert again.returncode == 0, again.stderr
-    assert f"{MODEL.name} is present in {pull_folder(MODEL)}" in again.stderr
+    assert f"{MODEL.name} is present in {pull_folder(MODEL, models_dir)}" in again.stderr
     _assert_pulled_intact(hub, models_dir)  # the marker too: still served
 
 

@@ -39,9 +39,9 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _fake_pull(name: str) -> Path:
+def _fake_pull(name: str, models_dir: Path) -> Path:
     """The folder `models pull` leaves: the files (here only the index) and the marker."""
-    folder = pull_folder(CATALOG[name])
+    folder = pull_folder(CATALOG[name], models_dir)
     folder.mkdir(parents=True)
     (folder / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
     (folder / PULLED_MARKER).write_text("{}")
@@ -70,19 +70,19 @@ def test_wan22_ti2v_renders_five_seconds_at_1280x704_and_24_fps() -> None:
 
 
 def test_nothing_is_present_on_a_fresh_machine(models_dir: Path) -> None:
-    assert all(local_checkpoint(model) is None for model in CATALOG.values())
-    assert {entry.engine for entry in Registry.load()} == {"micro"}
+    assert all(local_checkpoint(model, models_dir) is None for model in CATALOG.values())
+    assert {entry.engine for entry in Registry.load(models_dir=models_dir)} == {"micro"}
 
 
 def test_a_pull_without_its_marker_does_not_count(models_dir: Path) -> None:
-    folder = _fake_pull(DEFAULT_MODEL)
+    folder = _fake_pull(DEFAULT_MODEL, models_dir)
     (folder / PULLED_MARKER).unlink()
-    assert local_checkpoint(CATALOG[DEFAULT_MODEL]) is None
+    assert local_checkpoint(CATALOG[DEFAULT_MODEL], models_dir) is None
 
 
 def test_defaults_serve_wan22_ti2v_for_both_kling_ids_once_pulled(models_dir: Path) -> None:
-    folder = _fake_pull(DEFAULT_MODEL)
-    registry = Registry.load()
+    folder = _fake_pull(DEFAULT_MODEL, models_dir)
+    registry = Registry.load(models_dir=models_dir)
     for model_id in (T2V, I2V):
         entry = registry.get(model_id)
         assert entry is not None
@@ -110,9 +110,10 @@ def test_hub_cache_snapshot_counts_as_present(
     snapshot = repo / "snapshots" / revision
     snapshot.mkdir(parents=True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert local_checkpoint(model) is None  # no model_index.json yet: not a complete snapshot
+    # No model_index.json yet: not a complete snapshot.
+    assert local_checkpoint(model, models_dir) is None
     (snapshot / "model_index.json").write_text("{}")
-    assert local_checkpoint(model) == snapshot
+    assert local_checkpoint(model, models_dir) == snapshot
 
 
 def test_registry_file_names_a_catalog_model_with_overrides(
@@ -120,7 +121,7 @@ def test_registry_file_names_a_catalog_model_with_overrides(
 ) -> None:
     path = tmp_path / "models.toml"
     path.write_text(f'[models."{T2V}"]\ncatalog = "wan2.2-t2v-a14b"\noptions = {{ steps = 8 }}\n')
-    entry = Registry.load(path).get(T2V)
+    entry = Registry.load(path, models_dir=models_dir).get(T2V)
     assert entry is not None
     # Not downloaded: the entry names the repository, which the engine refuses at load with
     # a hint to pull it, so the server still starts and says what is missing.
@@ -144,7 +145,9 @@ def test_bad_catalog_entries_fail_at_start_up(tmp_path: Path, body: str, problem
 
 
 def test_override_may_name_a_catalog_model(models_dir: Path) -> None:
-    entry = Registry.load(None, [f"{T2V}=wan2.1-t2v-1.3b:/models/wan13"]).get(T2V)
+    entry = Registry.load(
+        None, [f"{T2V}=wan2.1-t2v-1.3b:/models/wan13"], models_dir=models_dir
+    ).get(T2V)
     assert entry is not None
     assert (entry.engine, entry.checkpoint, entry.catalog) == (
         "wan",
@@ -157,7 +160,7 @@ def test_override_may_name_a_catalog_model(models_dir: Path) -> None:
 def test_models_list_shows_presence_size_and_what_each_serves(
     models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = _fake_pull(DEFAULT_MODEL)
+    folder = _fake_pull(DEFAULT_MODEL, models_dir)
     (folder / "weights.bin").write_bytes(b"\0" * 2_500_000)
     assert main(["models", "list"]) == 0
     # Columns are three spaces apart; cells may hold single spaces ("2.5 MB").
@@ -199,18 +202,18 @@ def _hub_cache_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: s
 def test_models_rm_deletes_a_pulled_model(
     models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = _fake_pull(DEFAULT_MODEL)
+    folder = _fake_pull(DEFAULT_MODEL, models_dir)
     (folder / "weights.bin").write_bytes(b"\0" * 2_500_000)
     assert main(["models", "rm", DEFAULT_MODEL]) == 0
     assert capsys.readouterr().out == f"removed {DEFAULT_MODEL} from {folder} (2.5 MB)\n"
     assert not folder.exists()
-    assert local_checkpoint(CATALOG[DEFAULT_MODEL]) is None
+    assert local_checkpoint(CATALOG[DEFAULT_MODEL], models_dir) is None
 
 
 def test_models_rm_deletes_a_half_finished_pull_and_only_what_it_wrote(
     models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = pull_folder(CATALOG[DEFAULT_MODEL])
+    folder = pull_folder(CATALOG[DEFAULT_MODEL], models_dir)
     (folder / "transformer").mkdir(parents=True)
     weights = "transformer/diffusion_pytorch_model.safetensors"
     (folder / PULLING_MARKER).write_text(json.dumps({"paths": ["model_index.json", weights]}))
@@ -237,7 +240,7 @@ def test_models_rm_leaves_the_hugging_face_cache_alone(
 def test_models_rm_leaves_a_folder_without_a_pull_marker_alone(
     models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = _fake_pull(DEFAULT_MODEL)
+    folder = _fake_pull(DEFAULT_MODEL, models_dir)
     (folder / PULLED_MARKER).unlink()  # e.g. the user's own `hf download --local-dir`
     assert main(["models", "rm", DEFAULT_MODEL]) == 2
     assert "has no pull marker: not made by `reelforge models pull`" in capsys.readouterr().err
