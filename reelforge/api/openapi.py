@@ -307,6 +307,10 @@ class ModelCard(_Strict):
     )
     capabilities: ModelCapabilities
     workers: int = Field(ge=0, description="Live workers serving this model.")
+    dialects: dict[str, list[str]] = Field(
+        description="The model names each dialect accepts for this model: `aimlapi`, "
+        "`openai` (the id, and `sora-2` aliases of the default), `kling` (Kling's own names)."
+    )
 
 
 class ModelList(_Strict):

@@ -8,7 +8,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from reelforge.api.context import ApiContext
+from reelforge.api.kling.protocol import KLING_MODELS, KlingModels
+from reelforge.api.openai.protocol import MODEL_ALIASES
 from reelforge.api.openapi import Health, HealthDatabaseDown, ModelList, answers, error_responses
+from reelforge.engines import Registry
 from reelforge.errors import DatabaseUnavailable
 from reelforge.jobs import JobStatus, WorkerInfo
 
@@ -16,6 +19,7 @@ __all__ = ["build_system_router"]
 
 
 def build_system_router(ctx: ApiContext) -> APIRouter:
+    names = dialect_model_names(ctx.registry)
     router = APIRouter(tags=["service"])
 
     @router.get(
@@ -71,12 +75,29 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
                         "negative_prompt": entry.capabilities.negative_prompt,
                     },
                     "workers": sum(entry.id in w.models for w in live),
+                    "dialects": names.get(entry.id, {}),
                 }
                 for entry in ctx.registry
             ],
         }
 
     return router
+
+
+def dialect_model_names(registry: Registry) -> dict[str, dict[str, list[str]]]:
+    """For each served id, the model names each dialect accepts for it: the AI/ML API and
+    OpenAI dialects take the id itself (OpenAI also its `sora-2` aliases); Kling's official
+    API takes its own model names, each endpoint's served by one id."""
+    kling = KlingModels()
+    names: dict[str, dict[str, list[str]]] = {}
+    for entry in registry:
+        aliases = [name for name, target in MODEL_ALIASES.items() if target == entry.id]
+        names[entry.id] = {"aimlapi": [entry.id], "openai": [entry.id, *aliases]}
+    for kind, kling_names in KLING_MODELS.items():
+        served = kling.served_id(kind)
+        if served in names:
+            names[served]["kling"] = list(kling_names)
+    return names
 
 
 def _health(ctx: ApiContext) -> tuple[list[WorkerInfo], dict[JobStatus, int]]:
