@@ -277,8 +277,15 @@ def test_openapi_document_declares_bodies_keys_and_real_error_answers(
             for status, answer in operation["responses"].items():
                 if status.startswith(("4", "5")) and (path, status) != ("/healthz", "503"):
                     schema = answer["content"]["application/json"]["schema"]
-                    # Each dialect documents its own error body (OpenAI's under /v1/videos).
-                    body = "OpenAIErrorBody" if path.startswith("/v1/videos") else "ErrorBody"
+                    # Each dialect documents its own error body: Kling's under its two
+                    # endpoints, OpenAI's under the rest of /v1/videos.
+                    body = (
+                        "KlingErrorBody"
+                        if path.startswith(("/v1/videos/text2video", "/v1/videos/image2video"))
+                        else "OpenAIErrorBody"
+                        if path.startswith("/v1/videos")
+                        else "ErrorBody"
+                    )
                     assert schema == {"$ref": f"#/components/schemas/{body}"}, (path, status)
     create = document["paths"][CREATE]["post"]
     assert create["requestBody"]["required"] is True
