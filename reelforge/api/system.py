@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 
 from reelforge.api.context import ApiContext
 from reelforge.api.kling.protocol import KLING_MODELS, KlingModels
-from reelforge.api.openai.protocol import MODEL_ALIASES
 from reelforge.api.openapi import Health, HealthDatabaseDown, ModelList, answers, error_responses
 from reelforge.engines import Registry
 from reelforge.errors import DatabaseUnavailable
@@ -85,18 +84,19 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
 
 
 def dialect_model_names(registry: Registry) -> dict[str, dict[str, list[str]]]:
-    """For each served id, the model names each dialect accepts for it: the AI/ML API and
-    OpenAI dialects take the id itself (OpenAI also its `sora-2` aliases); Kling's official
-    API takes its own model names, each endpoint's served by one id."""
-    kling = KlingModels()
+    """For each served id, the model names each dialect accepts for it: the AI/ML API takes
+    the id; OpenAI the id and its `[names.openai]` (e.g. `sora-2`); Kling's official API its
+    own names (`[names."kling.text2video"]`, `[names."kling.image2video"]`)."""
     names: dict[str, dict[str, list[str]]] = {}
+    openai = registry.names("openai")
     for entry in registry:
-        aliases = [name for name, target in MODEL_ALIASES.items() if target == entry.id]
+        aliases = [name for name, target in openai.items() if target == entry.id]
         names[entry.id] = {"aimlapi": [entry.id], "openai": [entry.id, *aliases]}
-    for kind, kling_names in KLING_MODELS.items():
-        served = kling.served_id(kind)
-        if served in names:
-            names[served]["kling"] = list(kling_names)
+    for kind in KLING_MODELS:
+        for name, target in registry.names(KlingModels.namespace(kind)).items():
+            kling = names.setdefault(target, {}).setdefault("kling", [])
+            if name not in kling:
+                kling.append(name)
     return names
 
 

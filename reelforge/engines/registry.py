@@ -85,10 +85,27 @@ def engine_class(name: str) -> type[Engine]:
 
 
 class Registry:
-    """The served models, in a stable order."""
+    """The served models, in a stable order, and the other names dialects may call them by.
 
-    def __init__(self, entries: Iterable[ModelEntry]) -> None:
+    Names live in `[names.<namespace>]` tables of a registry file, each name = a served id;
+    a namespace is a dialect's (`openai`, `kling.text2video`, `kling.image2video`, ...), and
+    what it means is that dialect's business. A file without a namespace keeps the embedded
+    defaults' table for it (the names whose id the file serves).
+    """
+
+    def __init__(
+        self, entries: Iterable[ModelEntry], names: dict[str, dict[str, str]] | None = None
+    ) -> None:
         self._entries = {entry.id: entry for entry in entries}
+        self._names = names or {}
+
+    def names(self, namespace: str) -> dict[str, str]:
+        """Name -> served id, in `namespace`."""
+        return dict(self._names.get(namespace, {}))
+
+    def alias(self, namespace: str, name: str) -> str | None:
+        """The served id `name` stands for in `namespace`, or None."""
+        return self._names.get(namespace, {}).get(name)
 
     @classmethod
     def load(
@@ -124,7 +141,7 @@ class Registry:
             if model_id in contract and model_id not in declared:
                 tasks = replace(entry.capabilities, tasks=contract[model_id])
                 entries[model_id] = replace(entry, capabilities=tasks)
-        return cls(entries.values())
+        return cls(entries.values(), _names(data.get("names", {}), entries, path))
 
     def get(self, model_id: str) -> ModelEntry | None:
         return self._entries.get(model_id)
@@ -138,6 +155,37 @@ class Registry:
     @property
     def ids(self) -> list[str]:
         return list(self._entries)
+
+
+def _names(
+    table: Any, entries: dict[str, ModelEntry], path: Path | None
+) -> dict[str, dict[str, str]]:
+    """The file's `[names.*]` tables, checked, over the defaults' for namespaces it leaves
+    out (keeping only names of ids the file serves)."""
+    if not isinstance(table, dict):
+        raise RegistryError(f"{path}: [names] must be a table of namespaces")
+    names: dict[str, dict[str, str]] = {}
+    for namespace, pairs in table.items():
+        if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+            raise RegistryError(f"{path}: [names.{namespace}] must map names to model ids")
+        unknown = sorted(set(pairs.values()) - set(entries))
+        if unknown:
+            raise RegistryError(
+                f"{path}: [names.{namespace}] names models this registry does not serve: "
+                f"{', '.join(unknown)}"
+            )
+        names[namespace] = dict(pairs)
+    for namespace, pairs in _default_names().items():
+        if namespace not in names:
+            names[namespace] = {name: id_ for name, id_ in pairs.items() if id_ in entries}
+    return names
+
+
+@cache
+def _default_names() -> dict[str, dict[str, str]]:
+    text = resources.files("reelforge.engines").joinpath("defaults.toml").read_text()
+    names: dict[str, dict[str, str]] = tomllib.loads(text).get("names", {})
+    return names
 
 
 @cache

@@ -106,3 +106,22 @@ def test_a_first_release_spec_with_kling_camera_still_loads() -> None:
     assert preset.camera is not None and "down back" in preset.camera.description
     still = GenerationSpec.model_validate({**base, "camera": {"preset": None, "axes": {"zoom": 0}}})
     assert still.camera is None
+
+
+def test_dialect_names_come_from_the_registry(tmp_path: Path) -> None:
+    defaults = Registry.load()
+    assert defaults.alias("openai", "sora-2") == "klingai/v2-master-text-to-video"
+    assert defaults.alias("kling.image2video", "kling-v1-5") == "klingai/v2-master-image-to-video"
+    assert defaults.alias("openai", "no-such-name") is None
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[models."my/t2v"]\nengine = "testsrc"\n'
+        '[names."kling.text2video"]\n"kling-v2-master" = "my/t2v"\n'
+    )
+    mine = Registry.load(path)
+    assert mine.names("kling.text2video") == {"kling-v2-master": "my/t2v"}
+    # Namespaces the file leaves out keep the defaults' names of ids it serves: none here.
+    assert mine.names("openai") == {}
+    path.write_text('[models."my/t2v"]\nengine = "testsrc"\n[names.openai]\n"x" = "other/id"\n')
+    with pytest.raises(RegistryError, match="other/id"):
+        Registry.load(path)

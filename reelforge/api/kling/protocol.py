@@ -2,7 +2,8 @@
 parsed into a `service.Submission`.
 
 Field rules follow Kling's documentation: `model_name` (default `kling-v1`) one of the names
-the endpoint lists (`KLING_MODELS`), each served by a registry id (`KlingModels`);
+the endpoint lists (`KLING_MODELS`), each served by the registry id its
+`[names."kling.<endpoint>"]` table names (`KlingModels`);
 `prompt` required for text-to-video, at most 2500 characters, like `negative_prompt`;
 `cfg_scale` a number in [0, 1]; `mode` std | pro; `aspect_ratio` 16:9 | 9:16 | 1:1;
 `duration` the string "5" or "10" (as Kling documents it: not the number); `camera_control`
@@ -81,14 +82,17 @@ _AXIS = Field(default=0.0, ge=-10, le=10, strict=True)
 
 @dataclass(frozen=True)
 class KlingModels:
-    """Which registry id serves Kling's model names, per endpoint: every name by one id (the
-    built-in defaults' two Kling ids, which the micro model serves out of the box)."""
+    """Which registry id serves each of Kling's model names, per endpoint: the registry's
+    `[names."kling.text2video"]` and `[names."kling.image2video"]` tables (the embedded
+    defaults map every name to the two Kling ids, which the micro model serves out of the
+    box)."""
 
-    text_to_video: str = "klingai/v2-master-text-to-video"
-    image_to_video: str = "klingai/v2-master-image-to-video"
+    @staticmethod
+    def namespace(kind: TaskKind) -> str:
+        return f"kling.{kind}"
 
-    def served_id(self, kind: TaskKind) -> str:
-        return self.image_to_video if kind == "image2video" else self.text_to_video
+    def served_id(self, registry: Registry, kind: TaskKind, name: str) -> str | None:
+        return registry.alias(self.namespace(kind), name)
 
     def kind_of(self, model: str, image_models: Iterable[str]) -> TaskKind:
         """Which endpoint a job of registry id `model` belongs to."""
@@ -177,13 +181,18 @@ def parse_create_request(
         raise InvalidRequest([_field_error(err) for err in exc.errors()]) from None
 
     errors: list[FieldError] = []
-    served = models.served_id(kind)
+    served = models.served_id(registry, kind, request.model_name)
     if request.model_name not in KLING_MODELS[kind]:
         errors.append(
             FieldError("model_name", f"unknown model; one of {', '.join(KLING_MODELS[kind])}")
         )
-    elif registry.get(served) is None:
-        errors.append(FieldError("model_name", f"is not served here: the registry has no {served}"))
+    elif served is None or registry.get(served) is None:
+        errors.append(
+            FieldError(
+                "model_name",
+                f'is not served here: the registry maps it to no model ([names."kling.{kind}"])',
+            )
+        )
     prompt = getattr(request, "prompt", None) or ""
     image: str | None = None
     if isinstance(request, CreateImageToVideoRequest):
@@ -199,7 +208,7 @@ def parse_create_request(
 
     width, height = OUTPUT_SIZES[request.aspect_ratio]
     spec = GenerationSpec(
-        model=served,
+        model=served or "",
         prompt=prompt.strip(),
         negative_prompt=(request.negative_prompt or "").strip(),
         width=width,

@@ -28,7 +28,7 @@ from reelforge.spec import GenerationSpec, frames_for_seconds
 __all__ = [
     "DEFAULT_SECONDS",
     "DEFAULT_SIZE",
-    "MODEL_ALIASES",
+    "NAMES",
     "SECONDS",
     "SIZES",
     "CreateVideoBody",
@@ -44,8 +44,9 @@ _MAX_URL_CHARS = 2048
 _SEED_MAX = 2**32 - 1
 
 DEFAULT_TEXT_TO_VIDEO = "klingai/v2-master-text-to-video"
-MODEL_ALIASES = {"sora-2": DEFAULT_TEXT_TO_VIDEO, "sora-2-pro": DEFAULT_TEXT_TO_VIDEO}
-"""OpenAI's model names, so that unmodified OpenAI examples run against reelforge."""
+NAMES = "openai"
+"""The registry's names namespace of this dialect (`[names.openai]`): OpenAI's model names
+(`sora-2`, ...), so that unmodified OpenAI examples run against reelforge."""
 
 SIZES: dict[str, tuple[int, int]] = {
     "720x1280": (720, 1280),
@@ -195,9 +196,9 @@ def resolve_model(name: str, registry: Registry, *, with_image: bool) -> ModelEn
 
     Kept in this one function while the registry learns each entry's tasks: until then an
     image-to-video entry is one whose `needs_image` is true."""
-    entry = registry.get(MODEL_ALIASES.get(name, name))
+    entry = registry.get(registry.alias(NAMES, name) or name)
     if entry is None:
-        served = ", ".join([*registry.ids, *MODEL_ALIASES])
+        served = ", ".join([*registry.ids, *registry.names(NAMES)])
         raise InvalidRequest(FieldError("model", f"unknown model {name[:100]!r}; served: {served}"))
     if with_image == entry.needs_image:
         return entry
