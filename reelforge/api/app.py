@@ -140,7 +140,10 @@ def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
     base = ctx.base_url(f"http://{host}:{settings.port}")
 
     def aimlapi(job: Job) -> dict[str, object]:
-        return render_generation(job, None, lambda key: ctx.signer.url(base, key))
+        # As a poll answers: a finished job's ETA is 0; a job at an earlier event has no
+        # "now" to guess from in a body fixed for every retry, so none.
+        eta = 0.0 if job.terminal else None
+        return render_generation(job, None, lambda key: ctx.signer.url(base, key), eta)
 
     def kling(job: Job) -> dict[str, object]:
         return render_job(ctx, job, base)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,19 +149,21 @@ def test_a_body_that_is_not_a_json_object_is_1200(
 
 
 @pytest.mark.parametrize(
-    ("headers", "code"),
+    ("credentials", "code"),
+    # Made when the test runs, not when it is collected: times are relative to now.
     [
-        ({}, 1001),
-        ({"Authorization": "Bearer plain-key"}, 1002),
-        ({"Authorization": f"Bearer {token(secret='w' * 40)}"}, 1000),
-        ({"Authorization": f"Bearer {token(access='AK-unknown')}"}, 1000),
-        ({"Authorization": f"Bearer {token(exp=int(time.time()) - 600)}"}, 1004),
-        ({"Authorization": f"Bearer {token(nbf=int(time.time()) + 600)}"}, 1003),
+        (lambda: {}, 1001),
+        (lambda: {"Authorization": "Bearer plain-key"}, 1002),
+        (lambda: {"Authorization": f"Bearer {token(secret='w' * 40)}"}, 1000),
+        (lambda: {"Authorization": f"Bearer {token(access='AK-unknown')}"}, 1000),
+        (lambda: {"Authorization": f"Bearer {token(exp=int(time.time()) - 600)}"}, 1004),
+        (lambda: {"Authorization": f"Bearer {token(nbf=int(time.time()) + 600)}"}, 1003),
     ],
 )
 def test_bad_credentials_are_401_in_klings_envelope(
-    client: TestClient, store: JobStore, headers: dict[str, str], code: int
+    client: TestClient, store: JobStore, credentials: Callable[[], dict[str, str]], code: int
 ) -> None:
+    headers = credentials()
     answer = client.post(T2V, json={"prompt": "p"}, headers=headers)
     assert_kling_error(answer, 401, code, "")
     assert client.get(T2V, headers=headers).json()["code"] == code

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from reelforge.engines.diffusers.core import VideoOptions, native_frame_count
 from reelforge.engines.diffusers.wan import WanEngine
 from reelforge.errors import GenerationError
 from reelforge.spec import CameraMove
-from reelforge.testing.tiny import TinyTask, build_tiny_lora, build_tiny_wan, tiny_wan_options
+from reelforge.testing.tiny import build_tiny_lora, build_tiny_wan, tiny_options, tiny_wan_options
 from tests.conftest import make_spec
 from tests.engine_helpers import Cancelled, ignore_steps, picture, plain_diffusers_frames
 
@@ -31,8 +30,8 @@ WAN22_NATIVE = (96, 64)
 
 
 def _load(checkpoint: Path, **options: object) -> WanEngine:
-    # The conftest names each tiny checkpoint's folder after its task.
-    native = tiny_wan_options(cast(TinyTask, checkpoint.name))
+    # The session's tiny checkpoints are in folders named after their architecture.
+    native = tiny_options(checkpoint.name)
     engine = WanEngine(str(checkpoint), "cpu", {"steps": STEPS, **native, **options})
     engine.load()
     return engine
