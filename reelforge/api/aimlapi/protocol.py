@@ -31,6 +31,8 @@ from reelforge.api.aimlapi.vocabulary import (
     CAMERA_PRESETS,
     OUTPUT_SIZES,
     AspectRatio,
+    KlingCameraConfig,
+    KlingCameraControl,
     camera_move,
 )
 from reelforge.engines import Registry
@@ -49,8 +51,6 @@ __all__ = [
 
 MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
-# Strict numbers: in lax mode pydantic reads `true` as 1, which no client means.
-_AXIS = Field(default=0.0, ge=-10, le=10, strict=True)
 # What the validators below accept, for the OpenAPI document (the types alone say less).
 _DURATION_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "integer", "enum": [5, 10]}, {"type": "string", "enum": ["5", "10"]}]}
@@ -60,24 +60,6 @@ _PRESET_SCHEMA = WithJsonSchema({"type": "string", "enum": list(CAMERA_PRESETS)}
 
 _MAX_URL_CHARS = 2048
 WebhookEventName = Literal["started", "progress", "completed", "failed", "canceled"]
-
-
-class KlingCameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    horizontal: float = _AXIS
-    vertical: float = _AXIS
-    pan: float = _AXIS
-    tilt: float = _AXIS
-    roll: float = _AXIS
-    zoom: float = _AXIS
-
-
-class KlingCameraControl(BaseModel):
-    """Kling's camera object: a preset `type`, or `simple` with one axis in `config`."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
-    config: KlingCameraConfig | None = None
 
 
 class AdvancedCameraControl(BaseModel):

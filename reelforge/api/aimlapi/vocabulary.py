@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.spec import CameraMove
 
@@ -19,6 +22,8 @@ __all__ = [
     "OUTPUT_SIZES",
     "TEXT_TO_VIDEO_MODEL",
     "AspectRatio",
+    "KlingCameraConfig",
+    "KlingCameraControl",
     "camera_move",
 ]
 
@@ -77,3 +82,28 @@ def camera_move(
             words = positive if value > 0 else negative
             parts.append(words.replace("the camera ", f"the camera {strength}", 1))
     return CameraMove(description=", ".join(parts)) if parts else None
+
+
+# Strict numbers: in lax mode pydantic reads `true` as 1, which no client means.
+_AXIS = Field(default=0.0, ge=-10, le=10, strict=True)
+
+
+class KlingCameraConfig(BaseModel):
+    """Amounts (-10..10) on Kling's six camera axes."""
+
+    model_config = ConfigDict(extra="forbid")
+    horizontal: float = _AXIS
+    vertical: float = _AXIS
+    pan: float = _AXIS
+    tilt: float = _AXIS
+    roll: float = _AXIS
+    zoom: float = _AXIS
+
+
+class KlingCameraControl(BaseModel):
+    """Kling's camera object (the AI/ML API page's and Kling's own API's): a preset `type`,
+    or `simple` with one axis in `config`."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
+    config: KlingCameraConfig | None = None

@@ -25,7 +25,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Kling's own names (ratios and sizes, camera axes) are the ones the AI/ML API page uses.
-from reelforge.api.aimlapi.vocabulary import CAMERA_AXES, OUTPUT_SIZES, AspectRatio, camera_move
+from reelforge.api.aimlapi.vocabulary import (
+    CAMERA_AXES,
+    OUTPUT_SIZES,
+    AspectRatio,
+    camera_move,
+)
+from reelforge.api.aimlapi.vocabulary import KlingCameraConfig as CameraConfig
+from reelforge.api.aimlapi.vocabulary import KlingCameraControl as CameraControl
 from reelforge.engines import Registry
 from reelforge.errors import FieldError, InvalidRequest
 from reelforge.jobs.schema import EXTERNAL_ID_MAX_CHARS
@@ -77,7 +84,6 @@ CALLBACK_EVENTS = ("started", "completed", "failed", "canceled")
 MAX_PROMPT_CHARS = 2500
 _MAX_URL_CHARS = 2048
 _SEED_MAX = 2**32 - 1
-_AXIS = Field(default=0.0, ge=-10, le=10, strict=True)
 
 
 @dataclass(frozen=True)
@@ -97,24 +103,6 @@ class KlingModels:
     def kind_of(self, model: str, image_models: Iterable[str]) -> TaskKind:
         """Which endpoint a job of registry id `model` belongs to."""
         return "image2video" if model in set(image_models) else "text2video"
-
-
-class CameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    horizontal: float = _AXIS
-    vertical: float = _AXIS
-    pan: float = _AXIS
-    tilt: float = _AXIS
-    roll: float = _AXIS
-    zoom: float = _AXIS
-
-
-class CameraControl(BaseModel):
-    """A preset `type`, or `simple` with one axis in `config`."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
-    config: CameraConfig | None = None
 
 
 class _CreateRequest(BaseModel):
