@@ -84,7 +84,12 @@ def open_engine(
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_s}
+            url,
+            connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_s},
+            # As many kept connections as threads use them: an overflow connection is
+            # closed on return, and opening one costs its PRAGMAs on the next request.
+            pool_size=pool_size,
+            max_overflow=_POOL_OVERFLOW,
         )
         _tune_sqlite(engine, busy_timeout_ms=round(sqlite_busy_timeout_s * 1000))
         return engine
