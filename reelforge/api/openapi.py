@@ -24,6 +24,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from reelforge.service.generations import IDEMPOTENCY_HEADER
+
 __all__ = [
     "ErrorBody",
     "Generation",
@@ -36,6 +38,7 @@ __all__ = [
     "answers",
     "error_responses",
     "event_stream_responses",
+    "idempotency_key_parameter",
     "install_openapi",
     "json_request_body",
 ]
@@ -336,6 +339,18 @@ class HealthDatabaseDown(_Strict):
 
 
 # --- the document -----------------------------------------------------------------------
+
+
+def idempotency_key_parameter(noun: str) -> dict[str, Any]:
+    """The optional `Idempotency-Key` header of a create route that makes `noun`s."""
+    return {
+        "name": IDEMPOTENCY_HEADER,
+        "in": "header",
+        "required": False,
+        "description": f"Makes retries safe: the same key and body within 24 h return the same "
+        f"{noun}; the same key with another body answers 409.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }
 
 
 def json_request_body(model: type[BaseModel]) -> dict[str, Any]:

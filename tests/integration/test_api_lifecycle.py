@@ -216,6 +216,7 @@ def test_list_filters_by_status_and_model(service: Service) -> None:
         ({"limit": "-1"}, "limit"),
         ({"limit": "1.5"}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"limit": "²"}, "limit"),  # a digit to str.isdigit, not to int(): was a 500
         ({"status": "done"}, "status"),
         ({"status": "completed,succeeded"}, "status"),
         ({"status": "canceled"}, "status"),  # an internal state, not a status word

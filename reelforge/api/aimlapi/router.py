@@ -49,8 +49,10 @@ from reelforge.api.openapi import (
     WebhookDeliveryList,
     answers,
     event_stream_responses,
+    idempotency_key_parameter,
     json_request_body,
 )
+from reelforge.api.query import bounded_int
 from reelforge.errors import FieldError, InvalidRequest
 from reelforge.jobs import JobStatus
 from reelforge.service import GenerationView, Submission
@@ -108,7 +110,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             return render_view(ctx, view, str(request.base_url))
         views, has_more = await service.list(
             tenant,
-            limit=_limit(limit),
+            limit=bounded_int("limit", limit, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
             after=after or None,
             status=_statuses(status),
             model=model or None,
@@ -162,7 +164,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             responses=answers(*generation, 400, 401, 403, 409, 413, 415, 503, 507),
             openapi_extra={
                 **json_request_body(CreateVideoRequest),
-                "parameters": [_IDEMPOTENCY_KEY_HEADER],
+                "parameters": [idempotency_key_parameter("generation")],
             },
         )
         router.add_api_route(
@@ -266,14 +268,6 @@ def _last_event_id(value: str | None) -> int:
     return int(value)
 
 
-def _limit(value: str | None) -> int:
-    if value is None:
-        return LIST_LIMIT_DEFAULT
-    if not value.isdigit() or not 1 <= int(value) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(FieldError("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}"))
-    return int(value)
-
-
 def _statuses(value: str | None) -> list[JobStatus]:
     if not value:
         return []
@@ -286,15 +280,6 @@ def _statuses(value: str | None) -> list[JobStatus]:
         statuses += _STATUSES_BY_WORD[word.strip()]
     return statuses
 
-
-_IDEMPOTENCY_KEY_HEADER = {
-    "name": IDEMPOTENCY_HEADER,
-    "in": "header",
-    "required": False,
-    "description": "Makes retries safe: the same key and body within 24 h return the same "
-    "generation; the same key with another body answers 409.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-}
 
 _LAST_EVENT_ID_PARAMETER = {
     "name": LAST_EVENT_ID_HEADER,

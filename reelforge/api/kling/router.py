@@ -34,7 +34,8 @@ from reelforge.api.kling.protocol import (
 )
 from reelforge.api.kling.render import envelope, render_task
 from reelforge.api.openapi import json_request_body
-from reelforge.errors import FieldError, InvalidRequest, NotFound
+from reelforge.api.query import bounded_int
+from reelforge.errors import NotFound
 from reelforge.jobs import Job
 from reelforge.service import GenerationView
 
@@ -86,8 +87,8 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
             page_size: str | None = Query(default=None, alias="pageSize", include_in_schema=False),
             tenant: str = Depends(auth),
         ) -> Any:
-            number = _bounded("pageNum", page_num, 1, PAGE_NUM_MAX)
-            size = _bounded("pageSize", page_size, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX)
+            number = bounded_int("pageNum", page_num, 1, PAGE_NUM_MAX)
+            size = bounded_int("pageSize", page_size, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX)
             views, _ = await service.list(
                 tenant, limit=size, models=registry_ids(kind), offset=(number - 1) * size
             )
@@ -134,15 +135,6 @@ def render_view(ctx: ApiContext, view: GenerationView, request_base: str) -> dic
 
 def render_job(ctx: ApiContext, job: Job, base: str) -> dict[str, Any]:
     return render_task(job, lambda key: ctx.signer.url(base, key))
-
-
-def _bounded(name: str, value: str | None, default: int, maximum: int) -> int:
-    if value is None:
-        return default
-    value = value.strip()
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
-        raise InvalidRequest(FieldError(name, f"must be an integer from 1 to {maximum}"))
-    return int(value)
 
 
 _PAGE_PARAMETERS = [

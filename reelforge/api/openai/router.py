@@ -45,6 +45,8 @@ from reelforge.api.openai.schema import (
     openai_answers,
     openai_content_answers,
 )
+from reelforge.api.openapi import idempotency_key_parameter
+from reelforge.api.query import bounded_int
 from reelforge.errors import (
     FieldError,
     InvalidRequest,
@@ -101,7 +103,10 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         if order not in (None, "asc", "desc"):
             raise InvalidRequest(FieldError("order", "must be asc or desc"))
         views, has_more = await service.list(
-            tenant, limit=_limit(limit), after=after or None, oldest_first=order == "asc"
+            tenant,
+            limit=bounded_int("limit", limit, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
+            after=after or None,
+            oldest_first=order == "asc",
         )
         return {
             "object": "list",
@@ -162,7 +167,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         responses=openai_answers(*video, 400, 401, 403, 409, 413, 415, 503, 507),
         openapi_extra={
             **VIDEO_CREATE_REQUEST_BODY,
-            "parameters": [_IDEMPOTENCY_KEY_HEADER],
+            "parameters": [idempotency_key_parameter("video")],
         },
     )
     router.add_api_route(
@@ -202,7 +207,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         methods=["POST"],
         response_model=None,
         responses=openai_answers(*video, 400, 401, 403, 404, 409, 413, 415, 503, 507),
-        openapi_extra={**REMIX_REQUEST_BODY, "parameters": [_IDEMPOTENCY_KEY_HEADER]},
+        openapi_extra={**REMIX_REQUEST_BODY, "parameters": [idempotency_key_parameter("video")]},
     )
     return router
 
@@ -341,23 +346,6 @@ def _read_input(ctx: ApiContext, job: Job) -> bytes:
     except FileNotFoundError:
         raise NotFound(f"video {job.id!r} no longer has its input image") from None
 
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return LIST_LIMIT_DEFAULT
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= LIST_LIMIT_MAX:
-        raise InvalidRequest(FieldError("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}"))
-    return int(value)
-
-
-_IDEMPOTENCY_KEY_HEADER = {
-    "name": IDEMPOTENCY_HEADER,
-    "in": "header",
-    "required": False,
-    "description": "Makes retries safe: the same key and body within 24 h return the same "
-    "video; the same key with another body answers 409.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-}
 
 _VARIANT_PARAMETER = {
     "name": "variant",
