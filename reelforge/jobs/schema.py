@@ -39,6 +39,7 @@ __all__ = [
     "jobs",
     "metadata",
     "migrate",
+    "tenant_claims",
     "webhook_attempts",
     "webhook_deliveries",
     "workers",
@@ -100,11 +101,26 @@ workers = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("seen_at", Float, nullable=False),
+    # What the worker runs on (`cuda:0`, `cpu`) and is doing, for `/healthz`.
+    Column("device", String(64), nullable=False, server_default=""),
+    Column("state", String(16), nullable=False, server_default="idle"),
+    Column("current_job_id", String(JOB_ID_MAX_CHARS)),
+)
+
+tenant_claims = Table(
+    "tenant_claims",
+    metadata,
+    # When each tenant last had a job claimed: the fair-share claim serves, among tenants
+    # with as many running jobs, the one served longest ago (revision 0006).
+    Column("tenant", String(128), primary_key=True),
+    Column("last_claimed_at", Float, nullable=False),
 )
 
 # The claim takes queued jobs by priority (highest first), then age: an index in exactly that
 # order makes it one index read (a mixed-direction ORDER BY on a plain index sorts the queue).
 Index("ix_jobs_claim", jobs.c.status, jobs.c.priority.desc(), jobs.c.seq)
+# The fair-share claim reads the head of each waiting tenant's queue: one index read each.
+Index("ix_jobs_tenant_claim", jobs.c.status, jobs.c.tenant, jobs.c.priority.desc(), jobs.c.seq)
 
 job_events = Table(
     "job_events",
