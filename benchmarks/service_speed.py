@@ -93,9 +93,9 @@ def spec() -> GenerationSpec:
     )
 
 
-def fill(database_url: str, count: int) -> tuple[str, str]:
-    """Insert `count` jobs, half succeeded then half queued; return a finished id and the
-    last queued one's (the deepest in the queue)."""
+def fill(database_url: str, count: int, tenants: int = 1) -> tuple[str, str]:
+    """Insert `count` jobs, half succeeded then half queued, spread over `tenants` tenants;
+    return a finished id and the last queued one's (the deepest in the queue)."""
     store = open_store(database_url)
     now = time.time()
     spec_json = spec().model_dump_json()
@@ -130,7 +130,7 @@ def fill(database_url: str, count: int) -> tuple[str, str]:
                 "model": T2V,
                 "status": (JobStatus.SUCCEEDED if finished else JobStatus.QUEUED).value,
                 "spec": spec_json,
-                "tenant": LOCAL_TENANT,
+                "tenant": LOCAL_TENANT if tenants == 1 else f"tenant-{i % tenants}",
                 "max_attempts": 3,
                 "result": result if finished else None,
                 "progress": 1.0 if finished else 0.0,
@@ -143,6 +143,10 @@ def fill(database_url: str, count: int) -> tuple[str, str]:
     with store.engine.begin() as conn:
         for start in range(0, len(rows), 5000):
             conn.execute(insert(jobs_table), rows[start : start + 5000])
+    # A bulk insert leaves the planner's statistics stale until autovacuum (PostgreSQL)
+    # or an ANALYZE (SQLite) catches up; a live queue grows slowly enough for that.
+    with store.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
     store.engine.dispose()
     return rows[0]["id"], rows[-1]["id"]
 
@@ -259,11 +263,11 @@ def http_paths(name: str, database_url: str, args: argparse.Namespace, work: Pat
         )
 
 
-def claim_times(name: str, database_url_for: Any, depths: list[int]) -> None:
-    print(f"\n{name}: claim_next_job, median of 50 claims")
+def claim_times(name: str, database_url_for: Any, depths: list[int], tenants: int) -> None:
+    print(f"\n{name}: claim_next_job, median of 50 claims, {tenants} tenant(s) waiting")
     for depth in depths:
         url = database_url_for()
-        fill(url, depth * 2)  # half finished, half queued
+        fill(url, depth * 2, tenants)  # half finished, half queued
         store = open_store(url)
         times = []
         for _ in range(50):
@@ -307,21 +311,31 @@ def main() -> int:
         help="'' to skip PostgreSQL",
     )
     parser.add_argument("--claim-depths", default="10000,100000")
+    parser.add_argument(
+        "--claim-tenants", type=int, default=8, help="tenants waiting in the fair-share row"
+    )
+    parser.add_argument("--claims-only", action="store_true", help="skip the HTTP rows")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.claims_only:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     depths = [int(d) for d in args.claim_depths.split(",") if d]
     with tempfile.TemporaryDirectory(prefix="reelforge-bench-") as tmp:
         work = Path(tmp)
-        http_paths("SQLite", f"sqlite:///{work / 'http.db'}", args, work)
+        if not args.claims_only:
+            http_paths("SQLite", f"sqlite:///{work / 'http.db'}", args, work)
         counter = iter(range(10**6))
-        claim_times("SQLite", lambda: f"sqlite:///{work / f'claim-{next(counter)}.db'}", depths)
+        for tenants in (1, args.claim_tenants):
+            claim_times(
+                "SQLite", lambda: f"sqlite:///{work / f'claim-{next(counter)}.db'}", depths, tenants
+            )
         if args.postgres:
             try:
                 schemas = postgres_schema(args.postgres)
-                http_paths("PostgreSQL", next(schemas), args, work)
-                claim_times("PostgreSQL", lambda: next(schemas), depths)
+                if not args.claims_only:
+                    http_paths("PostgreSQL", next(schemas), args, work)
+                for tenants in (1, args.claim_tenants):
+                    claim_times("PostgreSQL", lambda: next(schemas), depths, tenants)
                 schemas.close()
             except Exception as exc:  # the benchmark reports what it could measure
                 print(f"\nPostgreSQL skipped: {str(exc).splitlines()[0]}")

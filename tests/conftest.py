@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from reelforge.jobs import JobStore, open_engine
+from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.jobs.schema import migrate
 from reelforge.spec import GenerationSpec
 
@@ -90,6 +91,25 @@ def make_spec(model: str = "klingai/v2-master-text-to-video", **changes: object)
     }
     fields.update(changes)
     return GenerationSpec.model_validate(fields)
+
+
+def make_result(name: str) -> JobResult:
+    """A result whose keys carry `name`, to tell runs apart."""
+    return JobResult(
+        video=VideoArtifact(
+            key=f"jobs/{name}/video.mp4",
+            size=1,
+            content_type="video/mp4",
+            width=64,
+            height=36,
+            fps=24,
+            frames=8,
+        ),
+        preview=Artifact(key=f"jobs/{name}/preview.gif", size=1, content_type="image/gif"),
+        thumbnail=Artifact(key=f"jobs/{name}/thumbnail.webp", size=1, content_type="image/webp"),
+        engine="testsrc",
+        timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
+    )
 
 
 class TinyCheckpoints:

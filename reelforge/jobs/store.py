@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, RowMapping, and_, case, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from reelforge.jobs import fairshare
 from reelforge.jobs.db import db_now, reading
 from reelforge.jobs.events import PROGRESS_EVENT_STEP, EventType, JobEvent, webhook_event
 from reelforge.jobs.result import JobResult
@@ -48,6 +49,9 @@ __all__ = [
     "WebhookSubscription",
     "WorkerInfo",
 ]
+
+
+_CLAIM_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -267,19 +271,17 @@ class JobStore:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         return Job.from_row(row) if row is not None else None
 
-    def queue_position(self, job: Job) -> int | None:
-        """How many queued jobs a worker will take before this one (0 = next), in the claim's
-        own order; None once the job has left the queue. Costs time in proportion to the
-        answer (two index range counts); `jobs.queue.QueuePositions` is the cheap form."""
+    def queue_position(self, job: Job, horizon: int | None = None) -> int | None:
+        """How many queued jobs workers will take before this one (0 = next), in the
+        fair-share order (`jobs.fairshare.predicted_order`); None once the job has left the
+        queue, or when it is not within `horizon` of the front. Reads up to `horizon` jobs
+        of each waiting tenant (all, without one); `jobs.queue.QueuePositions` is the cheap
+        form."""
         if job.status is not JobStatus.QUEUED:
             return None
-        queued = jobs.c.status == JobStatus.QUEUED.value
-        higher = select(func.count()).where(queued, jobs.c.priority > job.priority)
-        older = select(func.count()).where(
-            queued, jobs.c.priority == job.priority, jobs.c.seq < job.seq
-        )
+        key = (-job.priority, job.seq)
         with reading(self.engine) as conn:
-            return int(conn.execute(higher).scalar_one()) + int(conn.execute(older).scalar_one())
+            return fairshare.exact_position(conn, job.tenant, key, horizon)
 
     def recent_run_seconds(self, model: str, limit: int = 20) -> list[float]:
         """How long the last `limit` succeeded jobs of `model` took from their first claim to
@@ -450,22 +452,31 @@ class JobStore:
     def claim_next_job(
         self, worker_id: str, models: Sequence[str], lease_seconds: float
     ) -> Lease | None:
-        """Atomically take the next queued job for one of `models`, or return None."""
+        """Atomically take the next queued job for one of `models` in fair-share order
+        (`jobs.fairshare`), or return None. The choice is a read; only a claim writes, so an
+        idle worker's polls write nothing."""
         self.requeue_expired()
         if not models:
             return None
+        choose = fairshare.next_job_query(models)
+        # Another worker may take the chosen job between the read and the update; then the
+        # update matches nothing and the next choice is read. Bounded: each miss means a
+        # job was claimed, and a worker that keeps losing simply polls again.
+        for _ in range(_CLAIM_TRIES):
+            with reading(self.engine) as conn:
+                seq = conn.execute(choose).scalar()
+            if seq is None:
+                return None
+            lease = self._claim(seq, worker_id, lease_seconds)
+            if lease is not None:
+                return lease
+        return None
+
+    def _claim(self, seq: int, worker_id: str, lease_seconds: float) -> Lease | None:
         token = secrets.token_hex(16)
-        next_job = (
-            select(jobs.c.seq)
-            .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.model.in_(list(models)))
-            .order_by(jobs.c.priority.desc(), jobs.c.seq)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
         claim = (
             jobs.update()
-            .where(jobs.c.seq == next_job, jobs.c.status == JobStatus.QUEUED.value)
+            .where(jobs.c.seq == seq, jobs.c.status == JobStatus.QUEUED.value)
             .values(
                 status=JobStatus.RUNNING.value,
                 lease_token=token,
@@ -480,9 +491,11 @@ class JobStore:
         )
         with self.engine.begin() as conn:
             row = conn.execute(claim).first()
-            if row is not None:
-                self._emit(conn, row._mapping, EventType.STARTED, {"attempt": row.attempts})
-        return Lease(Job.from_row(row), token) if row is not None else None
+            if row is None:
+                return None
+            fairshare.upsert_claim(conn, row.tenant, self._now)
+            self._emit(conn, row._mapping, EventType.STARTED, {"attempt": row.attempts})
+        return Lease(Job.from_row(row), token)
 
     def renew_lease(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; False means this worker no longer owns the job."""

@@ -13,31 +13,11 @@ from sqlalchemy import select, text
 
 from reelforge.jobs import JobStatus, JobStore, LeaseCheck, open_engine, schema
 from reelforge.jobs.queue import QueuePositions
-from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.jobs.schema import migrate, webhook_deliveries
 from reelforge.jobs.store import WebhookSubscription
-from tests.conftest import make_spec
+from tests.conftest import make_result, make_spec
 
 MODEL = "klingai/v2-master-text-to-video"
-
-
-def make_result(name: str) -> JobResult:
-    """A result whose keys carry `name`, to tell runs apart."""
-    return JobResult(
-        video=VideoArtifact(
-            key=f"jobs/{name}/video.mp4",
-            size=1,
-            content_type="video/mp4",
-            width=64,
-            height=36,
-            fps=24,
-            frames=8,
-        ),
-        preview=Artifact(key=f"jobs/{name}/preview.gif", size=1, content_type="image/gif"),
-        thumbnail=Artifact(key=f"jobs/{name}/thumbnail.webp", size=1, content_type="image/webp"),
-        engine="testsrc",
-        timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
-    )
 
 
 def test_new_job_is_queued_with_its_spec(store: JobStore) -> None:
