@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 
 from reelforge import __version__
+from reelforge.api.admin import build_admin_router
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.aimlapi.router import DIALECT as AIMLAPI
 from reelforge.api.aimlapi.router import build_aimlapi_router
@@ -39,6 +40,8 @@ from reelforge.service import Generations, RetentionSweeper
 from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
+from reelforge.tenancy.keys import KeyStore
+from reelforge.tenancy.ring import KeyRing
 from reelforge.webhooks import (
     Envelope,
     Renderer,
@@ -88,6 +91,9 @@ def build_context(
         in_flight_limit_s=settings.image_fetch_timeout_s + 2 * settings.database_timeout_s + 30,
         worker_problems=list,
     )
+    keys = KeyStore(store.engine)
+    ring = KeyRing(keys)
+    ring.refresh()  # the keys in force from the first request on
     return ApiContext(
         settings=settings,
         store=store,
@@ -95,8 +101,11 @@ def build_context(
         registry=registry,
         # Keyless (loopback clients only) when the server has no credentials of any kind.
         auth=Authenticator(
-            settings.api_keys, keyless=not settings.api_keys and not settings.kling_keys
+            settings.api_keys,
+            keyless=not settings.api_keys and not settings.kling_keys,
+            ring=ring,
         ),
+        keys=keys,
         signer=FileSigner(
             load_or_create_secret(settings.url_signing_secret, settings.data_dir),
             settings.file_url_ttl_s,
@@ -104,7 +113,7 @@ def build_context(
         images=images,
         db=db,
         generations=generations,
-        background=[RetentionSweeper(generations, settings.sweep_interval_s).run],
+        background=[RetentionSweeper(generations, settings.sweep_interval_s).run, ring.run],
         streams=EventStreams(
             generations,
             limit=settings.event_stream_limit,
@@ -180,6 +189,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         build_aimlapi_router(ctx),
         build_openai_router(ctx),
         build_system_router(ctx),
+        build_admin_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
     ]
     install_error_handlers(

@@ -16,6 +16,7 @@ from reelforge.service import Generations
 from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
+from reelforge.tenancy.keys import KeyStore
 
 __all__ = ["ApiContext"]
 
@@ -32,6 +33,7 @@ class ApiContext:
     db: DatabaseGate
     generations: Generations
     streams: EventStreams
+    keys: KeyStore
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     """Loops the API process runs beside the routes while it serves (the retention sweeper,
     the webhook dispatcher): started with the app, canceled at shutdown. Each must keep its

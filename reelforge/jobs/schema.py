@@ -34,6 +34,8 @@ from sqlalchemy import (
 __all__ = [
     "EXTERNAL_ID_MAX_CHARS",
     "JOB_ID_MAX_CHARS",
+    "api_keys",
+    "audit_log",
     "idempotency_keys",
     "job_events",
     "jobs",
@@ -192,6 +194,43 @@ webhook_attempts = Table(
     Column("duration_s", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_webhook_attempts_job", "job_id", "seq"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # Managed keys (revision 0007; `reelforge.tenancy.keys`). The secret is never stored:
+    # only its SHA-256, found by the public id the secret carries.
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),  # a JSON list
+    Column("max_concurrent", Integer),
+    Column("max_queued", Integer),
+    Column("daily_video_seconds", Float),
+    Column("rate_per_minute", Integer),
+    Column("created_at", Float, nullable=False),
+    # Every change bumps it, so replicas notice a change with one cheap read.
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+    Index("ix_api_keys_updated_at", "updated_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # Who created, rotated or revoked a key, or used the admin scope; when and from where.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(128)),
+    Column("source", String(255), nullable=False),
+    Column("detail", Text),
+    Index("ix_audit_log_at", "at"),
 )
 
 _FIRST_RELEASE_REVISION = "0001"

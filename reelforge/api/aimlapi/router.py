@@ -79,7 +79,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["AI/ML API"])
     service = ctx.generations
 
-    async def create_generation(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
+    async def create_generation(request: Request, tenant: str = Depends(ctx.auth.generator)) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
         parsed, spec = parse_create_request(body, ctx.registry)
         webhook, webhook_field = webhook_subscription(parsed)
@@ -101,7 +101,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         after: str | None = Query(default=None, include_in_schema=False),
         status: str | None = Query(default=None, include_in_schema=False),
         model: str | None = Query(default=None, include_in_schema=False),
-        tenant: str = Depends(ctx.auth),
+        tenant: str = Depends(ctx.auth.reader),
     ) -> Any:
         if generation_id is not None:
             if not generation_id:
@@ -123,19 +123,19 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         }
 
     async def get_generation(
-        request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
+        request: Request, generation_id: str, tenant: str = Depends(ctx.auth.reader)
     ) -> Any:
         view = await service.get(generation_id, tenant)
         return render_view(ctx, view, str(request.base_url))
 
     async def cancel_generation(
-        request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
+        request: Request, generation_id: str, tenant: str = Depends(ctx.auth.generator)
     ) -> Any:
         view = await service.cancel(generation_id, tenant)
         return render_view(ctx, view, str(request.base_url))
 
     async def generation_events(
-        request: Request, generation_id: str, tenant: str = Depends(ctx.auth)
+        request: Request, generation_id: str, tenant: str = Depends(ctx.auth.reader)
     ) -> Any:
         after = _last_event_id(request.headers.get(LAST_EVENT_ID_HEADER))
         # Errors (404, 503) are answered here as usual, before the stream's headers.
@@ -147,11 +147,13 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             background=BackgroundTask(slot.release),
         )
 
-    async def delete_generation(generation_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+    async def delete_generation(
+        generation_id: str, tenant: str = Depends(ctx.auth.generator)
+    ) -> Any:
         job = await service.delete(generation_id, tenant)
         return {"id": job.id, "deleted": True}
 
-    async def list_webhooks(generation_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+    async def list_webhooks(generation_id: str, tenant: str = Depends(ctx.auth.reader)) -> Any:
         return render_webhook_deliveries(await service.webhooks(generation_id, tenant))
 
     generation = (Generation, "The generation, as it stands.")

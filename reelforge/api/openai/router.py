@@ -76,7 +76,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["OpenAI Videos API"])
     service = ctx.generations
 
-    async def create_video(request: Request, tenant: str = Depends(ctx.auth)) -> Any:
+    async def create_video(request: Request, tenant: str = Depends(ctx.auth.generator)) -> Any:
         body, upload = await _read_create_body(request, ctx)
         parsed = parse_create(body, ctx.registry, upload)
         fingerprint_body = {**body, "input_reference": _digest(upload)} if upload else body
@@ -91,14 +91,14 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
             view = await service.create(submission, tenant=tenant, dialect=DIALECT)
         return _video_response(view)
 
-    async def retrieve_video(video_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+    async def retrieve_video(video_id: str, tenant: str = Depends(ctx.auth.reader)) -> Any:
         return _video_response(await service.get(video_id, tenant))
 
     async def list_videos(
         after: str | None = Query(default=None, include_in_schema=False),
         limit: str | None = Query(default=None, include_in_schema=False),
         order: str | None = Query(default=None, include_in_schema=False),
-        tenant: str = Depends(ctx.auth),
+        tenant: str = Depends(ctx.auth.reader),
     ) -> Any:
         if order not in (None, "asc", "desc"):
             raise InvalidRequest(FieldError("order", "must be asc or desc"))
@@ -116,13 +116,13 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
             "has_more": has_more,
         }
 
-    async def delete_video(video_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+    async def delete_video(video_id: str, tenant: str = Depends(ctx.auth.generator)) -> Any:
         return render_deleted(await service.delete(video_id, tenant))
 
     async def video_content(
         video_id: str,
         variant: str | None = Query(default=None, include_in_schema=False),
-        tenant: str = Depends(ctx.auth),
+        tenant: str = Depends(ctx.auth.reader),
     ) -> Response:
         if variant not in (None, "video", "thumbnail", "spritesheet"):
             raise InvalidRequest(FieldError("variant", "must be video, thumbnail or spritesheet"))
@@ -137,7 +137,9 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         artifact = job.result.thumbnail if variant == "thumbnail" else job.result.video
         return _stored(ctx, artifact.key, artifact.content_type)
 
-    async def remix_video(request: Request, video_id: str, tenant: str = Depends(ctx.auth)) -> Any:
+    async def remix_video(
+        request: Request, video_id: str, tenant: str = Depends(ctx.auth.generator)
+    ) -> Any:
         body = await read_json_body(request, ctx.settings.max_body_bytes)
         prompt = parse_remix(body)
         original = (await service.get(video_id, tenant)).job

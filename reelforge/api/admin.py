@@ -1,0 +1,174 @@
+"""The admin API (`/v1/admin/...`, admin scope): managed keys and the audit log, the same
+operations as `reelforge keys`. Every call is written to the audit log with the caller's key
+and address; a new or rotated secret is in the answer once and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from reelforge.api.auth import Principal
+from reelforge.api.context import ApiContext
+from reelforge.api.openapi import error_responses
+from reelforge.api.query import bounded_int
+from reelforge.errors import NotFound
+from reelforge.tenancy.keys import DEFAULT_SCOPES, KeyLimits, Scope
+
+__all__ = ["ADMIN_PREFIX", "build_admin_router"]
+
+ADMIN_PREFIX = "/v1/admin"
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrent: int | None = Field(default=None, ge=1, description="Running jobs at once.")
+    max_queued: int | None = Field(default=None, ge=1, description="Jobs waiting at once.")
+    daily_video_seconds: float | None = Field(
+        default=None, gt=0, description="Seconds of video per day (UTC)."
+    )
+    rate_per_minute: int | None = Field(default=None, ge=1, description="Requests per minute.")
+
+    def to_limits(self) -> KeyLimits:
+        return KeyLimits(**self.model_dump())
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="What the key is for.")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1, description="Its scopes."
+    )
+    limits: Limits = Field(default_factory=Limits)
+    expires_in_days: float | None = Field(default=None, gt=0, description="End it after this.")
+
+
+class KeyChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limits: Limits = Field(description="The key's limits, whole: a limit left out is removed.")
+
+
+class KeyView(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="What its secret starts with.")
+    tenant: str
+    scopes: list[Scope]
+    limits: Limits
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class KeyWithSecret(KeyView):
+    secret: str = Field(description="Shown once: stored only as a hash.")
+
+
+class KeyList(BaseModel):
+    data: list[KeyView]
+
+
+class AuditView(BaseModel):
+    seq: int
+    at: float
+    actor: str = Field(description="The key id that acted, `bootstrap`, `loopback` or `cli`.")
+    action: str
+    target: str | None
+    source: str = Field(description="The caller's address, or `cli`.")
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    data: list[AuditView]
+
+
+def build_admin_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])
+    keys = ctx.keys
+    refused = error_responses(400, 401, 403, 503)
+
+    def who(request: Request) -> tuple[str, str]:
+        principal: Principal = request.state.principal
+        return principal.actor, request.client.host if request.client else "unknown"
+
+    @router.get("/keys", response_model=KeyList, responses=refused)
+    async def list_keys(request: Request, _tenant: str = Depends(ctx.auth.admin)) -> Any:
+        actor, source = who(request)
+        listed = await ctx.db.run(keys.list_keys)
+        await ctx.db.run(keys.audit, actor, "admin.keys.list", None, source)
+        return {"data": [key.public() for key in listed]}
+
+    @router.post("/keys", status_code=201, response_model=KeyWithSecret, responses=refused)
+    async def create_key(
+        body: KeyCreate, request: Request, _tenant: str = Depends(ctx.auth.admin)
+    ) -> Any:
+        actor, source = who(request)
+
+        def create() -> dict[str, Any]:
+            key, secret = keys.create(
+                body.name,
+                scopes=body.scopes,
+                limits=body.limits.to_limits(),
+                expires_in_days=body.expires_in_days,
+                actor=actor,
+                source=source,
+            )
+            return {**key.public(), "secret": secret}
+
+        return JSONResponse(await ctx.db.run(create), status_code=201)
+
+    @router.post(
+        "/keys/{key_id}/rotate",
+        response_model=KeyWithSecret,
+        responses=error_responses(401, 403, 404, 503),
+    )
+    async def rotate_key(
+        key_id: str, request: Request, _tenant: str = Depends(ctx.auth.admin)
+    ) -> Any:
+        actor, source = who(request)
+        rotated = await ctx.db.run(lambda: keys.rotate(key_id, actor=actor, source=source))
+        if rotated is None:
+            raise NotFound(f"no key {key_id} in force", field="key_id")
+        key, secret = rotated
+        return {**key.public(), "secret": secret}
+
+    @router.patch(
+        "/keys/{key_id}", response_model=KeyView, responses=error_responses(400, 401, 403, 404, 503)
+    )
+    async def change_key(
+        key_id: str, body: KeyChange, request: Request, _tenant: str = Depends(ctx.auth.admin)
+    ) -> Any:
+        actor, source = who(request)
+        limits = body.limits.to_limits()
+        key = await ctx.db.run(lambda: keys.set_limits(key_id, limits, actor=actor, source=source))
+        if key is None:
+            raise NotFound(f"no key {key_id}", field="key_id")
+        return key.public()
+
+    @router.delete(
+        "/keys/{key_id}", response_model=KeyView, responses=error_responses(401, 403, 404, 503)
+    )
+    async def revoke_key(
+        key_id: str, request: Request, _tenant: str = Depends(ctx.auth.admin)
+    ) -> Any:
+        actor, source = who(request)
+        key = await ctx.db.run(lambda: keys.revoke(key_id, actor=actor, source=source))
+        if key is None:
+            raise NotFound(f"no key {key_id}", field="key_id")
+        return key.public()
+
+    @router.get("/audit", response_model=AuditList, responses=refused)
+    async def audit(request: Request, _tenant: str = Depends(ctx.auth.admin)) -> Any:
+        query = request.query_params
+        after = bounded_int("after", query.get("after"), default=1, maximum=2**62) - 1
+        limit = bounded_int("limit", query.get("limit"), default=100, maximum=1000)
+        entries = await ctx.db.run(lambda: keys.audit_entries(after_seq=after, limit=limit))
+        return {"data": [entry.public() for entry in entries]}
+
+    return router
