@@ -105,7 +105,7 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
         "worker %s ready for %s (%s)",
         worker_id,
         ", ".join(models),
-        "woken by NOTIFY" if notifications is not None else "woken by polling or serve",
+        _how_woken(notifications, wake, settings.poll_interval_s),
     )
     try:
         while not stop.is_set():
@@ -142,3 +142,11 @@ def _listen_for_jobs(
     return JobNotifications(
         store.engine, models, connect_timeout_s=settings.database_connect_timeout_s
     )
+
+
+def _how_woken(notifications: JobNotifications | None, wake: Any, poll_s: float) -> str:
+    if notifications is not None:
+        return f"woken by NOTIFY, else polling every {poll_s:g} s"
+    if wake is not None:
+        return f"woken by serve on new jobs, else polling every {poll_s:g} s"
+    return f"polling every {poll_s:g} s"
