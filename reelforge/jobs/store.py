@@ -662,7 +662,7 @@ class JobStore:
         """Write `event` for the job row `job` (as it is after the transition), and the
         webhook delivery its subscription asks for, in the caller's transaction; a job
         that is now queued is announced to listening workers on commit (PostgreSQL)."""
-        if job["status"] == JobStatus.QUEUED.value and self.engine.dialect.name == "postgresql":
+        if event in _QUEUEING_EVENTS and self.engine.dialect.name == "postgresql":
             notify_queued(conn, job["model"])
         seq = conn.execute(
             job_events.insert()
@@ -737,6 +737,9 @@ class JobStore:
             for r in rows
         ]
 
+
+_QUEUEING_EVENTS = frozenset({EventType.CREATED, EventType.REQUEUED})
+"""The transitions that put a job in the queue: workers are told of them."""
 
 _EXPIRY_EVENTS = {
     JobStatus.QUEUED: EventType.REQUEUED,

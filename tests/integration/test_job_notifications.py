@@ -79,7 +79,7 @@ def payloads_until(connection: psycopg.Connection[Any], last: str) -> list[str]:
 def test_queued_jobs_are_announced_on_commit_only(
     pg_store: JobStore, raw_listener: psycopg.Connection[Any]
 ) -> None:
-    pg_store.create_job(make_spec(), external_id="x")
+    first = pg_store.create_job(make_spec(), external_id="x")
     with pytest.raises(ExternalIdTaken):  # rolled back: never announced
         pg_store.create_job(make_spec(model="rolled/back"), external_id="x")
     retried = pg_store.create_job(make_spec(model="retried/model"))
@@ -92,6 +92,7 @@ def test_queued_jobs_are_announced_on_commit_only(
     lost_once = pg_store.claim_next_job("w1", ["lost/model"], lease_seconds=-1)
     assert lost_once is not None
     assert pg_store.requeue_expired() == 2  # one failed, one requeued (announced)
+    assert pg_store.delete_job(first.id) is not None  # a queued job gone: nothing to claim
     pg_store.create_job(make_spec(model="last/model"))
     assert payloads_until(raw_listener, "last/model") == [
         MODEL,
