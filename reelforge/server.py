@@ -60,9 +60,10 @@ def serve(settings: Settings) -> int:
     try:
         if settings.api_processes > 1:
             # Each API process builds its own context from the same settings (its own pool,
-            # background loops and event streams; all of them replica-safe). Workers then
-            # learn of new jobs by polling, and /healthz of an API process cannot see the
-            # supervisor's reports of workers that gave up.
+            # background loops and event streams; all of them replica-safe). On SQLite workers
+            # then learn of new jobs by polling (on PostgreSQL by NOTIFY, as ever), and
+            # /healthz of an API process cannot see the supervisor's reports of workers that
+            # gave up.
             os.environ[_SETTINGS_VARIABLE] = settings.model_dump_json()
             ctx.close()
             uvicorn.run(

@@ -108,13 +108,25 @@ class Settings(BaseSettings):
     )
     device: str = Field(default="auto", description="Torch device for engines: auto, cpu, cuda.")
     lease_seconds: float = Field(
-        default=30.0, gt=0, description="How long a claim lasts without a heartbeat."
+        default=30.0,
+        gt=0,
+        description="How long a claim lasts without a heartbeat; every worker and API "
+        "process looks for expired ones every quarter of it and requeues their jobs.",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Runs a job gets before a lost worker fails it."
     )
     poll_interval_s: float = Field(
-        default=0.5, gt=0, description="How often an idle worker looks for work."
+        default=0.5,
+        gt=0,
+        description="How often an idle worker looks for work; on PostgreSQL a fallback, "
+        "since workers are woken by NOTIFY when a job of their models is queued.",
+    )
+    listen_for_jobs: bool = Field(
+        default=True,
+        description="On PostgreSQL, workers LISTEN on one extra connection each and claim "
+        "a new job at once; false: they only poll (behind a pooler that cannot LISTEN, "
+        "e.g. PgBouncer in transaction mode).",
     )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, description="Largest accepted request body."
@@ -323,6 +335,11 @@ class Settings(BaseSettings):
     def retention_s(self) -> float | None:
         """Seconds a generation is kept, or None to keep it until deleted."""
         return self.retention_hours * 3600 if self.retention_hours > 0 else None
+
+    @property
+    def lease_recovery_interval_s(self) -> float:
+        # A lost worker's job waits at most a lease and a quarter before it is requeued.
+        return self.lease_seconds / 4
 
     @property
     def heartbeat_interval_s(self) -> float:

@@ -34,6 +34,7 @@ from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
 from reelforge.jobs import Job, JobStore, translate_db_error
+from reelforge.jobs.recovery import LeaseRecovery
 from reelforge.jobs.webhooks import WebhookOutbox
 from reelforge.net import OutboundPolicy
 from reelforge.service import Generations, RetentionSweeper
@@ -113,7 +114,12 @@ def build_context(
         images=images,
         db=db,
         generations=generations,
-        background=[RetentionSweeper(generations, settings.sweep_interval_s).run, ring.run],
+        background=[
+            RetentionSweeper(generations, settings.sweep_interval_s).run,
+            # Lost workers' jobs come back even where no worker runs beside this API.
+            LeaseRecovery(store, settings.lease_recovery_interval_s).run,
+            ring.run,
+        ],
         streams=EventStreams(
             generations,
             limit=settings.event_stream_limit,

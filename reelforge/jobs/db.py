@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, make_url
 
 from reelforge.jobs.deadline import ReplyWatch, WatchedConnection
 
-__all__ = ["db_now", "open_engine", "reading", "shown_url"]
+__all__ = ["connect_unpooled", "db_now", "open_engine", "reading", "shown_url"]
 
 _REPLY_GRACE_S = 1.0
 """How much longer than `statement_timeout` the client waits for an answer: long enough for
@@ -127,6 +127,26 @@ def reading(engine: Engine) -> Connection:
     if engine.dialect.name == "postgresql":
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
     return conn
+
+
+_UNPOOLED_ACK_TIMEOUT_S = 30.0
+"""How long a keepalive probe of an unpooled connection may stay unacknowledged."""
+
+
+def connect_unpooled(
+    engine: Engine, connect_timeout_s: float, application_name: str = "reelforge"
+) -> psycopg.Connection[Any]:
+    """A plain autocommit psycopg connection to `engine`'s PostgreSQL database, outside its
+    pool, for a session that waits indefinitely (a LISTEN).
+
+    It has the URL's parameters (search_path included), the connect timeout and keepalives,
+    but neither the reply watch nor a statement timeout: waiting for a notification is a
+    reply that may take hours, which the watch would cut after a few seconds. Keepalives
+    notice a peer that vanished."""
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    params = {**_libpq_params(engine.url, connect_timeout_s, _UNPOOLED_ACK_TIMEOUT_S), **cparams}
+    params.setdefault("application_name", application_name)
+    return psycopg.connect(*cargs, autocommit=True, **params)
 
 
 def shown_url(url: str | URL) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from reelforge.jobs import fairshare
 from reelforge.jobs.db import db_now, reading
 from reelforge.jobs.events import PROGRESS_EVENT_STEP, EventType, JobEvent, webhook_event
+from reelforge.jobs.notify import notify_queued
 from reelforge.jobs.result import JobResult
 from reelforge.jobs.schema import (
     EXTERNAL_ID_MAX_CHARS,
@@ -185,7 +186,9 @@ class JobStore:
     ) -> None:
         self.engine = engine
         self.max_attempts = max_attempts
-        # Wakes idle workers at once instead of at their next poll (a hint, never required).
+        # Wakes idle workers of this host at once instead of at their next poll (a hint,
+        # never required): `serve`'s children on SQLite. On PostgreSQL every queued job is
+        # also announced to all hosts by NOTIFY (`jobs.notify`).
         self.on_enqueue = on_enqueue
         self._now = db_now(engine)
 
@@ -454,8 +457,8 @@ class JobStore:
     ) -> Lease | None:
         """Atomically take the next queued job for one of `models` in fair-share order
         (`jobs.fairshare`), or return None. The choice is a read; only a claim writes, so an
-        idle worker's polls write nothing."""
-        self.requeue_expired()
+        idle worker's polls write nothing. Jobs of lost workers come back to the queue
+        through `requeue_expired`, on its own period (`jobs.recovery.LeaseRecovery`)."""
         if not models:
             return None
         choose = fairshare.next_job_query(models)
@@ -590,10 +593,16 @@ class JobStore:
 
     def requeue_expired(self) -> int:
         """Return jobs of lost workers to the queue, fail those out of attempts, and end those
-        whose cancel was asked for as canceled."""
+        whose cancel was asked for as canceled. Costs one indexed read when no lease has
+        expired (the usual case): every worker and API process runs it periodically."""
         expired = and_(
             jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_expires_at < self._now
         )
+        # Read first: an UPDATE that matches nothing still takes SQLite's write lock and is a
+        # write transaction on PostgreSQL.
+        with reading(self.engine) as conn:
+            if conn.execute(select(jobs.c.seq).where(expired).limit(1)).first() is None:
+                return 0
         canceled = jobs.c.cancel_requested.is_(True)
         out_of_attempts = and_(jobs.c.attempts >= jobs.c.max_attempts, ~canceled)
         ends = or_(canceled, out_of_attempts)
@@ -663,7 +672,10 @@ class JobStore:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Write `event` for the job row `job` (as it is after the transition), and the
-        webhook delivery its subscription asks for, in the caller's transaction."""
+        webhook delivery its subscription asks for, in the caller's transaction; a job
+        that is now queued is announced to listening workers on commit (PostgreSQL)."""
+        if event in _QUEUEING_EVENTS and self.engine.dialect.name == "postgresql":
+            notify_queued(conn, job["model"])
         seq = conn.execute(
             job_events.insert()
             .values(
@@ -737,6 +749,9 @@ class JobStore:
             for r in rows
         ]
 
+
+_QUEUEING_EVENTS = frozenset({EventType.CREATED, EventType.REQUEUED})
+"""The transitions that put a job in the queue: workers are told of them."""
 
 _EXPIRY_EVENTS = {
     JobStatus.QUEUED: EventType.REQUEUED,

@@ -12,7 +12,9 @@ import threading
 from typing import Any
 
 from reelforge.errors import ConfigurationError
-from reelforge.jobs import open_store, translate_db_error
+from reelforge.jobs import JobStore, open_store, translate_db_error
+from reelforge.jobs.notify import JobNotifications
+from reelforge.jobs.recovery import LeaseRecovery
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
@@ -89,10 +91,22 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
     models = list(engines)
 
     heartbeat = Heartbeat(store, worker_id, settings.lease_seconds, settings.heartbeat_interval_s)
+    recovery = LeaseRecovery(store, settings.lease_recovery_interval_s)
+    notifications = _listen_for_jobs(settings, store, models)
+    if notifications is not None:
+        # Before registering: once /healthz shows this worker, a create wakes it.
+        notifications.start()
+        wake = notifications.wake
     store.register_worker(worker_id, models, socket.gethostname(), os.getpid())
     heartbeat.start()
+    recovery.start_thread()
     runner = JobRunner(store, storage, registry, engines, heartbeat)
-    log.info("worker %s ready for %s", worker_id, ", ".join(models))
+    log.info(
+        "worker %s ready for %s (%s)",
+        worker_id,
+        ", ".join(models),
+        _how_woken(notifications, wake, settings.poll_interval_s),
+    )
     try:
         while not stop.is_set():
             try:
@@ -110,7 +124,29 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
             log.info("job %s: claimed (attempt %d)", lease.job_id, lease.job.attempts)
             runner.run(lease)
     finally:
+        if notifications is not None:
+            notifications.stop()
+        recovery.stop_thread()
         heartbeat.stop()
         store.remove_worker(worker_id)
         store.engine.dispose()
         log.info("worker %s stopped", worker_id)
+
+
+def _listen_for_jobs(
+    settings: Settings, store: JobStore, models: list[str]
+) -> JobNotifications | None:
+    """The worker's LISTEN connection on PostgreSQL (None on SQLite, or when turned off)."""
+    if store.engine.dialect.name != "postgresql" or not settings.listen_for_jobs:
+        return None
+    return JobNotifications(
+        store.engine, models, connect_timeout_s=settings.database_connect_timeout_s
+    )
+
+
+def _how_woken(notifications: JobNotifications | None, wake: Any, poll_s: float) -> str:
+    if notifications is not None:
+        return f"woken by NOTIFY, else polling every {poll_s:g} s"
+    if wake is not None:
+        return f"woken by serve on new jobs, else polling every {poll_s:g} s"
+    return f"polling every {poll_s:g} s"

@@ -317,10 +317,22 @@ def _release_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+_STOP_CHECK_S = 0.5
+
+
 def wait_for_work(wake: Any, stop: threading.Event, timeout_s: float) -> None:
-    """Sleep until woken (new job), stopped, or `timeout_s` passes."""
-    if wake is not None:
-        if wake.wait(timeout_s):
-            wake.clear()
-    else:
+    """Sleep until woken (new job), stopped, or `timeout_s` passes.
+
+    `wake` (a threading or multiprocessing Event, or None) is waited on in slices, so that a
+    long poll interval does not delay a stop; `stop` is an Event of this process only."""
+    if wake is None:
         stop.wait(timeout_s)
+        return
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        if wake.wait(min(_STOP_CHECK_S, remaining)):
+            wake.clear()
+            return

@@ -98,6 +98,7 @@ def test_writes_with_a_stale_token_are_refused(store: JobStore) -> None:
     store.create_job(make_spec())
     stale = store.claim_next_job("w1", [MODEL], lease_seconds=-1)  # already expired
     assert stale is not None
+    assert store.requeue_expired() == 1  # the periodic recovery (jobs.recovery)
     fresh = store.claim_next_job("w2", [MODEL], lease_seconds=30)
     assert fresh is not None and fresh.job.id == stale.job.id
     assert fresh.job.attempts == 2
@@ -117,13 +118,25 @@ def test_expired_lease_past_attempt_limit_fails_the_job(store: JobStore) -> None
     for worker in ("w1", "w2"):  # max_attempts is 2 in this fixture
         lease = store.claim_next_job(worker, [MODEL], lease_seconds=-1)  # expired
         assert lease is not None and lease.job.id == job.id
-    store.requeue_expired()
+        assert store.requeue_expired() == 1
     failed = store.get_job(job.id)
     assert failed is not None
     assert failed.status is JobStatus.FAILED
     assert failed.error_name == "worker_lost"
     assert "stopped responding" in (failed.error_message or "")
     assert failed.finished_at is not None
+
+
+def test_a_claim_leaves_expired_leases_to_the_periodic_recovery(store: JobStore) -> None:
+    job = store.create_job(make_spec())
+    lost = store.claim_next_job("w1", [MODEL], lease_seconds=-1)  # its worker died
+    assert lost is not None
+    assert store.claim_next_job("w2", [MODEL], lease_seconds=30) is None
+    assert store.get_job(job.id).status is JobStatus.RUNNING  # type: ignore[union-attr]
+    assert store.requeue_expired() == 1
+    assert store.requeue_expired() == 0  # nothing left expired: a read, no write
+    again = store.claim_next_job("w2", [MODEL], lease_seconds=30)
+    assert again is not None and again.job.id == job.id and again.job.attempts == 2
 
 
 def test_renewed_lease_is_not_requeued(store: JobStore) -> None:
@@ -258,6 +271,7 @@ def test_stale_lease_is_lost_to_the_new_owner(store: JobStore) -> None:
     store.create_job(make_spec())
     stale = store.claim_next_job("w1", [MODEL], lease_seconds=-1)  # already expired
     assert stale is not None
+    assert store.requeue_expired() == 1  # the periodic recovery (jobs.recovery)
     fresh = store.claim_next_job("w2", [MODEL], lease_seconds=30)
     assert fresh is not None
     assert store.check_lease(stale) is LeaseCheck.LOST
