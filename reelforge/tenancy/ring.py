@@ -33,9 +33,9 @@ class KeyRing:
 
     @property
     def has_keys(self) -> bool:
-        """Whether any key is in force: a server with one requires keys of every client."""
-        now = time.time()
-        return any(key.usable(now) for key in self._keys.values())
+        """Whether any key was ever made, revoked ones included: such a server requires keys
+        of every client (revoking the last key must not open it to keyless callers)."""
+        return self._version is not None and self._version[0] > 0
 
     def lookup(self, secret: str) -> ApiKey | None:
         """The key this secret belongs to, if it is in force (constant-time comparison)."""

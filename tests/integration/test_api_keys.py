@@ -1,0 +1,178 @@
+"""Managed API keys: hashed at rest, scoped, revoked and rotated without a restart; the admin
+API and the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import MetaData, select
+
+from reelforge.api.app import build_context, create_app
+from reelforge.api.context import ApiContext
+from reelforge.engines import Registry
+from reelforge.jobs import JobStore, open_store
+from reelforge.settings import Settings
+from reelforge.storage import open_storage
+from reelforge.tenancy.keys import KeyLimits, KeyStore, Scope, key_id_of
+
+T2V = "klingai/v2-master-text-to-video"
+TESTSRC = Path(__file__).resolve().parents[1] / "fixtures" / "testsrc.toml"
+REMOTE = ("203.0.113.9", 50000)  # keyed servers serve any address
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Settings, JobStore, KeyStore]]:
+    settings = Settings(data_dir=tmp_path)
+    store = open_store(settings.resolved_database_url)
+    yield settings, store, KeyStore(store.engine)
+    store.engine.dispose()
+
+
+def _app(settings: Settings, store: JobStore) -> tuple[ApiContext, TestClient]:
+    ctx = build_context(
+        settings, store, open_storage(settings.resolved_storage_url), Registry.load(TESTSRC)
+    )
+    return ctx, TestClient(create_app(ctx), client=REMOTE, base_url="http://127.0.0.1")
+
+
+def _bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def _create(client: TestClient, secret: str) -> Any:
+    return client.post(
+        "/v2/video/generations",
+        json={"model": T2V, "prompt": "a red circle"},
+        headers=_bearer(secret),
+    )
+
+
+def test_a_secret_is_shown_once_and_stored_nowhere(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    key, secret = keys.create("web-app", limits=KeyLimits(max_queued=3))
+    assert secret.startswith(key.prefix) and key_id_of(secret) == key.id
+    assert key.limits.max_queued == 3 and key.scopes == {Scope.READ, Scope.GENERATE}
+    _ctx, client = _app(settings, store)
+    assert _create(client, secret).status_code == 200
+    listed = client.get("/v2/video/generations", headers=_bearer(secret)).json()
+    assert secret not in str(listed)
+    # Every value of every table: the hash is there, the secret is not.
+    tables = MetaData()
+    tables.reflect(store.engine)
+    with store.engine.connect() as conn:
+        everything = " ".join(
+            str(row) for table in tables.sorted_tables for row in conn.execute(select(table))
+        )
+    assert key.secret_hash in everything
+    assert secret not in everything and secret.rsplit("_", 1)[1] not in everything
+
+
+def test_scopes_are_enforced_in_each_dialects_error_body(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    _reader, read_only = keys.create("dashboard", scopes=[Scope.READ])
+    _ctx, client = _app(settings, store)
+    assert client.get("/v2/video/generations", headers=_bearer(read_only)).status_code == 200
+    refused = _create(client, read_only)
+    assert refused.status_code == 403
+    assert "'generate' scope" in refused.json()["message"]
+    openai = client.post("/v1/videos", json={"prompt": "x"}, headers=_bearer(read_only))
+    assert openai.status_code == 403 and "'generate' scope" in openai.json()["error"]["message"]
+    admin = client.get("/v1/admin/keys", headers=_bearer(read_only))
+    assert admin.status_code == 403 and "'admin' scope" in admin.json()["message"]
+
+
+def test_revoked_and_rotated_keys_stop_working_without_a_restart(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    key, secret = keys.create("app")
+    ctx, client = _app(settings, store)
+    job_id = _create(client, secret).json()["id"]
+    rotated = keys.rotate(key.id)
+    assert rotated is not None
+    _, new_secret = rotated
+    assert ctx.auth.ring is not None and ctx.auth.ring.refresh()  # the loop's round
+    assert client.get("/v2/video/generations", headers=_bearer(secret)).status_code == 401
+    poll = client.get(
+        "/v2/video/generations", params={"generation_id": job_id}, headers=_bearer(new_secret)
+    )
+    assert poll.status_code == 200  # the same tenant: its jobs stay visible
+    keys.revoke(key.id)
+    ctx.auth.ring.refresh()
+    assert client.get("/v2/video/generations", headers=_bearer(new_secret)).status_code == 401
+
+
+def test_tenants_see_only_their_own_jobs(parts: tuple[Settings, JobStore, KeyStore]) -> None:
+    settings, store, keys = parts
+    _a, secret_a = keys.create("a")
+    _b, secret_b = keys.create("b")
+    _ctx, client = _app(settings, store)
+    job_id = _create(client, secret_a).json()["id"]
+    other = client.get(
+        "/v2/video/generations", params={"generation_id": job_id}, headers=_bearer(secret_b)
+    )
+    assert other.status_code == 404
+    listed = client.get("/v2/video/generations", headers=_bearer(secret_b)).json()
+    assert job_id not in str(listed)
+
+
+def test_the_admin_api_manages_keys_and_every_call_is_audited(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    admin_key, admin_secret = keys.create("ops", scopes=list(Scope))
+    _ctx, client = _app(settings, store)
+    made = client.post(
+        "/v1/admin/keys",
+        json={"name": "batch", "scopes": ["read"], "limits": {"max_concurrent": 2}},
+        headers=_bearer(admin_secret),
+    )
+    assert made.status_code == 201, made.text
+    created = made.json()
+    assert created["secret"].startswith(created["prefix"]) and created["scopes"] == ["read"]
+    listed = client.get("/v1/admin/keys", headers=_bearer(admin_secret)).json()["data"]
+    assert {k["name"] for k in listed} == {"ops", "batch"}
+    assert "secret" not in str(listed) and created["secret"] not in str(listed)
+    changed = client.patch(
+        f"/v1/admin/keys/{created['id']}",
+        json={"limits": {"max_queued": 5}},
+        headers=_bearer(admin_secret),
+    )
+    assert changed.json()["limits"]["max_queued"] == 5
+    assert changed.json()["limits"]["max_concurrent"] is None
+    bad = client.post("/v1/admin/keys", json={"name": ""}, headers=_bearer(admin_secret))
+    assert bad.status_code == 400 and "name" in bad.json()["message"]
+    gone = client.delete("/v1/admin/keys/000000000000", headers=_bearer(admin_secret))
+    assert gone.status_code == 404
+    revoked = client.delete(f"/v1/admin/keys/{created['id']}", headers=_bearer(admin_secret))
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    entries = client.get("/v1/admin/audit", headers=_bearer(admin_secret)).json()["data"]
+    actions = [(e["actor"], e["action"]) for e in entries]
+    assert ("cli", "key.create") in actions  # the ops key itself
+    assert (admin_key.id, "key.create") in actions
+    assert (admin_key.id, "key.limits") in actions
+    assert (admin_key.id, "key.revoke") in actions
+    assert (admin_key.id, "admin.keys.list") in actions
+    assert all(e["source"] in ("cli", REMOTE[0]) for e in entries)
+    assert created["secret"] not in str(entries)
+
+
+def test_a_server_with_a_managed_key_requires_keys(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    ctx, _client = _app(settings, store)
+    assert ctx.auth.open_to_loopback_only
+    keys.create("first")
+    assert ctx.auth.ring is not None and ctx.auth.ring.refresh()
+    assert not ctx.auth.open_to_loopback_only
+    local = TestClient(create_app(ctx), base_url="http://127.0.0.1")
+    assert local.get("/v2/video/generations").status_code == 401
