@@ -42,6 +42,7 @@ __all__ = [
     "ReelforgeError",
     "ServerError",
     "ServiceUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
 ]
@@ -112,6 +113,20 @@ class NotFound(ClientError):
 class Conflict(ClientError):
     status_code = 409
     code = "conflict"
+
+
+class TooManyRequests(ClientError):
+    """Over a rate limit or a quota (`code` says which): nothing was done; answered with
+    `Retry-After`."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
+        if code is not None:
+            self.code = code
 
 
 class PayloadTooLarge(ClientError):

@@ -15,7 +15,7 @@ from reelforge.api.admin import build_admin_router
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.aimlapi.router import DIALECT as AIMLAPI
 from reelforge.api.aimlapi.router import build_aimlapi_router
-from reelforge.api.auth import Authenticator
+from reelforge.api.auth import Authenticator, Principal
 from reelforge.api.context import ApiContext
 from reelforge.api.dbgate import DatabaseGate
 from reelforge.api.errors import install_error_handlers
@@ -35,6 +35,7 @@ from reelforge.api.system import build_system_router
 from reelforge.engines import Registry
 from reelforge.jobs import Job, JobStore, translate_db_error
 from reelforge.jobs.recovery import LeaseRecovery
+from reelforge.jobs.store import Admission
 from reelforge.jobs.webhooks import WebhookOutbox
 from reelforge.net import OutboundPolicy
 from reelforge.service import Generations, RetentionSweeper
@@ -42,6 +43,7 @@ from reelforge.service.streams import EventStreams
 from reelforge.settings import Settings
 from reelforge.storage import Storage
 from reelforge.tenancy.keys import KeyStore
+from reelforge.tenancy.limits import RateLimiter, admission
 from reelforge.tenancy.ring import KeyRing
 from reelforge.webhooks import (
     Envelope,
@@ -79,6 +81,19 @@ def build_context(
     db = DatabaseGate(
         settings.database_timeout_s, settings.api_database_threads, translate_db_error
     )
+    keys = KeyStore(store.engine)
+    ring = KeyRing(keys)
+    ring.refresh()  # the keys in force from the first request on
+    limiter = RateLimiter(store.engine)
+
+    async def rate_limit(principal: Principal) -> None:
+        if principal.limits is not None and principal.limits.rate_per_minute is not None:
+            await db.run(limiter.hit, principal.tenant, principal.limits.rate_per_minute)
+
+    def quotas(tenant: str) -> Admission | None:
+        limits = ring.limits_for(tenant)
+        return admission(tenant, limits) if limits is not None else None
+
     generations = Generations(
         store=store,
         storage=storage,
@@ -91,10 +106,9 @@ def build_context(
         # the image fetch, its staging and the insert, each under its own deadline.
         in_flight_limit_s=settings.image_fetch_timeout_s + 2 * settings.database_timeout_s + 30,
         worker_problems=list,
+        admission=quotas,
     )
-    keys = KeyStore(store.engine)
-    ring = KeyRing(keys)
-    ring.refresh()  # the keys in force from the first request on
+
     return ApiContext(
         settings=settings,
         store=store,
@@ -105,6 +119,7 @@ def build_context(
             settings.api_keys,
             keyless=not settings.api_keys and not settings.kling_keys,
             ring=ring,
+            rate_limit=rate_limit,
         ),
         keys=keys,
         signer=FileSigner(

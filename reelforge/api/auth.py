@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelforge.errors import Forbidden, Unauthorized
-from reelforge.tenancy.keys import ALL_SCOPES, SECRET_PREFIX, Scope
+from reelforge.tenancy.keys import ALL_SCOPES, SECRET_PREFIX, KeyLimits, Scope
 from reelforge.tenancy.ring import KeyRing
 
 __all__ = ["LOCAL_TENANT", "Authenticator", "Principal", "is_loopback"]
@@ -35,6 +36,7 @@ class Principal:
     tenant: str
     scopes: frozenset[Scope]
     key_id: str | None = None  # a managed key's id; None for a bootstrap key or loopback
+    limits: KeyLimits | None = None
 
     @property
     def actor(self) -> str:
@@ -54,7 +56,12 @@ class Authenticator:
     """
 
     def __init__(
-        self, api_keys: list[str], *, keyless: bool | None = None, ring: KeyRing | None = None
+        self,
+        api_keys: list[str],
+        *,
+        keyless: bool | None = None,
+        ring: KeyRing | None = None,
+        rate_limit: Callable[[Principal], Awaitable[None]] | None = None,
     ) -> None:
         """`keyless`: whether the server has no credentials of any kind other than managed
         keys (default: no API keys); a server with only other credentials (Kling's) refuses
@@ -62,6 +69,8 @@ class Authenticator:
         self._keys = [key.encode() for key in api_keys]
         self._keyless = not self._keys if keyless is None else keyless
         self.ring = ring
+        # Counts the request against its key's rate limit (raises TooManyRequests).
+        self.rate_limit = rate_limit
         self.reader = _ScopeCheck(self, Scope.READ)
         self.generator = _ScopeCheck(self, Scope.GENERATE)
         self.admin = _ScopeCheck(self, Scope.ADMIN)
@@ -76,7 +85,10 @@ class Authenticator:
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
     ) -> str:
         """FastAPI dependency for routes open to any valid caller: the tenant id."""
-        return self.principal(request).tenant
+        principal = self.principal(request)
+        if self.rate_limit is not None and principal.limits is not None:
+            await self.rate_limit(principal)
+        return principal.tenant
 
     def principal(self, request: Request) -> Principal:
         """The caller, or raise 401/403. No I/O (managed keys are read from the ring's
@@ -102,7 +114,7 @@ class Authenticator:
         if self.ring is not None and secret.startswith(SECRET_PREFIX):
             key = self.ring.lookup(secret)
             if key is not None:
-                return Principal(key.tenant, key.scopes, key.id)
+                return Principal(key.tenant, key.scopes, key.id, key.limits)
         presented = secret.encode()
         # Compare against every key in constant time, so timing does not reveal a prefix.
         if any(hmac.compare_digest(presented, key) for key in self._keys):
@@ -125,6 +137,8 @@ class _ScopeCheck:
         principal = self.auth.principal(request)
         if self.scope not in principal.scopes:
             raise Forbidden(f"this API key lacks the '{self.scope}' scope")
+        if self.auth.rate_limit is not None and principal.limits is not None:
+            await self.auth.rate_limit(principal)
         return principal.tenant
 
 

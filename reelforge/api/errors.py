@@ -24,7 +24,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
-from reelforge.errors import FieldError, InvalidRequest, ReelforgeError, ServiceUnavailable
+from reelforge.errors import (
+    FieldError,
+    InvalidRequest,
+    ReelforgeError,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from reelforge.jobs import translate_db_error
 
 __all__ = [
@@ -99,6 +105,7 @@ _STATUS_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
     500: "server_error",
     503: "unavailable",
     507: "insufficient_storage",
@@ -129,7 +136,7 @@ async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
     elif exc.field is not None:
         errors = [FieldError(exc.field, exc.message)]
     headers = None
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after_s)}
     return error_response(
         request, status, exc.message, code=exc.code, errors=errors, headers=headers

@@ -393,6 +393,8 @@ def _fix(document: dict[str, Any], served: list[str], key_required: bool) -> Non
 def _hoist(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
     """Put a model's schema and its `$defs` under `components`; return a reference to it.
     Copies: FastAPI puts the route's own `openapi_extra` into the document."""
+    if "$ref" in schema:  # a body FastAPI declared itself is already a reference
+        return schema
     schema = dict(schema)
     components.update(schema.pop("$defs", {}))
     components[schema["title"]] = schema

@@ -221,3 +221,11 @@ def db_now(engine: Engine) -> ColumnElement[float]:
     if engine.dialect.name == "sqlite":
         return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
     return func.extract("epoch", func.clock_timestamp()).cast(Float)
+
+
+def upsert_insert(dialect_name: str) -> Any:
+    """The dialect's `insert()`, which has `on_conflict_do_update` (an upsert); both spell it
+    alike. `Any`: their Insert types differ."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert

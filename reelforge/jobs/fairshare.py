@@ -24,9 +24,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Select, case, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from reelforge.jobs.db import upsert_insert
 from reelforge.jobs.schema import jobs, tenant_claims
 from reelforge.jobs.states import JobStatus
 
@@ -113,12 +112,11 @@ def upsert_claim(conn: Connection, tenant: str, now: Any) -> None:
     The time recorded is later than every tenant's, even within one tick of a coarse clock
     (SQLite's is in milliseconds), so "served longest ago" never ties between two tenants.
     """
-    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(conn.dialect.name)
     latest = select(func.coalesce(func.max(tenant_claims.c.last_claimed_at), 0.0)).scalar_subquery()
     claimed_at = case((now > latest, now), else_=latest + _AFTER_S)
     statement = insert(tenant_claims).values(tenant=tenant, last_claimed_at=claimed_at)
-    # Both dialects spell the upsert alike; `Any` because their Insert types differ.
-    upsert: Any = statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=[tenant_claims.c.tenant],
         set_={"last_claimed_at": statement.excluded.last_claimed_at},
     )

@@ -41,6 +41,7 @@ __all__ = [
     "jobs",
     "metadata",
     "migrate",
+    "rate_windows",
     "tenant_claims",
     "webhook_attempts",
     "webhook_deliveries",
@@ -88,10 +89,16 @@ jobs = Table(
     # The client's own name for the job (Kling's `external_task_id`): unique per tenant,
     # and the job can be read by it.
     Column("external_id", String(EXTERNAL_ID_MAX_CHARS)),
+    # The clip's length (at create) and the engine's time (once it succeeded): what quotas
+    # and usage sum (revision 0008).
+    Column("video_seconds", Float, nullable=False, server_default="0"),
+    Column("engine_seconds", Float),
     # A tenant's list, newest first.
     Index("ix_jobs_tenant_seq", "tenant", "seq"),
     Index("ix_jobs_expires_at", "expires_at"),
     Index("ix_jobs_tenant_external_id", "tenant", "external_id", unique=True),
+    # A tenant's jobs of a day: daily quotas and usage.
+    Index("ix_jobs_tenant_created", "tenant", "created_at"),
 )
 
 workers = Table(
@@ -231,6 +238,15 @@ audit_log = Table(
     Column("source", String(255), nullable=False),
     Column("detail", Text),
     Index("ix_audit_log_at", "at"),
+)
+
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    # Requests per tenant per minute (epoch minute), counted by every replica alike.
+    Column("tenant", String(128), primary_key=True),
+    Column("minute", Integer, primary_key=True),
+    Column("requests", Integer, nullable=False),
 )
 
 _FIRST_RELEASE_REVISION = "0001"

@@ -54,6 +54,9 @@ __all__ = [
 
 _CLAIM_TRIES = 5
 
+Admission = Callable[[Connection, GenerationSpec], None]
+"""A check a create runs in its insert's transaction (`JobStore.create_job(admit=...)`)."""
+
 
 @dataclass(frozen=True)
 class WebhookSubscription:
@@ -205,15 +208,17 @@ class JobStore:
         webhook: WebhookSubscription | None = None,
         keep_for_s: float | None = None,
         external_id: str | None = None,
+        admit: Admission | None = None,
     ) -> Job:
         """Insert a queued job (and its `created` event) and wake the workers. `keep_for_s`:
         how long the retention sweeper keeps it after creation (None: until deleted);
         `external_id`: the client's name for it, which raises `ExternalIdTaken` when another
-        of the tenant's jobs has it."""
+        of the tenant's jobs has it; `admit`: a check run in the insert's own transaction,
+        before it (a tenant's quotas), which refuses the job by raising."""
         job_id = job_id or new_job_id()
         try:
             row = self._insert_job(
-                spec, tenant, priority, job_id, dialect, webhook, keep_for_s, external_id
+                spec, tenant, priority, job_id, dialect, webhook, keep_for_s, external_id, admit
             )
         except IntegrityError:
             if external_id is not None and self.find_job_by_external_id(tenant, external_id):
@@ -233,8 +238,14 @@ class JobStore:
         webhook: WebhookSubscription | None,
         keep_for_s: float | None,
         external_id: str | None,
+        admit: Admission | None = None,
     ) -> Row[Any]:
-        with self.engine.begin() as conn:
+        # SQLite: a check that reads before the insert writes must hold the write lock from
+        # the start, or two creates could both pass it (and one would fail to upgrade).
+        options = {"sqlite_begin": "IMMEDIATE"} if admit is not None else {}
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            if admit is not None:
+                admit(conn, spec)
             row = conn.execute(
                 jobs.insert()
                 .values(
@@ -252,6 +263,7 @@ class JobStore:
                     webhook_events=json.dumps(list(webhook.events)) if webhook else None,
                     expires_at=None if keep_for_s is None else self._now + keep_for_s,
                     external_id=external_id,
+                    video_seconds=spec.seconds,
                 )
                 .returning(*jobs.c)
             ).one()
@@ -561,6 +573,7 @@ class JobStore:
             status=JobStatus.SUCCEEDED.value,
             progress=1.0,
             result=result.model_dump_json(),
+            engine_seconds=result.timings.engine_s,
             lease_token=None,
             lease_expires_at=None,
             finished_at=self._now,

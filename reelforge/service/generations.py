@@ -31,7 +31,7 @@ from reelforge.errors import (
 from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
 from reelforge.jobs.idempotency import IdempotencyKeys
 from reelforge.jobs.queue import QueuePositions
-from reelforge.jobs.store import ExternalIdTaken, WebhookSubscription
+from reelforge.jobs.store import Admission, ExternalIdTaken, WebhookSubscription
 from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, WebhookOutbox
 from reelforge.net import OutboundPolicy, OutboundRefused
 from reelforge.service.eta import EtaEstimator
@@ -114,7 +114,10 @@ class Generations:
         in_flight_limit_s: float,
         worker_problems: Callable[[], list[str]],
         eta: EtaEstimator | None = None,
+        admission: Callable[[str], Admission | None] = lambda _tenant: None,
     ) -> None:
+        """`admission`: the check a tenant's create runs before its insert (its quotas, from
+        `tenancy.limits`), or None when it has none."""
         self.store = store
         self.storage = storage
         self.db = db
@@ -123,6 +126,7 @@ class Generations:
         self.retention_s = retention_s
         self.lease_seconds = lease_seconds
         self.worker_problems = worker_problems
+        self.admission = admission
         # A reservation this old without its job belongs to a create that died.
         self.keys = IdempotencyKeys(
             store.engine, ttl_s=IDEMPOTENCY_TTL_S, stale_after_s=in_flight_limit_s
@@ -206,6 +210,7 @@ class Generations:
                 webhook=submission.webhook,
                 keep_for_s=self.retention_s,
                 external_id=submission.external_id,
+                admit=self.admission(tenant),
             )
         except ExternalIdTaken:
             self._remove_staged(spec)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from reelforge.tenancy.keys import ApiKey, KeyStore, key_id_of
+from reelforge.tenancy.keys import ApiKey, KeyLimits, KeyStore, key_id_of
 
 __all__ = ["KeyRing"]
 
@@ -28,6 +28,7 @@ class KeyRing:
         self.refresh_every_s = refresh_every_s
         self.record_every_s = record_every_s
         self._keys: dict[str, ApiKey] = {}
+        self._limits: dict[str, KeyLimits] = {}  # by tenant
         self._version: tuple[int, float | None] | None = None
         self._used: dict[str, float] = {}
 
@@ -47,12 +48,17 @@ class KeyRing:
         self._used[key.id] = now
         return key
 
+    def limits_for(self, tenant: str) -> KeyLimits | None:
+        """The limits of the key that is `tenant`, or None (a bootstrap key, loopback)."""
+        return self._limits.get(tenant)
+
     def refresh(self) -> bool:
         """Reload the keys if any changed; True if they did."""
         version = self.store.version()
         if version == self._version:
             return False
         self._keys = {key.id: key for key in self.store.list_keys(include_revoked=False)}
+        self._limits = {key.tenant: key.limits for key in self._keys.values()}
         self._version = version
         return True
 

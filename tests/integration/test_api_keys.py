@@ -18,6 +18,7 @@ from reelforge.jobs import JobStore, open_store
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
 from reelforge.tenancy.keys import KeyLimits, KeyStore, Scope, key_id_of
+from tests.conftest import make_result
 
 T2V = "klingai/v2-master-text-to-video"
 TESTSRC = Path(__file__).resolve().parents[1] / "fixtures" / "testsrc.toml"
@@ -176,3 +177,67 @@ def test_a_server_with_a_managed_key_requires_keys(
     assert not ctx.auth.open_to_loopback_only
     local = TestClient(create_app(ctx), base_url="http://127.0.0.1")
     assert local.get("/v2/video/generations").status_code == 401
+
+
+def _job_count(store: JobStore) -> int:
+    return sum(store.count_by_status().values())
+
+
+def test_each_quota_refuses_with_429_and_creates_nothing(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    _q, queued_secret = keys.create("q", limits=KeyLimits(max_queued=2))
+    _d, daily_secret = keys.create("d", limits=KeyLimits(daily_video_seconds=8))
+    _ctx, client = _app(settings, store)
+    assert [_create(client, queued_secret).status_code for _ in range(2)] == [200, 200]
+    before = _job_count(store)
+    over = _create(client, queued_secret)
+    assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+    assert over.json()["message"].startswith("max_queued:") and over.json()["statusCode"] == 429
+    assert _job_count(store) == before
+    assert _create(client, daily_secret).status_code == 200  # 5 s of the 8
+    spent = _create(client, daily_secret)
+    assert spent.status_code == 429 and "daily_video_seconds" in spent.json()["message"]
+    assert 1 <= int(spent.headers["retry-after"]) <= 86400
+    openai = client.post(
+        "/v1/videos", json={"prompt": "x", "seconds": "4"}, headers=_bearer(daily_secret)
+    )
+    assert openai.status_code == 429
+    assert openai.json()["error"]["type"] == "insufficient_quota"
+
+
+def test_a_key_at_its_concurrent_limit_gets_its_next_job_in_once_one_finishes(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    _key, secret = keys.create("c", limits=KeyLimits(max_concurrent=1))
+    _ctx, client = _app(settings, store)
+    assert _create(client, secret).status_code == 200
+    refused = _create(client, secret)
+    assert refused.status_code == 429 and refused.json()["message"].startswith("max_concurrent:")
+    lease = store.claim_next_job("w1", [T2V], lease_seconds=30)
+    assert lease is not None and store.complete_job(lease, make_result(lease.job_id))
+    assert _create(client, secret).status_code == 200
+
+
+def test_the_rate_limit_counts_requests_per_minute_and_changes_without_a_restart(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    key, secret = keys.create("r", limits=KeyLimits(rate_per_minute=3))
+    ctx, client = _app(settings, store)
+
+    def poll() -> Any:
+        return client.get("/v2/video/generations", headers=_bearer(secret))
+
+    answers = [poll() for _ in range(4)]
+    if [a.status_code for a in answers] != [200, 200, 200, 429]:
+        # The minute turned between two requests: the count started again; once more.
+        answers = [poll() for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert 1 <= int(answers[-1].headers["retry-after"]) <= 60
+    assert answers[-1].json()["message"].startswith("rate_per_minute:")
+    keys.set_limits(key.id, KeyLimits(rate_per_minute=1000))
+    assert ctx.auth.ring is not None and ctx.auth.ring.refresh()
+    assert poll().status_code == 200

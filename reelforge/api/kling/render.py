@@ -88,6 +88,7 @@ _CODES_BY_STATUS = {
     409: 1201,
     413: 1200,
     415: 1200,
+    429: 1302,  # "API request too fast": over a rate limit
     500: 5000,
     503: 5001,
     504: 5002,
@@ -99,6 +100,8 @@ def kling_code(info: ErrorInfo) -> int:
     """Kling's error code for an error answer."""
     if info.code in KLING_AUTH_CODES:
         return KLING_AUTH_CODES[info.code]
+    if info.code == "quota_exceeded":
+        return 1303  # "over the concurrency or resource limit"
     if info.status == 400 and info.errors and all(e.field == "body" for e in info.errors):
         return 1200  # the request as a whole (not JSON, not an object), not one field
     return _CODES_BY_STATUS.get(info.status, 5000 if info.status >= 500 else 1200)

@@ -77,11 +77,19 @@ def openai_error_body(_request: Request, info: ErrorInfo) -> dict[str, Any]:
     return {
         "error": {
             "message": info.message,
-            "type": "server_error" if info.status >= 500 else "invalid_request_error",
+            "type": _error_type(info),
             "param": info.errors[0].field if info.errors else None,
             "code": info.code,
         }
     }
+
+
+def _error_type(info: ErrorInfo) -> str:
+    if info.status >= 500:
+        return "server_error"
+    if info.status == 429:  # OpenAI's words for a rate limit and for a spent quota
+        return "insufficient_quota" if info.code == "quota_exceeded" else "requests"
+    return "invalid_request_error"
 
 
 def render_webhook_event(
