@@ -134,6 +134,7 @@ def build_context(
             # Lost workers' jobs come back even where no worker runs beside this API.
             LeaseRecovery(store, settings.lease_recovery_interval_s).run,
             ring.run,
+            limiter.run,
         ],
         streams=EventStreams(
             generations,

@@ -16,7 +16,9 @@ request, made only for keys that have a rate limit).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
 
 from sqlalchemy import Connection, Engine, Integer, cast, func, select, text
@@ -30,6 +32,8 @@ from reelforge.spec import GenerationSpec
 from reelforge.tenancy.keys import KeyLimits
 
 __all__ = ["RateLimiter", "admission"]
+
+log = logging.getLogger(__name__)
 
 _DAY_S = 86400
 # A tenant at a concurrency limit waits for one of its jobs to end: a guess, not a promise.
@@ -131,3 +135,12 @@ class RateLimiter:
                 rate_windows.delete().where(rate_windows.c.minute < self._minute - 1)
             )
             return int(gone.rowcount)
+
+    async def run(self, every_s: float = 60.0) -> None:
+        """The background loop (`ApiContext.background`) that forgets old windows."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(self.prune)
+            except Exception as exc:  # the next round tries again; the table only grows
+                log.warning("rate limits: cannot prune old windows (%s)", exc)

@@ -15,9 +15,11 @@ from reelforge.api.app import build_context, create_app
 from reelforge.api.context import ApiContext
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore, open_store
+from reelforge.jobs.schema import rate_windows
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
 from reelforge.tenancy.keys import KeyLimits, KeyStore, Scope, key_id_of
+from reelforge.tenancy.limits import RateLimiter
 from tests.conftest import make_result
 
 T2V = "klingai/v2-master-text-to-video"
@@ -241,3 +243,14 @@ def test_the_rate_limit_counts_requests_per_minute_and_changes_without_a_restart
     keys.set_limits(key.id, KeyLimits(rate_per_minute=1000))
     assert ctx.auth.ring is not None and ctx.auth.ring.refresh()
     assert poll().status_code == 200
+
+
+def test_old_rate_windows_are_pruned(parts: tuple[Settings, JobStore, KeyStore]) -> None:
+    _settings, store, _keys = parts
+    limiter = RateLimiter(store.engine)
+    limiter.hit("t", per_minute=10)
+    with store.engine.begin() as conn:
+        conn.execute(rate_windows.insert().values(tenant="t", minute=1, requests=5))
+    assert limiter.prune() == 1
+    with store.engine.connect() as conn:
+        assert [row.requests for row in conn.execute(select(rate_windows))] == [1]
