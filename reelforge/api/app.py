@@ -32,6 +32,7 @@ from reelforge.api.openai.router import PREFIX as OPENAI_PREFIX
 from reelforge.api.openai.router import build_openai_router
 from reelforge.api.openapi import install_openapi
 from reelforge.api.system import build_system_router
+from reelforge.api.usage import build_usage_router
 from reelforge.engines import Registry
 from reelforge.jobs import Job, JobStore, translate_db_error
 from reelforge.jobs.recovery import LeaseRecovery
@@ -212,6 +213,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         build_openai_router(ctx),
         build_system_router(ctx),
         build_admin_router(ctx),
+        build_usage_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
     ]
     install_error_handlers(

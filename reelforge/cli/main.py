@@ -9,6 +9,7 @@
     reelforge models    the models here, downloads, a server's (reelforge.cli.models)
     reelforge micro     train / evaluate the micro model      (reelforge.cli.micro)
     reelforge keys      managed API keys, on the database     (reelforge.cli.keys)
+    reelforge usage     what your key used, per day and model (reelforge.cli.usage)
 
 Each subcommand sets a `handler(args) -> int` default; `main` parses and calls it. Every
 parser is a `reelforge.cli.parsing.CommandParser`. Building the parser imports no torch,
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Callable
 
 from reelforge import __version__
-from reelforge.cli import cancel, common, generate, jobs, keys, micro, models, serve
+from reelforge.cli import cancel, common, generate, jobs, keys, micro, models, serve, usage
 from reelforge.cli.parsing import CommandParser, format_pairs
 
 __all__ = ["build_parser", "main"]
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_command(commands)
     models.add_command(commands)
     keys.add_command(commands)
+    usage.add_command(commands)
     micro.add_command(commands)
     return parser
 

@@ -179,6 +179,21 @@ def read_models(response: httpx.Response) -> list[ModelInfo]:
     return [_validate(ModelInfo, item, response) for item in data]
 
 
+def usage_params(days: int, tenant: str | None) -> dict[str, str]:
+    params = {"days": str(days)}
+    if tenant is not None:
+        params["tenant"] = tenant
+    return params
+
+
+def read_usage(response: httpx.Response) -> dict[str, Any]:
+    """The answer of `GET /v1/usage`: `tenant`, `days`, `totals` and the `data` rows."""
+    body = _read_json(response)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise UnexpectedResponse(f"{response.request.url}: expected a usage object")
+    return body
+
+
 def events_path(generation_id: str) -> str:
     return f"{generation_path(generation_id)}/events"
 

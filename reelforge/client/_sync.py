@@ -35,11 +35,13 @@ from reelforge.client._common import (
     read_generation,
     read_models,
     read_page,
+    read_usage,
     reconnect_delay_s,
     resolve_api_key,
     resolve_base_url,
     stream_headers,
     stream_timeout,
+    usage_params,
 )
 from reelforge.client._errors import (
     GenerationFailed,
@@ -336,6 +338,11 @@ class ReelforgeClient:
     def models(self) -> list[ModelInfo]:
         """The models the server offers."""
         return read_models(self._request("GET", "/v1/models"))
+
+    def usage(self, days: int = 30, tenant: str | None = None) -> dict[str, Any]:
+        """What this key used over the last `days` days, per day and model (`GET /v1/usage`);
+        an admin key may name another `tenant`, or "all"."""
+        return read_usage(self._request("GET", "/v1/usage", params=usage_params(days, tenant)))
 
     def health(self) -> bool:
         """Whether the server is up and has a worker ready (`GET /healthz` answers 200)."""

@@ -46,6 +46,19 @@ def keys_cli(database_url: str, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+def usage_cli(base_url: str, secret: str) -> Any:
+    """`reelforge usage --json`, as a user runs it against a server."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "REELFORGE_API_KEY": secret}
+    done = subprocess.run(
+        [sys.executable, "-m", "reelforge", "usage", "--base-url", base_url, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
 def test_a_key_revoked_on_one_replica_is_refused_by_the_other(
     deployment: Deployment, postgres_url: str
 ) -> None:
@@ -67,6 +80,16 @@ def test_a_key_revoked_on_one_replica_is_refused_by_the_other(
     # Both replicas learn of the new keys within their refresh.
     for api in (api_a, api_b):
         wait_for(lambda api=api: get(api.base_url, app_secret).status_code == 200, 10, "the key")
+    created = httpx.post(
+        f"{api_b.base_url}/v2/video/generations",
+        json={"model": T2V, "prompt": "a usage test"},
+        headers={"Authorization": f"Bearer {app_secret}"},
+        timeout=10,
+    )
+    assert created.status_code == 200, created.text
+    answers.append(created.text)
+    used = usage_cli(api_a.base_url, app_secret)
+    assert used["tenant"] == app["tenant"] and sum(used["totals"]["jobs"].values()) == 1
     revoked = httpx.delete(
         f"{api_a.base_url}/v1/admin/keys/{app['id']}",
         headers={"Authorization": f"Bearer {admin_secret}"},

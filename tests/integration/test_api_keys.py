@@ -254,3 +254,35 @@ def test_old_rate_windows_are_pruned(parts: tuple[Settings, JobStore, KeyStore])
     assert limiter.prune() == 1
     with store.engine.connect() as conn:
         assert [row.requests for row in conn.execute(select(rate_windows))] == [1]
+
+
+def test_usage_counts_each_tenants_own_jobs_and_admins_see_all(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    key_a, secret_a = keys.create("a")
+    key_b, secret_b = keys.create("b")
+    _admin, admin_secret = keys.create("ops", scopes=list(Scope))
+    _ctx, client = _app(settings, store)
+    for _ in range(2):
+        assert _create(client, secret_a).status_code == 200
+    assert _create(client, secret_b).status_code == 200
+    lease = store.claim_next_job("w1", [T2V], lease_seconds=30)
+    assert lease is not None and lease.job.tenant == key_a.tenant
+    assert store.complete_job(lease, make_result(lease.job_id))  # engine_s 0.1
+
+    mine = client.get("/v1/usage", headers=_bearer(secret_a)).json()
+    assert mine["tenant"] == key_a.tenant
+    assert mine["totals"] == {
+        "jobs": {"queued": 1, "succeeded": 1},
+        "video_seconds": 10.0,
+        "engine_seconds": 0.1,
+    }
+    assert [row["model"] for row in mine["data"]] == [T2V]
+    refused = client.get("/v1/usage", params={"tenant": key_b.tenant}, headers=_bearer(secret_a))
+    assert refused.status_code == 403 and "tenant" in refused.json()["message"]
+    everyone = client.get("/v1/usage", params={"tenant": "all"}, headers=_bearer(admin_secret))
+    assert everyone.json()["totals"]["jobs"] == {"queued": 2, "succeeded": 1}
+    assert {row["tenant"] for row in everyone.json()["data"]} == {key_a.tenant, key_b.tenant}
+    bad = client.get("/v1/usage", params={"days": "0"}, headers=_bearer(secret_a))
+    assert bad.status_code == 400 and "days" in bad.json()["message"]

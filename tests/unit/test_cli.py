@@ -660,7 +660,7 @@ def test_a_commands_help_loads_what_it_needs_on_first_print(wide_terminal: None)
 
 def test_every_help_shows_its_purpose_examples_and_environment(wide_terminal: None) -> None:
     parsers = all_parsers()
-    assert len(parsers) == 25  # reelforge, 12 commands, 5 models, 2 micro and 5 keys actions
+    assert len(parsers) == 26  # reelforge, 13 commands, 5 models, 2 micro and 5 keys actions
     for prog, parser in parsers.items():
         text = parser.format_help()
         assert parser.description, prog
