@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "configure_logging",
     "job_context",
+    "log_handler",
     "quiet_libraries",
     "request_context",
     "reset_request_context",
@@ -101,15 +102,22 @@ def _formatter(fmt: str) -> logging.Formatter:
     return logging.Formatter(_TEXT_FORMAT)
 
 
+def log_handler(fmt: str, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing records to `stream` (stderr) as `fmt` (`text` or `json`), each
+    tagged with its job and request ids."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_formatter(fmt))
+    handler.addFilter(_ContextFilter())
+    return handler
+
+
 def configure_logging(settings: Settings | None = None) -> None:
     """Send every log record of this process to stderr in the configured format, once per
     process (idempotent); without settings, INFO as text."""
     root = logging.getLogger()
     if getattr(root, "_reelforge_configured", False):
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_formatter(settings.log_format if settings else "text"))
-    handler.addFilter(_ContextFilter())
+    handler = log_handler(settings.log_format if settings else "text")
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
