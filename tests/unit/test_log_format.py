@@ -12,7 +12,6 @@ import pytest
 
 from reelforge.logs import job_context, log_handler, request_context, reset_request_context
 
-
 Logged = tuple[logging.Logger, io.StringIO, list[logging.Handler]]
 
 
