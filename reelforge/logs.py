@@ -118,8 +118,6 @@ def configure_logging(settings: Settings | None = None) -> None:
     if getattr(root, "_reelforge_configured", False):
         return
     handler = log_handler(settings.log_format if settings else "text")
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level if settings else "INFO")
     # Library warnings (`warnings.warn`: deprecations, "this option is ignored") are for
