@@ -71,7 +71,8 @@ class _ContextFilter(logging.Filter):
         job_id = record.__dict__.setdefault("job_id", _job_id.get())
         request_id = record.__dict__.setdefault("request_id", _request_id.get())
         parts = []
-        if job_id:
+        # Most job lines already begin "job <id>:"; the text format need not say it twice.
+        if job_id and not (isinstance(record.msg, str) and record.msg.startswith("job %s")):
             parts.append(f" job={job_id}")
         if request_id:
             parts.append(f" request={request_id}")

@@ -62,7 +62,9 @@ def test_text_lines_name_the_job(logged: Logged) -> None:
     use(logger, handlers, log_handler("text", stream))
     with job_context("job-2"):
         logger.info("step")
+        logger.info("job %s: done", "job-2")
     logger.info("idle")
-    inside, outside = stream.getvalue().splitlines()
+    inside, named, outside = stream.getvalue().splitlines()
     assert inside.endswith("reelforge.test_log_format: job=job-2 step")
+    assert named.endswith("reelforge.test_log_format: job job-2: done")  # not named twice
     assert outside.endswith("reelforge.test_log_format: idle")
