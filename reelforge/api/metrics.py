@@ -39,6 +39,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from reelforge.api.context import ApiContext
+from reelforge.api.openapi import error_responses
 from reelforge.errors import DatabaseUnavailable
 from reelforge.jobs.states import JobStatus
 from reelforge.jobs.stats import STAGES, JobStats, SystemSnapshot
@@ -234,7 +235,13 @@ def build_metrics_router(ctx: ApiContext, http: HttpMetrics) -> APIRouter:
         "/metrics",
         dependencies=dependencies,
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "The metrics."}},
+        responses={
+            200: {
+                "content": {CONTENT_TYPE_LATEST: {}},
+                "description": "The metrics, in Prometheus' text format.",
+            },
+            **(error_responses(401, 403) if dependencies else {}),
+        },
     )
     async def metrics() -> Response:
         snap = await snapshots.get()
