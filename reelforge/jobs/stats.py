@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Float, case, cast, func, select
 from sqlalchemy.dialects import postgresql
@@ -77,8 +78,7 @@ class JobStats:
                 .group_by(jobs.c.model)
             ):
                 snap.oldest_queued_at[model] = float(oldest)
-            for stage in STAGES:
-                snap.stages.update(self._histograms(conn, stage))
+            snap.stages.update(self._histograms(conn))
             for state, device, n in conn.execute(
                 select(workers.c.state, workers.c.device, func.count())
                 .where(workers.c.seen_at >= now - live_within_s)
@@ -93,30 +93,46 @@ class JobStats:
                 snap.webhook_deliveries[status] = int(n)
         return snap
 
-    def _histograms(self, conn: Connection, stage: str) -> dict[tuple[str, str], StageHistogram]:
-        """One stage's histogram per model, counted by the database: a `SUM(CASE …)` per
-        bucket, so no row leaves it."""
-        if stage == "queue_wait":
-            value: ColumnElement[float] = jobs.c.started_at - jobs.c.created_at
-            where: ColumnElement[bool] = jobs.c.started_at.is_not(None)
-        else:
-            value = _timing(self.engine, f"{stage}_s")
-            where = (jobs.c.status == JobStatus.SUCCEEDED.value) & jobs.c.result.is_not(None)
-        columns = [
-            jobs.c.model,
-            func.count(value),
-            func.coalesce(func.sum(value), 0.0),
-            *(func.sum(case((value <= le, 1), else_=0)) for le in self.buckets),
-        ]
-        found = {}
-        for model, count, total, *cumulative in conn.execute(
-            select(*columns).where(where).group_by(jobs.c.model)
-        ):
-            found[(stage, model)] = StageHistogram(
-                cumulative=tuple(int(n or 0) for n in cumulative),
-                count=int(count),
-                sum_s=float(total),
+    def _histograms(self, conn: Connection) -> dict[tuple[str, str], StageHistogram]:
+        """Each stage's histogram per model, counted by the database in one query: a
+        `SUM(CASE …)` per bucket, so no row leaves it. The durations are computed once per
+        row first (a materialized CTE; otherwise every bucket's CASE would parse the
+        result's JSON again)."""
+        succeeded = jobs.c.status == JobStatus.SUCCEEDED.value
+        durations = (
+            select(
+                jobs.c.model,
+                (jobs.c.started_at - jobs.c.created_at).label("queue_wait"),
+                *(
+                    case((succeeded, _timing(self.engine, f"{stage}_s"))).label(stage)
+                    for stage in STAGES[1:]
+                ),
             )
+            .where(jobs.c.started_at.is_not(None))
+            .cte("durations")
+            .prefix_with("MATERIALIZED")
+        )
+        columns: list[ColumnElement[Any]] = []
+        for stage in STAGES:
+            value = durations.c[stage]
+            columns += [
+                func.count(value),
+                func.coalesce(func.sum(value), 0.0),
+                *(func.sum(case((value <= le, 1), else_=0)) for le in self.buckets),
+            ]
+        width = 2 + len(self.buckets)
+        found = {}
+        for model, *figures in conn.execute(
+            select(durations.c.model, *columns).group_by(durations.c.model)
+        ):
+            for n, stage in enumerate(STAGES):
+                count, total, *cumulative = figures[n * width : (n + 1) * width]
+                if count:
+                    found[(stage, model)] = StageHistogram(
+                        cumulative=tuple(int(c or 0) for c in cumulative),
+                        count=int(count),
+                        sum_s=float(total),
+                    )
         return found
 
 
