@@ -272,8 +272,8 @@ class Settings(BaseSettings):
     metrics: Literal["keyed", "public", "off"] = Field(
         default="keyed",
         description="Who may read the Prometheus metrics at `/metrics`: `keyed` (like the "
-        "API's own reads: a key with the `read` scope, or a loopback client of a keyless server), `public` "
-        "(anyone who reaches the port), `off` (no such route).",
+        "API's own reads: a key with the `read` scope, or a loopback client of a keyless "
+        "server), `public` (anyone who reaches the port), `off` (no such route).",
     )
     metrics_max_age_s: float = Field(
         default=5.0,
