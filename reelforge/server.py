@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -24,13 +27,16 @@ __all__ = ["app_for_api_process", "log_where", "serve"]
 # How `serve` hands its settings to the API processes uvicorn spawns for `api_processes > 1`:
 # they start afresh (multiprocessing's spawn), so the settings travel as JSON.
 _SETTINGS_VARIABLE = "REELFORGE_SERVE_SETTINGS_JSON"
+# prometheus-client's own variable: in each API process it imports, it puts metric values in
+# files there, so that a scrape of any process on the port sums them all (`api.metrics`).
+_METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
-    configure_logging()
+    configure_logging(settings)
     registry = load_registry(settings)
     if settings.workers > 0:  # an API-only replica needs no weights
         check_weights_present(registry, settings.models_dir)
@@ -65,13 +71,18 @@ def serve(settings: Settings) -> int:
             # /healthz of an API process cannot see the supervisor's reports of workers that
             # gave up.
             os.environ[_SETTINGS_VARIABLE] = settings.model_dump_json()
+            metrics_dir = tempfile.mkdtemp(prefix="reelforge-metrics-")
+            os.environ[_METRICS_DIR_VARIABLE] = metrics_dir
             ctx.close()
-            uvicorn.run(
-                "reelforge.server:app_for_api_process",
-                factory=True,
-                workers=settings.api_processes,
-                **_uvicorn_options(settings),
-            )
+            try:
+                uvicorn.run(
+                    "reelforge.server:app_for_api_process",
+                    factory=True,
+                    workers=settings.api_processes,
+                    **_uvicorn_options(settings),
+                )
+            finally:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         else:
             uvicorn.run(create_app(ctx), **_uvicorn_options(settings))
     finally:
@@ -85,8 +96,8 @@ def serve(settings: Settings) -> int:
 def app_for_api_process() -> FastAPI:
     """The app of one of several API processes (`api_processes > 1`), built from the settings
     `serve` left in the environment."""
-    configure_logging()
     settings = Settings.model_validate_json(os.environ[_SETTINGS_VARIABLE])
+    configure_logging(settings)
     registry = load_registry(settings)
     store = open_store(
         settings.resolved_database_url,
@@ -95,7 +106,7 @@ def app_for_api_process() -> FastAPI:
     )
     ctx = build_context(settings, store, open_configured_storage(settings), registry)
     ctx.background.append(build_webhook_dispatcher(ctx).run)
-    return create_app(ctx)
+    return create_app(ctx, metrics_dir=Path(os.environ[_METRICS_DIR_VARIABLE]))
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -103,6 +114,9 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": "info",
+        # uvicorn's loggers propagate to ours (one format, `logs.configure_logging`), and the
+        # access line is ours (`api.access`: with the request id, route and tenant).
+        "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 5,
     }
@@ -121,7 +135,10 @@ def log_where(settings: Settings) -> None:
     log.info("storage %s", settings.resolved_storage_url)
     # The configured device: resolving "auto" would import torch into the API process.
     log.info("device %s, %d worker process(es)", settings.device, settings.workers)
-    log.info("listening on http://%s:%d", host, settings.port)
+    url = f"http://{host}:{settings.port}"
+    log.info("listening on %s: studio %s/, API docs %s/docs", url, url, url)
+    if settings.metrics != "off":
+        log.info("metrics at %s/metrics (%s)", url, settings.metrics)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

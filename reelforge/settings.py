@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -255,6 +255,38 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         default=16, ge=1, description="Webhook attempts one API process makes at once."
     )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level of the lines the server and workers log."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="The log's format, for reelforge and uvicorn alike: `text` (one readable "
+        "line per record) or `json` (one JSON object per line, for log collectors).",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="Log one line per HTTP request (request id, method, route, status, "
+        "duration, tenant).",
+    )
+    metrics: Literal["keyed", "public", "off"] = Field(
+        default="keyed",
+        description="Who may read the Prometheus metrics at `/metrics`: `keyed` (like the "
+        "API's own reads: a key with the `read` scope, or a loopback client of a keyless "
+        "server), `public` (anyone who reaches the port), `off` (no such route).",
+    )
+    metrics_max_age_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API process reuses the figures it read from the job "
+        "database for `/metrics` (queue, generations, stages, workers), so frequent scrapes "
+        "cost one set of reads per interval.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("data_dir", "models_dir")
     @classmethod

@@ -3,6 +3,7 @@ random-weight checkpoints, built once per session."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -40,9 +41,10 @@ def _postgres_unavailable(reason: str) -> None:
     pytest.skip(message + " (skipped outside CI)")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose connections use a fresh, private schema in the test PostgreSQL."""
+@contextlib.contextmanager
+def private_postgres_schema() -> Iterator[str]:
+    """A URL whose connections use a fresh, private schema in the test PostgreSQL, dropped
+    afterwards (for fixtures of any scope)."""
     schema = f"t_{secrets.token_hex(6)}"
     admin = open_engine(POSTGRES_URL)
     try:
@@ -52,10 +54,19 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
         _postgres_unavailable(str(exc).splitlines()[0])
     separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections use a fresh, private schema in the test PostgreSQL."""
+    with private_postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
 from reelforge import __version__
+from reelforge.api.access import AccessMiddleware
 from reelforge.api.admin import build_admin_router
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.aimlapi.router import DIALECT as AIMLAPI
@@ -25,6 +27,7 @@ from reelforge.api.kling.protocol import DIALECT as KLING
 from reelforge.api.kling.render import kling_error_body
 from reelforge.api.kling.router import KIND_PATHS as KLING_PATHS
 from reelforge.api.kling.router import build_kling_router, render_job
+from reelforge.api.metrics import HttpMetrics, build_metrics_router
 from reelforge.api.middleware import LoopbackBrowserGuard, RequestIdMiddleware
 from reelforge.api.openai.render import openai_error_body, render_video, render_webhook_event
 from reelforge.api.openai.router import DIALECT as OPENAI
@@ -190,7 +193,10 @@ def webhook_envelopes() -> dict[str, Envelope]:
     return {OPENAI: render_webhook_event, KLING: whole_body}
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
+def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
+    """The app of one API process; `metrics_dir`: the multiprocess-mode folder its request
+    metrics share with the other API processes on its port (see `api.metrics`)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(loop(), name=loop.__qualname__) for loop in ctx.background]
@@ -216,6 +222,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         build_usage_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
     ]
+    http_metrics = None if ctx.settings.metrics == "off" else HttpMetrics(metrics_dir)
+    if http_metrics is not None:
+        routers.append(build_metrics_router(ctx, http_metrics))
     install_error_handlers(
         app,
         routers,
@@ -231,6 +240,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
             LoopbackBrowserGuard,
             allowed_hosts=frozenset([public_host] if public_host else []),
         )
+    # Outside the guard, so that its refusals are counted and logged too.
+    app.add_middleware(AccessMiddleware, metrics=http_metrics, log=ctx.settings.access_log)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries its id
     for router in routers:
         app.include_router(router)

@@ -104,6 +104,7 @@ class Authenticator:
         else:
             principal = self._from_header(request.headers.get("authorization", ""))
         request.state.principal = principal
+        request.state.tenant = principal.tenant  # for the access log
         return principal
 
     def _from_header(self, header: str) -> Principal:

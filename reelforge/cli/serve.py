@@ -63,10 +63,9 @@ _WORKER_DESCRIPTION = """
     unused); a flag overrides its variable. Runs until Ctrl-C or SIGTERM.
 """
 
-# Read by the process beside Settings: the log level, and huggingface_hub's own variables
-# for finding catalog models in the Hugging Face cache.
+# Read by the process beside Settings: huggingface_hub's own variables for finding catalog
+# models in the Hugging Face cache.
 _PROCESS_ENVIRONMENT = (
-    ("REELFORGE_LOG_LEVEL", "Log level: DEBUG, INFO, WARNING, ERROR [default: INFO]"),
     ("HF_HOME, HF_HUB_CACHE", "Where catalog models are also looked for (the Hugging Face "
      "cache; `hf download REPO` puts them there) [default: ~/.cache/huggingface]"),
 )  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import math
 import secrets
 import uuid
@@ -50,6 +51,8 @@ __all__ = [
     "WebhookSubscription",
     "WorkerInfo",
 ]
+
+log = logging.getLogger(__name__)
 
 
 _CLAIM_TRIES = 5
@@ -702,6 +705,17 @@ class JobStore:
             )
             .returning(job_events.c.seq)
         ).scalar_one()
+        # One log line per transition, from whichever process made it (progress only at
+        # DEBUG: up to 20 a run). Written inside the transaction: a transition whose commit
+        # then fails has a line but no event.
+        log.log(
+            logging.DEBUG if event is EventType.PROGRESS else logging.INFO,
+            "job %s: %s (status %s)",
+            job["id"],
+            event.value,
+            job["status"],
+            extra={"job_id": job["id"], "event": event.value, "status": job["status"]},
+        )
         subscription = _subscription(job)
         name = webhook_event(event)
         if subscription is not None and name is not None and name in subscription.events:

@@ -15,7 +15,7 @@ from reelforge.errors import ConfigurationError
 from reelforge.jobs import JobStore, open_store, translate_db_error
 from reelforge.jobs.notify import JobNotifications
 from reelforge.jobs.recovery import LeaseRecovery
-from reelforge.logs import configure_logging
+from reelforge.logs import configure_logging, job_context
 from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
 from reelforge.worker.heartbeat import Heartbeat
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> int:
     """Run one worker in this process until SIGINT or SIGTERM; returns the exit code."""
-    configure_logging()
+    configure_logging(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -45,7 +45,7 @@ def spawned_worker_main(settings: Settings, wake: Any, problems: Any = None) -> 
     A `ConfigurationError` (a model that cannot load) goes to `problems`, a queue the
     supervisor reads for `/healthz`, and ends the process with `EXIT_CONFIGURATION`.
     """
-    configure_logging()
+    configure_logging(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C in a terminal reaches the whole process group; the parent stops us in order.
@@ -121,7 +121,8 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
             if lease is None:
                 wait_for_work(wake, stop, settings.poll_interval_s)
                 continue
-            log.info("job %s: claimed (attempt %d)", lease.job_id, lease.job.attempts)
+            with job_context(lease.job_id):
+                log.info("job %s: claimed (attempt %d)", lease.job_id, lease.job.attempts)
             runner.run(lease)
     finally:
         if notifications is not None:

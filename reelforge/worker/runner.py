@@ -25,6 +25,7 @@ from reelforge.errors import (
 )
 from reelforge.jobs import JobStore, Lease, LeaseCheck
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
+from reelforge.logs import job_context, quiet_libraries
 from reelforge.media import encode_outputs
 from reelforge.storage import Storage, keys, storage_error
 from reelforge.worker.heartbeat import Heartbeat
@@ -51,7 +52,7 @@ def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
     """Build and load one engine per distinct (engine, checkpoint, options) in the registry;
     map every model id to its engine. Any failure is a `ConfigurationError` naming the
     model."""
-    _disable_library_progress_bars()
+    quiet_libraries()
     loaded: dict[tuple[str, str | None, str], Engine] = {}
     by_model: dict[str, Engine] = {}
     for entry in registry:
@@ -73,27 +74,8 @@ def load_engines(registry: Registry, device: str) -> dict[str, Engine]:
                 ) from exc
             loaded[key] = engine
         by_model[entry.id] = loaded[key]
+    quiet_libraries()  # again: loading imported transformers / diffusers
     return by_model
-
-
-def _disable_library_progress_bars() -> None:
-    """Keep the model libraries' progress bars ("Loading weights: 100%|████| 103/103") out of
-    the worker's stderr, which is the server log.
-
-    huggingface_hub's switch costs nothing to import, and transformers reads it when it is
-    first imported (in an engine's `load`); a library already imported is told directly.
-    Importing transformers or diffusers here just to tell them would cost seconds in every
-    worker, including those that serve neither.
-    """
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-    except ImportError:
-        return
-    disable_progress_bars()
-    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module.disable_progress_bar()
 
 
 class JobRunner:
@@ -117,6 +99,10 @@ class JobRunner:
 
     def run(self, lease: Lease) -> None:
         """Run one claimed job and record its outcome; never raises for a job's failure."""
+        with job_context(lease.job_id):
+            self._run(lease)
+
+    def _run(self, lease: Lease) -> None:
         job_id = lease.job_id
         self.heartbeat.watch(lease)
         started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,6 @@ def test_the_demo_runs_in_a_shell_that_exports_api_keys_and_a_server_setup(
     assert (tmp_path / "out" / "demo.mp4").stat().st_size > 1000
     assert (tmp_path / "out" / "demo.gif").stat().st_size > 100
     assert not (tmp_path / "users-own.db").exists()  # the user's database was left alone
+    # The server's log (its stderr is the demo's): no traceback, no library progress bar.
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    assert not re.search(r"\d+%\|", result.stderr), result.stderr[-4000:]

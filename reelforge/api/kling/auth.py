@@ -80,8 +80,11 @@ class KlingAuthenticator:
                     "this server has no keys configured and serves loopback clients only; "
                     "set REELFORGE_KLING_KEYS to accept remote requests"
                 )
-            return LOCAL_TENANT
-        return self.tenant_of(request.headers.get("authorization", ""))
+            tenant = LOCAL_TENANT
+        else:
+            tenant = self.tenant_of(request.headers.get("authorization", ""))
+        request.state.tenant = tenant  # for the access log
+        return tenant
 
     def tenant_of(self, authorization: str) -> str:
         """The tenant of an `Authorization` header value, or `KlingAuthError`."""
