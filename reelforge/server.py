@@ -17,6 +17,7 @@ from reelforge.jobs import open_store
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
+from reelforge.worker.devices import worker_devices
 from reelforge.worker.supervisor import WorkerSupervisor
 
 __all__ = ["app_for_api_process", "log_where", "serve"]
@@ -32,7 +33,8 @@ def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
     configure_logging()
     registry = load_registry(settings)
-    if settings.workers > 0:  # an API-only replica needs no weights
+    devices = worker_devices(settings.workers, settings.device, settings.cuda_visible_devices)
+    if devices:  # an API-only replica needs no weights
         check_weights_present(registry, settings.models_dir)
     storage = open_configured_storage(settings)
     store = open_store(
@@ -41,7 +43,7 @@ def serve(settings: Settings) -> int:
         **settings.database_options(api=True),
     )
     # After the checks above: a server that cannot start says only why, in one line.
-    log_where(settings)
+    log_where(settings, [device.label for device in devices])
     ctx = build_context(settings, store, storage, registry)
     # Webhooks go out from the API process, beside the routes, never from a worker.
     ctx.background.append(build_webhook_dispatcher(ctx).run)
@@ -50,7 +52,7 @@ def serve(settings: Settings) -> int:
     for entry in registry:
         log.info("model %s -> engine %s %s", entry.id, entry.engine, entry.checkpoint or "")
 
-    supervisor = WorkerSupervisor(settings)
+    supervisor = WorkerSupervisor(settings, devices)
     store.on_enqueue = supervisor.wake.set
     ctx.generations.worker_problems = supervisor.problems
     # uvicorn shuts down on SIGTERM and then re-raises the signal; with the default action that
@@ -108,7 +110,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def log_where(settings: Settings) -> None:
+def log_where(settings: Settings, worker_devices: list[str] | None = None) -> None:
     """Log where this server keeps its jobs and listens: a server started from another
     folder or with another environment must not look like one that lost every job."""
     try:
@@ -120,7 +122,9 @@ def log_where(settings: Settings) -> None:
     log.info("database %s", database)
     log.info("storage %s", settings.resolved_storage_url)
     # The configured device: resolving "auto" would import torch into the API process.
-    log.info("device %s, %d worker process(es)", settings.device, settings.workers)
+    count = settings.workers if worker_devices is None else len(worker_devices)
+    placed = f" on {', '.join(worker_devices)}" if worker_devices else ""
+    log.info("device %s, %s worker process(es)%s", settings.device, count, placed)
     log.info("listening on http://%s:%d", host, settings.port)
 
 
