@@ -77,7 +77,10 @@ def serve(settings: Settings) -> int:
         else:
             uvicorn.run(create_app(ctx), **_uvicorn_options(settings))
     finally:
-        log.info("stopping workers")
+        log.info("stopping workers: each finishes its job or hands it back")
+        # Another Ctrl-C or SIGTERM while they drain: they hand their jobs back at once.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: supervisor.hurry())
         supervisor.stop()
         ctx.close()
         store.engine.dispose()

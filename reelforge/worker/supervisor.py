@@ -106,7 +106,9 @@ class WorkerSupervisor:
                     continue
                 if next_start[slot] == 0.0:
                     delay = self._backoffs[slot].delay_after_exit(time.monotonic())
-                    log.error(
+                    # Exit 0: it was drained (SIGTERM to that one child, a rolling restart).
+                    log.log(
+                        logging.INFO if process.exitcode == 0 else logging.ERROR,
                         "worker process %s exited with code %s; restarting in %.1f s",
                         process.name,
                         process.exitcode,
@@ -116,6 +118,12 @@ class WorkerSupervisor:
                 if time.monotonic() >= next_start[slot] and not self._stop.is_set():
                     next_start[slot] = 0.0
                     self._start(slot)
+
+    def hurry(self) -> None:
+        """Tell draining workers to hand their jobs back now (a second SIGTERM each)."""
+        for process in self._processes:
+            if process is not None and process.is_alive():
+                process.terminate()
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Drain every worker (SIGTERM: each finishes or hands back its job within

@@ -8,14 +8,18 @@ until the test releases the gate, so each fault lands on a job that is certainly
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reelforge.jobs import Job, JobStatus, WorkerState
 from reelforge.jobs.events import EventType
+from reelforge.worker.devices import list_cuda_devices
 from tests.conftest import make_spec
+from tests.e2e.conftest import LiveServer, wait_for
+from tests.e2e.test_service import T2V, create, wait_terminal, write_models_file
 from tests.worker_processes import WorkerPool, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.slow  # server processes
@@ -168,3 +172,50 @@ def test_a_frozen_worker_is_fenced_after_its_lease_was_taken_over(pool: WorkerPo
     assert after.status is JobStatus.SUCCEEDED and after.result == done.result
     assert after.finished_at == done.finished_at
     _one_result_from_one_run(pool, after)
+
+
+def test_serve_with_auto_workers_drains_on_sigterm_and_a_restart_completes_the_job(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """A rolling restart of `serve`: SIGTERM drains its worker, a second SIGTERM makes it hand
+    the job back at once, and the restarted server runs it first, without waiting out a
+    lease and as its first attempt."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    models = write_models_file(tmp_path / "models.toml", "tests.fixtures.engines:GateEngine", gate)
+    settings = {"models_file": str(models), "workers": "auto", "drain_seconds": "600"}
+    server = server_factory(**settings, lease_seconds="600", poll_interval_s="0.05")
+    gpus = list_cuda_devices()
+    health = httpx.get(server.base_url + "/healthz").json()
+    assert [w["device"] for w in health["live_workers"]] == (
+        [f"cuda:{gpu}" for gpu in gpus] if gpus else ["cpu"]
+    )
+
+    created = create(server, {"model": T2V, "prompt": "survive a restart"})
+    wait_for(lambda: list(gate.glob("started-*")), 60, "the job to start")
+    [worker] = httpx.get(server.base_url + "/healthz").json()["live_workers"]
+    assert (worker["state"], worker["current_job"]) == ("running", created["id"])
+
+    assert server.process is not None
+    store = server.store()
+    try:
+        server.process.send_signal(signal.SIGTERM)
+        wait_for(
+            lambda: [w.state for w in store.live_workers(within_s=600)] == ["draining"],
+            60,
+            "the worker to drain",
+        )
+        server.process.send_signal(signal.SIGTERM)  # don't wait for the job: hand it back
+        assert server.process.wait(timeout=60) == 0, server.log()
+        job = store.get_job(created["id"])
+        assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
+        assert store.live_workers(within_s=600) == []
+    finally:
+        store.engine.dispose()
+
+    (gate / "release").touch()
+    # Lease 600 s: only a job handed back, not one waiting out its lease, runs again now.
+    restarted = server_factory(**settings, lease_seconds="600", poll_interval_s="0.05")
+    final = wait_terminal(restarted, created["id"], timeout_s=60)
+    assert final["status"] == "completed", final
+    assert final["meta"]["attempts"] == 1
