@@ -28,11 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reelforge.jobs import JobStatus
 from tests.conftest import make_spec
-from tests.worker_processes import WorkerPool
+from tests.worker_processes import WorkerPool, wait_until
 
 
 def _pool(root: Path, database_url: str | None) -> WorkerPool:
     return WorkerPool(root, database_url or f"sqlite:///{root / 'jobs.db'}")
+
+
+def _succeeded(pool: WorkerPool, job_id: str) -> bool:
+    job = pool.store.get_job(job_id)
+    return job is not None and job.status is JobStatus.SUCCEEDED
 
 
 def idle_exit(root: Path, database_url: str | None) -> float:
@@ -69,6 +74,9 @@ def drain_zero(root: Path, database_url: str | None) -> tuple[float, float]:
                 claimed_s = now
             time.sleep(0.005)
         assert exited_s is not None and claimed_s is not None, "timed out"
+        # Leave the database as found (a shared one serves the next rounds): the job ends.
+        pool.release()
+        wait_until(lambda: _succeeded(pool, job.id), 60, "the job to succeed")
         return exited_s, claimed_s
     finally:
         pool.close()
@@ -85,8 +93,7 @@ def finishing(root: Path, database_url: str | None) -> float:
         pool.release()
         assert worker.wait_exit(60) == 0
         exit_s = time.monotonic() - sent
-        done = pool.store.get_job(job.id)
-        assert done is not None and done.status is JobStatus.SUCCEEDED
+        assert _succeeded(pool, job.id)
         return exit_s
     finally:
         pool.close()
