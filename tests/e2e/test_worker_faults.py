@@ -7,6 +7,7 @@ until the test releases the gate, so each fault lands on a job that is certainly
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -217,5 +218,33 @@ def test_serve_with_auto_workers_drains_on_sigterm_and_a_restart_completes_the_j
     # Lease 600 s: only a job handed back, not one waiting out its lease, runs again now.
     restarted = server_factory(**settings, lease_seconds="600", poll_interval_s="0.05")
     final = wait_terminal(restarted, created["id"], timeout_s=60)
+    assert final["status"] == "completed", final
+    assert final["meta"]["attempts"] == 1
+
+
+def test_sigterm_to_one_serve_worker_restarts_it_and_it_runs_the_handed_back_job(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """A rolling restart of one worker child of `serve`: drained (drain 0), it exits 0, the
+    supervisor starts it again, and the new process takes the job back at once (lease 600 s)
+    as the same attempt."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    models = write_models_file(tmp_path / "models.toml", "tests.fixtures.engines:GateEngine", gate)
+    server = server_factory(
+        models_file=str(models), drain_seconds="0", lease_seconds="600", poll_interval_s="0.05"
+    )
+    created = create(server, {"model": T2V, "prompt": "survive a worker restart"})
+
+    def started() -> list[int]:
+        return [int(path.name.split("-")[1]) for path in gate.glob("started-*")]
+
+    [first] = wait_for(started, 60, "the job to start")
+    os.kill(first, signal.SIGTERM)
+    restarted = wait_for(lambda: [pid for pid in started() if pid != first], 60, "the rerun")
+    assert restarted and first not in restarted
+    assert "exited with code 0; restarting" in server.log()
+    (gate / "release").touch()
+    final = wait_terminal(server, created["id"], timeout_s=60)
     assert final["status"] == "completed", final
     assert final["meta"]["attempts"] == 1
