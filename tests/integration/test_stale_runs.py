@@ -48,9 +48,12 @@ def test_a_run_resumed_while_storing_never_replaces_the_files_of_the_run_that_to
         written = put_file(key, source, content_type)
         stale_keys.append(key)
         if len(stale_keys) == 1:  # as if frozen here, past the lease: another run takes over
-            fresh: Lease = wait_until(
-                lambda: store.claim_next_job("fresh", [MODEL], lease_seconds=60), 10, "takeover"
-            )
+
+            def takeover() -> Lease | None:
+                store.requeue_expired()  # what LeaseRecovery runs in every worker
+                return store.claim_next_job("fresh", [MODEL], lease_seconds=60)
+
+            fresh: Lease = wait_until(takeover, 10, "takeover")
             fresh_runner.run(fresh)
         return written
 
