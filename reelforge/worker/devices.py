@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from reelforge.errors import ConfigurationError
 
 __all__ = [
+    "CPU",
     "WorkerDevice",
     "auto_devices",
     "list_cuda_devices",
+    "parse_nvidia_smi",
+    "parse_visible",
     "pin_device",
     "pin_process",
     "worker_devices",

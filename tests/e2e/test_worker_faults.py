@@ -1,5 +1,6 @@
 """Two real `reelforge worker` processes on one real database (SQLite, and PostgreSQL where
-locks differ): graceful drain on SIGTERM, and a worker SIGKILLed or frozen (SIGSTOP) mid-job.
+locks differ): graceful drain on SIGTERM, and a worker SIGKILLed or frozen (SIGSTOP) mid-job;
+then `serve` (with `--workers auto`) drained as a whole and one of its children restarted.
 
 The engine is the gate fixture: a run steps (every 20 ms, each step checking its lease)
 until the test releases the gate, so each fault lands on a job that is certainly running.
