@@ -20,6 +20,7 @@ from reelforge.jobs import open_store
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
+from reelforge.worker.devices import worker_devices
 from reelforge.worker.supervisor import WorkerSupervisor
 
 __all__ = ["app_for_api_process", "log_where", "serve"]
@@ -38,7 +39,8 @@ def serve(settings: Settings) -> int:
     """Run the API on settings.host:port with `settings.workers` worker processes."""
     configure_logging(settings)
     registry = load_registry(settings)
-    if settings.workers > 0:  # an API-only replica needs no weights
+    devices = worker_devices(settings.workers, settings.device, settings.cuda_visible_devices)
+    if devices:  # an API-only replica needs no weights
         check_weights_present(registry, settings.models_dir)
     storage = open_configured_storage(settings)
     store = open_store(
@@ -47,7 +49,7 @@ def serve(settings: Settings) -> int:
         **settings.database_options(api=True),
     )
     # After the checks above: a server that cannot start says only why, in one line.
-    log_where(settings)
+    log_where(settings, [device.label for device in devices])
     ctx = build_context(settings, store, storage, registry)
     # Webhooks go out from the API process, beside the routes, never from a worker.
     ctx.background.append(build_webhook_dispatcher(ctx).run)
@@ -56,7 +58,7 @@ def serve(settings: Settings) -> int:
     for entry in registry:
         log.info("model %s -> engine %s %s", entry.id, entry.engine, entry.checkpoint or "")
 
-    supervisor = WorkerSupervisor(settings)
+    supervisor = WorkerSupervisor(settings, devices)
     store.on_enqueue = supervisor.wake.set
     ctx.generations.worker_problems = supervisor.problems
     # uvicorn shuts down on SIGTERM and then re-raises the signal; with the default action that
@@ -86,7 +88,10 @@ def serve(settings: Settings) -> int:
         else:
             uvicorn.run(create_app(ctx), **_uvicorn_options(settings))
     finally:
-        log.info("stopping workers")
+        log.info("stopping workers: each finishes its job or hands it back")
+        # Another Ctrl-C or SIGTERM while they drain: they hand their jobs back at once.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: supervisor.hurry())
         supervisor.stop()
         ctx.close()
         store.engine.dispose()
@@ -122,7 +127,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def log_where(settings: Settings) -> None:
+def log_where(settings: Settings, worker_devices: list[str] | None = None) -> None:
     """Log where this server keeps its jobs and listens: a server started from another
     folder or with another environment must not look like one that lost every job."""
     try:
@@ -134,7 +139,9 @@ def log_where(settings: Settings) -> None:
     log.info("database %s", database)
     log.info("storage %s", settings.resolved_storage_url)
     # The configured device: resolving "auto" would import torch into the API process.
-    log.info("device %s, %d worker process(es)", settings.device, settings.workers)
+    count = settings.workers if worker_devices is None else len(worker_devices)
+    placed = f" on {', '.join(worker_devices)}" if worker_devices else ""
+    log.info("device %s, %s worker process(es)%s", settings.device, count, placed)
     url = f"http://{host}:{settings.port}"
     log.info("listening on %s: studio %s/, API docs %s/docs", url, url, url)
     if settings.metrics != "off":

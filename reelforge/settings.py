@@ -99,14 +99,34 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "reelforge" / "models",
         description="Where `reelforge models pull` downloads catalog models.",
     )
-    workers: int = Field(default=1, ge=0, description="Worker processes `serve` starts.")
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        default=1,
+        description="Worker processes `serve` starts; `auto`: one per visible CUDA device "
+        "(each pinned to it with CUDA_VISIBLE_DEVICES), or one on the CPU when there is none.",
+    )
     api_processes: int = Field(
         default=1,
         ge=1,
         description="API server processes `serve` runs on the one port (uvicorn workers), "
         "for a machine with more cores than one process uses.",
     )
-    device: str = Field(default="auto", description="Torch device for engines: auto, cpu, cuda.")
+    device: str = Field(
+        default="auto",
+        description="Torch device for engines: auto, cpu, cuda, or cuda:N (the worker is "
+        "pinned to that one GPU). With workers=auto each worker gets its own GPU instead.",
+    )
+    cuda_visible_devices: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("cuda_visible_devices", "CUDA_VISIBLE_DEVICES"),
+        description="CUDA's own variable (no REELFORGE_ prefix): the GPUs workers=auto and "
+        "cuda:N choose from; unset means every GPU of the machine.",
+    )
+    drain_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="On SIGTERM a worker stops claiming and gives its running job this long "
+        "to finish; past it the job is handed back to the queue without spending an attempt.",
+    )
     lease_seconds: float = Field(
         default=30.0,
         gt=0,

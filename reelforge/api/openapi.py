@@ -321,12 +321,26 @@ class ModelList(_Strict):
     data: list[ModelCard]
 
 
+class HealthWorker(_Strict):
+    id: str
+    host: str
+    pid: int
+    models: list[str] = Field(description="The model ids it loaded and serves.")
+    device: str = Field(description="What it runs on: `cpu`, `cuda:0` (the machine's GPU 0).")
+    state: Literal["idle", "running", "draining"] = Field(
+        description="`draining`: told to stop; it claims nothing more and finishes (or hands "
+        "back) its current job."
+    )
+    current_job: str | None = Field(description="The generation it is running.")
+
+
 class Health(_Strict):
     status: Literal["ok", "starting", "failed"] = Field(
         description="`starting` until a worker is live; `failed` when none is and this "
         "server's workers gave up (see `problems`)."
     )
-    workers: int = Field(ge=0)
+    workers: int = Field(ge=0, description="How many workers are live.")
+    live_workers: list[HealthWorker] = Field(description="Each live worker.")
     jobs: dict[str, int] = Field(description="Jobs per state.")
     problems: list[str] = Field(
         description="Why this server's worker processes gave up (a model that cannot load)."

@@ -44,6 +44,7 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         body: dict[str, Any] = {
             "status": "ok" if live else "failed" if problems else "starting",
             "workers": len(live),
+            "live_workers": [_worker_view(worker) for worker in live],
             "jobs": {status.value: n for status, n in counts.items()},
             "problems": problems,
         }
@@ -98,6 +99,18 @@ def dialect_model_names(registry: Registry) -> dict[str, dict[str, list[str]]]:
             if name not in kling:
                 kling.append(name)
     return names
+
+
+def _worker_view(worker: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "models": worker.models,
+        "device": worker.device,
+        "state": worker.state.value,
+        "current_job": worker.current_job_id,
+    }
 
 
 def _health(ctx: ApiContext) -> tuple[list[WorkerInfo], dict[JobStatus, int]]:

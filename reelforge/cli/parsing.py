@@ -182,16 +182,25 @@ def settings_environment(settings_class: type[Settings]) -> list[tuple[str, str]
     pairs = []
     for name, field in settings_class.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        pairs.append((f"REELFORGE_{name.upper()}", f"{field.description} [{_shown(default)}]"))
+        pairs.append((setting_variable(name, field), f"{field.description} [{_shown(default)}]"))
     return pairs
+
+
+def setting_variable(name: str, field: Any) -> str:
+    """The environment variable of a `Settings` field: REELFORGE_<NAME>, unless the field
+    reads another program's variable (CUDA_VISIBLE_DEVICES) through its alias."""
+    alias = field.validation_alias
+    choices = [c for c in getattr(alias, "choices", ()) if isinstance(c, str) and c.isupper()]
+    if choices and not any(c.startswith("REELFORGE_") for c in choices):
+        return choices[0]
+    return f"REELFORGE_{name.upper()}"
 
 
 def setting_help(settings_class: type[Settings], name: str) -> str:
     """A flag's help: the description of the `Settings` field it overrides, and its variable."""
     field = settings_class.model_fields[name]
     default = _shown(field.get_default(call_default_factory=True))
-    variable = "REELFORGE_" + name.upper()
-    return f"{field.description} [${variable}; {default}]"
+    return f"{field.description} [${setting_variable(name, field)}; {default}]"
 
 
 class LazyChoices(Sequence[str]):

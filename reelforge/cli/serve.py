@@ -45,9 +45,10 @@ _SETTING_FLAGS = (
 
 _SERVE_DESCRIPTION = """
     Run the API server on --host:--port, with --workers worker processes beside it that
-    claim jobs from the database and render them. Runs until Ctrl-C (or SIGTERM), then stops
-    its workers. At start-up it logs where its data lives (data dir, database, storage), the
-    device and the URL it listens on.
+    claim jobs from the database and render them (--workers auto: one per visible GPU).
+    Runs until Ctrl-C (or SIGTERM), then drains its workers: each finishes its running job
+    within REELFORGE_DRAIN_SECONDS or hands it back to the queue. At start-up it logs where
+    its data lives (data dir, database, storage), the devices and the URL it listens on.
 
     Every setting is a REELFORGE_* variable (listed below, generated from
     reelforge.settings.Settings); a flag overrides its variable, and --model adds to
@@ -60,7 +61,11 @@ _WORKER_DESCRIPTION = """
     writes the artifacts to the shared storage: the way to scale out, one per GPU host,
     next to API-only servers (REELFORGE_WORKERS=0 reelforge serve). It reads the same
     REELFORGE_* settings as serve (the API's own, such as the host and the keys, go
-    unused); a flag overrides its variable. Runs until Ctrl-C or SIGTERM.
+    unused); a flag overrides its variable. --device cuda:N pins it to one GPU.
+
+    Runs until Ctrl-C or SIGTERM, which drain it: it stops claiming at once, gives its
+    running job REELFORGE_DRAIN_SECONDS to finish, then hands the job back to the queue
+    (no attempt spent) and exits 0. A second signal hands the job back at once.
 """
 
 # Read by the process beside Settings: huggingface_hub's own variables for finding catalog
@@ -106,7 +111,7 @@ def add_commands(commands: Any) -> None:
     # Each settings flag's help comes from its Settings field, filled in by _fill_setting_help.
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=_non_negative_int, metavar="N")
+    serve.add_argument("--workers", type=_worker_count, metavar="N|auto")
     serve.add_argument("--api-processes", type=_positive_int, metavar="N")
     serve.add_argument("--public-base-url", metavar="URL")
     _add_shared_flags(serve)
@@ -119,7 +124,8 @@ def add_commands(commands: Any) -> None:
         description=_WORKER_DESCRIPTION,
         examples=[
             "reelforge worker --database-url postgresql+psycopg://reelforge@db/reelforge \\",
-            "    --storage-url file:///shared/reelforge-artifacts --device cuda",
+            "    --storage-url file:///shared/reelforge-artifacts --device cuda:0",
+            "kill -TERM PID     # drain: finish the running job (REELFORGE_DRAIN_SECONDS), exit 0",
         ],
         environment=_environment,
     )
@@ -220,6 +226,15 @@ def _model_entry(text: str) -> str:
             f"got {text!r}"
         )
     return text
+
+
+def _worker_count(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _non_negative_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or auto: one per GPU)") from None
 
 
 def _positive_int(text: str) -> int:

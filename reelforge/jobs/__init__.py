@@ -6,7 +6,8 @@ from reelforge.jobs.db import open_engine
 from reelforge.jobs.failures import DatabaseStartupError, startup_error, translate_db_error
 from reelforge.jobs.schema import migrate
 from reelforge.jobs.states import JobStatus
-from reelforge.jobs.store import Job, JobStore, Lease, LeaseCheck, WorkerInfo, new_job_id
+from reelforge.jobs.store import Job, JobStore, Lease, LeaseCheck, new_job_id
+from reelforge.jobs.workers import WorkerInfo, WorkerState
 
 __all__ = [
     "DatabaseStartupError",
@@ -16,6 +17,7 @@ __all__ = [
     "Lease",
     "LeaseCheck",
     "WorkerInfo",
+    "WorkerState",
     "new_job_id",
     "open_engine",
     "open_store",

@@ -37,7 +37,9 @@ class EventType(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     REQUEUED = "requeued"
-    """Back in the queue: its worker was lost or hit a retryable failure."""
+    """Back in the queue: its worker was lost or hit a retryable failure (`data.error`), or
+    was stopped before the job finished (`data.reason`, e.g. `worker_draining`; no attempt
+    spent)."""
     DELETED = "deleted"
     """The job and its files were removed (asked for, or its retention ran out)."""
 

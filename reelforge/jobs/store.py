@@ -16,7 +16,7 @@ import logging
 import math
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +36,9 @@ from reelforge.jobs.schema import (
     jobs,
     webhook_attempts,
     webhook_deliveries,
-    workers,
 )
 from reelforge.jobs.states import JobStatus
+from reelforge.jobs.workers import WorkerInfo, WorkerRegistry
 from reelforge.spec import GenerationSpec
 
 __all__ = [
@@ -169,19 +169,10 @@ class LeaseCheck(enum.Enum):
     """Another worker owns the job now (or it ended); drop it without writing."""
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
-    id: str
-    models: list[str]
-    host: str
-    pid: int
-    started_at: float
-    seen_at: float
-
-
-class JobStore:
-    """Creates, claims and finishes jobs. Safe to share between threads of one process and
-    between processes (and hosts) on the same database."""
+class JobStore(WorkerRegistry):
+    """Creates, claims and finishes jobs, and keeps the worker registry (`jobs.workers`).
+    Safe to share between threads of one process and between processes (and hosts) on the
+    same database."""
 
     def __init__(
         self,
@@ -607,6 +598,27 @@ class JobStore:
             self.on_enqueue()
         return status if changed else None
 
+    def hand_back(self, lease: Lease, *, reason: str) -> bool:
+        """Return a running job to the queue without spending an attempt (its worker was
+        told to stop and the job did not finish in time), with a `requeued` event carrying
+        `reason`; fenced. False if the lease was lost."""
+        changed = self._fenced_update(
+            lease,
+            event=EventType.REQUEUED,
+            event_data={"reason": reason},
+            status=JobStatus.QUEUED.value,
+            # The claim counted this run as an attempt; it was not the job's fault.
+            attempts=jobs.c.attempts - 1,
+            progress=0.0,
+            lease_token=None,
+            lease_expires_at=None,
+            worker_id=None,
+            updated_at=self._now,
+        )
+        if changed and self.on_enqueue is not None:
+            self.on_enqueue()
+        return changed
+
     def requeue_expired(self) -> int:
         """Return jobs of lost workers to the queue, fail those out of attempts, and end those
         whose cancel was asked for as canceled. Costs one indexed read when no lease has
@@ -732,49 +744,6 @@ class JobStore:
                     updated_at=self._now,
                 )
             )
-
-    # --- worker registry (health and capacity) ----------------------------------------
-
-    def register_worker(self, worker_id: str, models: Iterable[str], host: str, pid: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(workers.delete().where(workers.c.id == worker_id))
-            conn.execute(
-                workers.insert().values(
-                    id=worker_id,
-                    models=json.dumps(list(models)),
-                    host=host,
-                    pid=pid,
-                    started_at=self._now,
-                    seen_at=self._now,
-                )
-            )
-
-    def touch_worker(self, worker_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                workers.update().where(workers.c.id == worker_id).values(seen_at=self._now)
-            )
-
-    def remove_worker(self, worker_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(workers.delete().where(workers.c.id == worker_id))
-
-    def live_workers(self, within_s: float) -> list[WorkerInfo]:
-        """Workers that reported in the last `within_s` seconds."""
-        query = select(workers).where(workers.c.seen_at >= self._now - within_s)
-        with reading(self.engine) as conn:
-            rows = conn.execute(query).all()
-        return [
-            WorkerInfo(
-                id=r.id,
-                models=json.loads(r.models),
-                host=r.host,
-                pid=r.pid,
-                started_at=r.started_at,
-                seen_at=r.seen_at,
-            )
-            for r in rows
-        ]
 
 
 _QUEUEING_EVENTS = frozenset({EventType.CREATED, EventType.REQUEUED})

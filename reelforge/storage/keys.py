@@ -1,22 +1,32 @@
 """The storage-key layout, in one place: where a job's input and outputs live.
 
     inputs/<job id>/image.png          the staged input image (image-to-video)
-    jobs/<job id>/<file>               video.mp4, preview.gif, thumbnail.webp
+    jobs/<job id>/<run>/<file>         video.mp4, preview.gif, thumbnail.webp of one run
+    jobs/<job id>/<file>               files the API derives (OpenAI's spritesheet)
 
-Deleting a job removes both of its prefixes.
+Each run of a job (each claim) stores under its own random `<run>` folder, so a stale run (a
+worker frozen past its lease, then resumed) can never overwrite the files of the run that
+took over: the job references only the run whose result was accepted. Deleting a job
+removes both of its prefixes.
 """
 
 from __future__ import annotations
 
-__all__ = ["input_image", "job_prefixes", "output"]
+__all__ = ["input_image", "job_prefixes", "output", "run_prefix"]
 
 
 def input_image(job_id: str) -> str:
     return f"inputs/{job_id}/image.png"
 
 
-def output(job_id: str, file_name: str) -> str:
-    return f"jobs/{job_id}/{file_name}"
+def output(job_id: str, file_name: str, run: str | None = None) -> str:
+    """The key of one output file: of one run (a worker's), or of the job (the API's)."""
+    return f"jobs/{job_id}/{file_name}" if run is None else f"jobs/{job_id}/{run}/{file_name}"
+
+
+def run_prefix(job_id: str, run: str) -> str:
+    """The prefix of every file one run of the job stored."""
+    return f"jobs/{job_id}/{run}/"
 
 
 def job_prefixes(job_id: str) -> tuple[str, str]:

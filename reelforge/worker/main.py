@@ -18,6 +18,8 @@ from reelforge.jobs.recovery import LeaseRecovery
 from reelforge.logs import configure_logging, job_context
 from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
+from reelforge.worker.devices import WorkerDevice, pin_device, pin_process
+from reelforge.worker.drain import Drain
 from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner, load_engines, wait_for_work
 
@@ -27,32 +29,40 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
-    """Run one worker in this process until SIGINT or SIGTERM; returns the exit code."""
+    """Run one worker in this process until SIGINT or SIGTERM, which drain it (see
+    `worker.drain`); returns the exit code."""
     configure_logging(settings)
-    stop = threading.Event()
+    device = pin_device(settings.device, settings.cuda_visible_devices)
+    pin_process(device)
+    drain = Drain(settings.drain_seconds)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    worker_loop(settings, stop)
+        signal.signal(signum, lambda *_: drain.request())
+    worker_loop(settings, drain, device=device)
     return 0
 
 
 EXIT_CONFIGURATION = 78  # EX_CONFIG of sysexits.h: the supervisor does not restart it
 
 
-def spawned_worker_main(settings: Settings, wake: Any, problems: Any = None) -> None:
-    """Target of the child process `serve` spawns: a worker woken by the API on new jobs.
+def spawned_worker_main(
+    settings: Settings, wake: Any, problems: Any = None, device: WorkerDevice | None = None
+) -> None:
+    """Target of the child process `serve` spawns: a worker woken by the API on new jobs,
+    on `device` (its own GPU with `workers=auto`), drained by SIGTERM.
 
     A `ConfigurationError` (a model that cannot load) goes to `problems`, a queue the
     supervisor reads for `/healthz`, and ends the process with `EXIT_CONFIGURATION`.
     """
     configure_logging(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if device is not None:
+        pin_process(device)  # first: nothing in this process has started CUDA yet
+    drain = Drain(settings.drain_seconds)
+    signal.signal(signal.SIGTERM, lambda *_: drain.request())
     # Ctrl-C in a terminal reaches the whole process group; the parent stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _stop_when_orphaned(stop)
+    _stop_when_orphaned(drain)
     try:
-        worker_loop(settings, stop, wake)
+        worker_loop(settings, drain, wake, device)
     except ConfigurationError as exc:
         log.error("worker cannot start: %s", exc.message)
         if problems is not None:
@@ -60,24 +70,29 @@ def spawned_worker_main(settings: Settings, wake: Any, problems: Any = None) -> 
         sys.exit(EXIT_CONFIGURATION)
 
 
-def _stop_when_orphaned(stop: threading.Event, check_every_s: float = 1.0) -> None:
-    """Set `stop` if the `serve` parent dies without stopping us (e.g. it was SIGKILLed).
+def _stop_when_orphaned(drain: Drain, check_every_s: float = 1.0) -> None:
+    """Drain this worker if the `serve` parent dies without stopping us (e.g. it was
+    SIGKILLed).
 
     An orphan would otherwise keep claiming jobs with nobody supervising it.
     """
     parent = os.getppid()
 
     def watch() -> None:
-        while not stop.wait(check_every_s):
+        while not drain.wait(check_every_s):
             if os.getppid() != parent:
                 log.warning("the serve process %s is gone; stopping this worker", parent)
-                stop.set()
+                drain.request()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> None:
-    """Load the engines, then claim and run jobs one at a time until `stop` is set."""
+def worker_loop(
+    settings: Settings, drain: Drain, wake: Any = None, device: WorkerDevice | None = None
+) -> None:
+    """Load the engines, then claim and run jobs one at a time until a drain is requested
+    (the running job then has `drain.grace_s` to finish)."""
+    device = device or pin_device(settings.device, settings.cuda_visible_devices)
     registry = load_registry(settings)
     check_weights_present(registry, settings.models_dir)
     storage = open_configured_storage(settings)
@@ -87,28 +102,44 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
         **settings.database_options(),
     )
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-    engines = load_engines(registry, settings.device)
+    engines = load_engines(registry, device.torch_device)
     models = list(engines)
+    if wake is not None:
+        # On SQLite, a job this worker hands back (or requeues) wakes its siblings at once
+        # (PostgreSQL announces it to every host by NOTIFY as well).
+        store.on_enqueue = wake.set
 
-    heartbeat = Heartbeat(store, worker_id, settings.lease_seconds, settings.heartbeat_interval_s)
+    heartbeat = Heartbeat(
+        store, worker_id, settings.lease_seconds, settings.heartbeat_interval_s, drain
+    )
     recovery = LeaseRecovery(store, settings.lease_recovery_interval_s)
     notifications = _listen_for_jobs(settings, store, models)
     if notifications is not None:
         # Before registering: once /healthz shows this worker, a create wakes it.
         notifications.start()
         wake = notifications.wake
-    store.register_worker(worker_id, models, socket.gethostname(), os.getpid())
+    label = _device_label(device)
+    store.register_worker(worker_id, models, socket.gethostname(), os.getpid(), label)
     heartbeat.start()
     recovery.start_thread()
-    runner = JobRunner(store, storage, registry, engines, heartbeat)
+    stopped = threading.Event()  # set by this thread only, never by a signal handler
+    noticed = threading.Thread(
+        target=_report_draining,
+        args=(drain, heartbeat, stopped),
+        name="drain-notice",
+        daemon=True,
+    )
+    noticed.start()
+    runner = JobRunner(store, storage, registry, engines, heartbeat, drain=drain)
     log.info(
-        "worker %s ready for %s (%s)",
+        "worker %s ready for %s on %s (%s)",
         worker_id,
         ", ".join(models),
+        label,
         _how_woken(notifications, wake, settings.poll_interval_s),
     )
     try:
-        while not stop.is_set():
+        while not drain.requested:
             try:
                 lease = store.claim_next_job(worker_id, models, settings.lease_seconds)
             except Exception as exc:
@@ -119,12 +150,14 @@ def worker_loop(settings: Settings, stop: threading.Event, wake: Any = None) -> 
                     log.warning("worker %s could not claim: %s", worker_id, outage.message)
                 lease = None
             if lease is None:
-                wait_for_work(wake, stop, settings.poll_interval_s)
+                wait_for_work(wake, drain, settings.poll_interval_s)
                 continue
             with job_context(lease.job_id):
                 log.info("job %s: claimed (attempt %d)", lease.job_id, lease.job.attempts)
             runner.run(lease)
     finally:
+        stopped.set()  # ends the drain-notice thread (the row is removed next)
+        noticed.join()
         if notifications is not None:
             notifications.stop()
         recovery.stop_thread()
@@ -151,3 +184,21 @@ def _how_woken(notifications: JobNotifications | None, wake: Any, poll_s: float)
     if wake is not None:
         return f"woken by serve on new jobs, else polling every {poll_s:g} s"
     return f"polling every {poll_s:g} s"
+
+
+def _report_draining(drain: Drain, heartbeat: Heartbeat, stopped: threading.Event) -> None:
+    """Show `draining` in the registry as soon as a drain is requested: the request comes in
+    a signal handler, which must not touch the database."""
+    while not stopped.is_set():
+        if drain.wait(0.5):
+            heartbeat.report_state()
+            return
+
+
+def _device_label(device: WorkerDevice) -> str:
+    """The device as `/healthz` shows it; `auto` as the engines resolved it (they have
+    loaded, so this imports nothing)."""
+    if device.torch_device != "auto":
+        return device.label
+    torch = sys.modules.get("torch")
+    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"

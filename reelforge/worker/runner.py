@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import secrets
 import sys
 import tempfile
 import threading
@@ -28,6 +29,7 @@ from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifa
 from reelforge.logs import job_context, quiet_libraries
 from reelforge.media import encode_outputs
 from reelforge.storage import Storage, keys, storage_error
+from reelforge.worker.drain import DRAIN_REASON, Drain, Drained
 from reelforge.worker.heartbeat import Heartbeat
 
 __all__ = ["JobCanceled", "JobRunner", "LeaseLost", "load_engines"]
@@ -89,6 +91,7 @@ class JobRunner:
         engines: dict[str, Engine],
         heartbeat: Heartbeat,
         scratch_dir: Path | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -96,6 +99,7 @@ class JobRunner:
         self.engines = engines
         self.heartbeat = heartbeat
         self.scratch_dir = scratch_dir  # where videos are encoded; None: the system's temp
+        self.drain = drain  # once overdue, the running job is handed back between steps
 
     def run(self, lease: Lease) -> None:
         """Run one claimed job and record its outcome; never raises for a job's failure."""
@@ -104,12 +108,22 @@ class JobRunner:
 
     def _run(self, lease: Lease) -> None:
         job_id = lease.job_id
+        run = secrets.token_hex(4)  # this run's own storage folder (see storage.keys)
         self.heartbeat.watch(lease)
         started = time.monotonic()
         try:
-            result = self._generate(lease)
+            result = self._generate(lease, run)
         except LeaseLost:
             log.warning("job %s: abandoned after its lease was lost", job_id)
+        except Drained:
+            if self.store.hand_back(lease, reason=DRAIN_REASON):
+                log.info(
+                    "job %s: handed back to the queue after %.2f s: this worker is stopping",
+                    job_id,
+                    time.monotonic() - started,
+                )
+            else:
+                log.warning("job %s: stopping, and its lease was already lost", job_id)
         except JobCanceled:
             if self.store.finish_canceled(lease):
                 log.info("job %s: canceled after %.2f s", job_id, time.monotonic() - started)
@@ -142,14 +156,13 @@ class JobRunner:
                 log.info("job %s: succeeded in %.2f s", job_id, time.monotonic() - started)
             else:
                 log.warning("job %s: finished, but its lease was lost; result dropped", job_id)
-                if self.store.get_job(job_id) is None:
-                    # Deleted meanwhile: the files this run stored are nobody's. (Had another
-                    # worker taken the job over, they would be under its keys too: kept.)
-                    self._discard(job_id)
+                # The files of this run are nobody's: another run's result, under its own
+                # folder, is the job's (or the job was deleted meanwhile, files and all).
+                self._discard(job_id, run, deleted=self.store.get_job(job_id) is None)
         finally:
             self.heartbeat.watch(None)
 
-    def _generate(self, lease: Lease) -> JobResult:
+    def _generate(self, lease: Lease, run: str) -> JobResult:
         spec = lease.job.spec
         entry = self.registry.get(spec.model)
         engine = self.engines.get(spec.model)
@@ -177,7 +190,7 @@ class JobRunner:
             self._check_lease(lease)
             self.store.report_progress(lease, 0.95)
             mark = time.monotonic()
-            stored = self._store_outputs(lease.job_id, media)
+            stored = self._store_outputs(lease.job_id, run, media)
             store_s = time.monotonic() - mark
         video, preview, thumbnail = stored
         return JobResult(
@@ -209,14 +222,14 @@ class JobRunner:
         with scratch as tmp:
             yield Path(tmp)
 
-    def _store_outputs(self, job_id: str, media: Any) -> list[Artifact]:
+    def _store_outputs(self, job_id: str, run: str, media: Any) -> list[Artifact]:
         stored: list[Artifact] = []
         for path, content_type in (
             (media.video, "video/mp4"),
             (media.preview, "image/gif"),
             (media.thumbnail, "image/webp"),
         ):
-            key = keys.output(job_id, Path(path).name)
+            key = keys.output(job_id, Path(path).name, run)
             try:
                 written = self.storage.put_file(key, Path(path), content_type)
             except (InsufficientStorage, ServiceUnavailable) as exc:
@@ -224,10 +237,11 @@ class JobRunner:
             stored.append(Artifact(key=key, size=written.size, content_type=content_type))
         return stored
 
-    def _discard(self, job_id: str) -> None:
-        """Remove the files of a job deleted while this worker ran it: what it stored after
-        the delete had removed the job's files (the folders too)."""
-        for prefix in keys.job_prefixes(job_id):
+    def _discard(self, job_id: str, run: str, deleted: bool) -> None:
+        """Remove what a run whose result was refused stored: its own folder, or, for a job
+        deleted while it ran, everything the delete could not yet see (the folders too)."""
+        prefixes = keys.job_prefixes(job_id) if deleted else (keys.run_prefix(job_id, run),)
+        for prefix in prefixes:
             try:
                 self.storage.delete_prefix(prefix)
             except (InsufficientStorage, ServiceUnavailable):
@@ -254,6 +268,10 @@ class JobRunner:
         def on_step(done: int, total: int) -> None:
             nonlocal last_report
             self._check_lease(lease)
+            if self.drain is not None and self.drain.overdue:
+                # Only between engine steps: a job whose engine is done is encoded and
+                # stored (seconds) rather than thrown away.
+                raise Drained(lease.job_id)
             now = time.monotonic()
             if now - last_report >= _PROGRESS_EVERY_S or done >= total:
                 last_report = now
@@ -306,11 +324,12 @@ def _release_device_memory() -> None:
 _STOP_CHECK_S = 0.5
 
 
-def wait_for_work(wake: Any, stop: threading.Event, timeout_s: float) -> None:
+def wait_for_work(wake: Any, stop: threading.Event | Drain, timeout_s: float) -> None:
     """Sleep until woken (new job), stopped, or `timeout_s` passes.
 
     `wake` (a threading or multiprocessing Event, or None) is waited on in slices, so that a
-    long poll interval does not delay a stop; `stop` is an Event of this process only."""
+    long poll interval does not delay a stop; `stop` is an Event of this process only, or
+    the worker's `Drain`."""
     if wake is None:
         stop.wait(timeout_s)
         return

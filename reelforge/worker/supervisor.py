@@ -13,6 +13,7 @@ from typing import Any
 
 from reelforge.settings import Settings
 from reelforge.worker.backoff import HEALTHY_UPTIME_S, RestartBackoff
+from reelforge.worker.devices import WorkerDevice
 from reelforge.worker.main import EXIT_CONFIGURATION, spawned_worker_main
 
 __all__ = ["WorkerSupervisor"]
@@ -20,10 +21,13 @@ __all__ = ["WorkerSupervisor"]
 log = logging.getLogger(__name__)
 
 _CHECK_EVERY_S = 0.5
+STOP_MARGIN_S = 15.0
+"""What a drained worker may take past its drain period before it is killed: finishing the
+engine step it is in, or encoding and storing a job whose engine is done, and deregistering."""
 
 
 class WorkerSupervisor:
-    """Keeps `settings.workers` spawned worker processes alive until `stop()`.
+    """Keeps one spawned worker process per entry of `devices` alive until `stop()`.
 
     Spawn (not fork): a worker imports torch and CUDA, which must not inherit the API
     process's threads and sockets. A child that keeps dying is restarted with a growing
@@ -31,16 +35,22 @@ class WorkerSupervisor:
     before it died starts that delay over (see `RestartBackoff`).
     """
 
-    def __init__(self, settings: Settings, healthy_uptime_s: float = HEALTHY_UPTIME_S) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        devices: list[WorkerDevice],
+        healthy_uptime_s: float = HEALTHY_UPTIME_S,
+    ) -> None:
         self.settings = settings
+        self.devices = devices
         self._context = multiprocessing.get_context("spawn")
         self.wake: Any = self._context.Event()
         # Why workers gave up (a model that cannot load): read by /healthz and by creates.
         self._problem_queue: Any = self._context.Queue()
         self._problems: list[str] = []
-        self._given_up = [False] * settings.workers
-        self._processes: list[SpawnProcess | None] = [None] * settings.workers
-        self._backoffs = [RestartBackoff(healthy_uptime_s) for _ in range(settings.workers)]
+        self._given_up = [False] * len(devices)
+        self._processes: list[SpawnProcess | None] = [None] * len(devices)
+        self._backoffs = [RestartBackoff(healthy_uptime_s) for _ in devices]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
@@ -56,14 +66,19 @@ class WorkerSupervisor:
     def _start(self, slot: int) -> None:
         process = self._context.Process(
             target=spawned_worker_main,
-            args=(self.settings, self.wake, self._problem_queue),
+            args=(self.settings, self.wake, self._problem_queue, self.devices[slot]),
             name=f"reelforge-worker-{slot}",
             daemon=False,
         )
         process.start()
         self._backoffs[slot].started(time.monotonic())
         self._processes[slot] = process
-        log.info("started worker process %s (pid %s)", process.name, process.pid)
+        log.info(
+            "started worker process %s (pid %s) on %s",
+            process.name,
+            process.pid,
+            self.devices[slot].label,
+        )
 
     def problems(self) -> list[str]:
         """Why worker processes gave up for good (empty while all are fine)."""
@@ -91,7 +106,9 @@ class WorkerSupervisor:
                     continue
                 if next_start[slot] == 0.0:
                     delay = self._backoffs[slot].delay_after_exit(time.monotonic())
-                    log.error(
+                    # Exit 0: it was drained (SIGTERM to that one child, a rolling restart).
+                    log.log(
+                        logging.INFO if process.exitcode == 0 else logging.ERROR,
                         "worker process %s exited with code %s; restarting in %.1f s",
                         process.name,
                         process.exitcode,
@@ -102,8 +119,18 @@ class WorkerSupervisor:
                     next_start[slot] = 0.0
                     self._start(slot)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask every worker to finish (SIGTERM), then kill any that do not in time."""
+    def hurry(self) -> None:
+        """Tell draining workers to hand their jobs back now (a second SIGTERM each)."""
+        for process in self._processes:
+            if process is not None and process.is_alive():
+                process.terminate()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Drain every worker (SIGTERM: each finishes or hands back its job within
+        `drain_seconds`), then kill any still running `timeout_s` later (default: the drain
+        period and `STOP_MARGIN_S`)."""
+        if timeout_s is None:
+            timeout_s = self.settings.drain_seconds + STOP_MARGIN_S
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()

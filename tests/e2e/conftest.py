@@ -67,6 +67,8 @@ class LiveServer:
             # The test pattern unless a test names another registry (the embedded default,
             # the micro model, has its own end-to-end test).
             "REELFORGE_MODELS_FILE": str(TESTSRC_REGISTRY),
+            # A job still running at teardown is handed back soon, well within `stop`'s wait.
+            "REELFORGE_DRAIN_SECONDS": "5",
             **self.env,
         }
         with open(self.log_path, "wb") as log:

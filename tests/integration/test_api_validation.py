@@ -17,9 +17,10 @@ from PIL import Image
 
 from reelforge.api.app import build_context, create_app
 from reelforge.engines import Registry
-from reelforge.jobs import JobStatus, JobStore, open_store
+from reelforge.jobs import JobStatus, JobStore, WorkerState, open_store
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
+from tests.conftest import make_spec
 
 T2V = "klingai/v2-master-text-to-video"
 I2V = "klingai/v2-master-image-to-video"
@@ -397,6 +398,39 @@ def test_health_is_503_without_workers(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["workers"] == 0
+    assert response.json()["live_workers"] == []
+
+
+def test_health_lists_each_live_worker(client: TestClient, store: JobStore) -> None:
+    store.register_worker("gpu-1", ["reelforge/micro"], host="box", pid=7, device="cuda:1")
+    store.register_worker("cpu-1", ["reelforge/micro"], host="box", pid=8, device="cpu")
+    job = store.create_job(make_spec(model="reelforge/micro"))
+    store.set_worker_state("gpu-1", WorkerState.RUNNING, job.id)
+    store.set_worker_state("cpu-1", WorkerState.DRAINING, None)
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["workers"] == 2
+    assert sorted(body["live_workers"], key=lambda w: w["id"]) == [
+        {
+            "id": "cpu-1",
+            "host": "box",
+            "pid": 8,
+            "models": ["reelforge/micro"],
+            "device": "cpu",
+            "state": "draining",
+            "current_job": None,
+        },
+        {
+            "id": "gpu-1",
+            "host": "box",
+            "pid": 7,
+            "models": ["reelforge/micro"],
+            "device": "cuda:1",
+            "state": "running",
+            "current_job": job.id,
+        },
+    ]
 
 
 def test_models_lists_ids_and_engines(client: TestClient) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reelforge.cli import common
+from reelforge.cli import common, parsing
 from reelforge.cli.main import build_parser, main
 from reelforge.client import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, ReelforgeClient
 from reelforge.settings import Settings
@@ -698,7 +698,8 @@ def test_serve_and_worker_help_name_every_setting_variable(
 ) -> None:
     text = all_parsers()[command].format_help()
     for name, field in Settings.model_fields.items():
-        variable = f"REELFORGE_{name.upper()}"
+        variable = parsing.setting_variable(name, field)  # CUDA_VISIBLE_DEVICES is CUDA's own
+        assert variable.startswith("REELFORGE_") or variable == "CUDA_VISIBLE_DEVICES"
         assert f"\n  {variable} " in text or f"\n  {variable}\n" in text, variable
         assert field.description is not None
         first_words = " ".join(field.description.split()[:3])
