@@ -4,9 +4,9 @@ and address; a new or rotated secret is in the answer once and nowhere else."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,16 +21,31 @@ __all__ = ["ADMIN_PREFIX", "build_admin_router"]
 
 ADMIN_PREFIX = "/v1/admin"
 
+# Bounds that keep every limit a finite, storable number (a float past them is infinity).
+_MAX_COUNT = 1_000_000_000
+_MAX_DAILY_S = 1e9
+_MAX_DAYS = 36_500
+
+KeyId = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{12}$", description="The key's id (`reelforge keys list`).")
+]
+
 
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent: int | None = Field(default=None, ge=1, description="Running jobs at once.")
-    max_queued: int | None = Field(default=None, ge=1, description="Jobs waiting at once.")
-    daily_video_seconds: float | None = Field(
-        default=None, gt=0, description="Seconds of video per day (UTC)."
+    max_concurrent: int | None = Field(
+        default=None, ge=1, le=_MAX_COUNT, description="Jobs in flight (queued or running)."
     )
-    rate_per_minute: int | None = Field(default=None, ge=1, description="Requests per minute.")
+    max_queued: int | None = Field(
+        default=None, ge=1, le=_MAX_COUNT, description="Jobs waiting at once."
+    )
+    daily_video_seconds: float | None = Field(
+        default=None, gt=0, le=_MAX_DAILY_S, description="Seconds of video per day (UTC)."
+    )
+    rate_per_minute: int | None = Field(
+        default=None, ge=1, le=_MAX_COUNT, description="Requests per minute."
+    )
 
     def to_limits(self) -> KeyLimits:
         return KeyLimits(**self.model_dump())
@@ -44,7 +59,9 @@ class KeyCreate(BaseModel):
         default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1, description="Its scopes."
     )
     limits: Limits = Field(default_factory=Limits)
-    expires_in_days: float | None = Field(default=None, gt=0, description="End it after this.")
+    expires_in_days: float | None = Field(
+        default=None, gt=0, le=_MAX_DAYS, description="End it after this many days."
+    )
 
 
 class KeyChange(BaseModel):
@@ -126,10 +143,10 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
     @router.post(
         "/keys/{key_id}/rotate",
         response_model=KeyWithSecret,
-        responses=error_responses(401, 403, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 503),
     )
     async def rotate_key(
-        key_id: str, request: Request, _tenant: str = Depends(ctx.auth.admin)
+        key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)
     ) -> Any:
         actor, source = who(request)
         rotated = await ctx.db.run(lambda: keys.rotate(key_id, actor=actor, source=source))
@@ -142,7 +159,7 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         "/keys/{key_id}", response_model=KeyView, responses=error_responses(400, 401, 403, 404, 503)
     )
     async def change_key(
-        key_id: str, body: KeyChange, request: Request, _tenant: str = Depends(ctx.auth.admin)
+        key_id: KeyId, body: KeyChange, request: Request, _tenant: str = Depends(ctx.auth.admin)
     ) -> Any:
         actor, source = who(request)
         limits = body.limits.to_limits()
@@ -152,10 +169,10 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         return key.public()
 
     @router.delete(
-        "/keys/{key_id}", response_model=KeyView, responses=error_responses(401, 403, 404, 503)
+        "/keys/{key_id}", response_model=KeyView, responses=error_responses(400, 401, 403, 404, 503)
     )
     async def revoke_key(
-        key_id: str, request: Request, _tenant: str = Depends(ctx.auth.admin)
+        key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)
     ) -> Any:
         actor, source = who(request)
         key = await ctx.db.run(lambda: keys.revoke(key_id, actor=actor, source=source))

@@ -67,7 +67,9 @@ def add_command(commands: Any) -> None:
         help="comma-separated: read, generate, admin [default: read,generate]",
     )
     _add_limit_flags(create)
-    create.add_argument("--expires", type=float, metavar="DAYS", help="end the key after DAYS")
+    create.add_argument(
+        "--expires", type=_days, metavar="DAYS", help="end the key after DAYS (up to 36500)"
+    )
     create.set_defaults(handler=_run_create)
 
     listing = _action(
@@ -139,6 +141,16 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
         "--daily-video-seconds", type=float, metavar="S", help="seconds of video per day"
     )
     parser.add_argument("--rate-per-minute", type=int, metavar="R", help="requests per minute")
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 0 < days <= 36_500:
+        raise argparse.ArgumentTypeError("DAYS must be above 0 and at most 36500")
+    return days
 
 
 def _scopes(text: str) -> list[str]:
