@@ -200,6 +200,13 @@ class S3Storage(Storage):
             for batch in listed:
                 obstore.delete(self._store, [meta["path"] for meta in batch])
 
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every key below `prefix` (a folder, or "" for the whole store), for checks and
+        tools; the service itself never lists."""
+        with _as_store_errors("list", prefix or "/"):
+            listed = obstore.list(self._store, prefix.rstrip("/") or None)
+            return sorted(meta["path"] for batch in listed for meta in batch)
+
     def stat(self, key: str) -> StoredObject | None:
         validate_key(key)
         try:
