@@ -220,6 +220,8 @@ def _requested_range(request: Request, size: int) -> tuple[int, int] | None:
             raise _RangeNotSatisfiable
         return max(0, size - int(last)), size
     start = int(first)
+    if last and int(last) < start:  # not a valid range: ignored, as RFC 9110 says
+        return None
     end = size if not last else min(int(last) + 1, size)
     if start >= size or end <= start:
         raise _RangeNotSatisfiable
