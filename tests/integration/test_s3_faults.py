@@ -11,8 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from reelforge.api.app import build_context, create_app
+from reelforge.engines import Registry
 from reelforge.errors import ServiceUnavailable
+from reelforge.jobs import open_store
+from reelforge.settings import Settings
 from reelforge.storage import S3Storage
 from tests.conftest import weed_or_skip
 from tests.fixtures.seaweedfs import BUCKET, SECRET_KEY, SeaweedFS
@@ -119,3 +124,27 @@ def test_wrong_credentials_are_refused_access_without_naming_them(
     assert message.startswith("the artifact store refused access: HTTP 403"), message
     assert message.endswith("check its credentials")
     assert SECRET_KEY not in message and weed.endpoint not in message
+
+
+def test_the_api_answers_503_naming_the_store_while_it_is_down_and_serves_once_back(
+    weed: SeaweedFS, storage: S3Storage, tmp_path: Path
+) -> None:
+    store = open_store(Settings(data_dir=tmp_path).resolved_database_url)
+    ctx = build_context(Settings(data_dir=tmp_path), store, storage, Registry.load())
+    client = TestClient(create_app(ctx), base_url="http://127.0.0.1")
+    storage.put_bytes(KEY, b"video bytes", "video/mp4")
+    link = ctx.links.url("http://127.0.0.1", KEY)
+    try:
+        weed.stop()
+        down = client.get(link)
+        assert down.status_code == 503, down.text
+        assert down.json()["message"] == "the artifact store failed: connection refused"
+        assert down.headers["retry-after"] == "5"
+        weed.start()
+        back = client.get(link)
+        assert (back.status_code, back.content) == (200, b"video bytes")
+    finally:
+        if weed.process is None:
+            weed.start()
+        ctx.close()
+        store.engine.dispose()
