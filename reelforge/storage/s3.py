@@ -142,7 +142,10 @@ class S3Storage(Storage):
                 "the S3 endpoint is plain http://; set REELFORGE_S3_ALLOW_HTTP=true to allow "
                 "it (for a store on loopback or a trusted network)"
             )
-        return cls(parsed.netloc, parsed.path, options)
+        try:
+            return cls(parsed.netloc, parsed.path, options)
+        except obstore.exceptions.BaseError as exc:  # a setting obstore cannot use
+            raise ValueError(f"the S3 store cannot be configured: {_first_line(exc)}") from None
 
     def __repr__(self) -> str:
         return f"S3Storage(s3://{self.bucket}/{self.prefix})"
