@@ -65,9 +65,13 @@ def test_a_generation_stored_in_s3_downloads_through_signed_links_and_deletes_it
     assert httpx.get(video_url, headers={"range": "bytes=999999999-"}).status_code == 416
 
     job = created["id"]
-    assert bucket.keys(f"jobs/{job}/") == [
-        f"jobs/{job}/{name}" for name in ("preview.gif", "thumbnail.webp", "video.mp4")
+    stored = bucket.keys(f"jobs/{job}/")  # jobs/<id>/<run>/<file>: the one run's files
+    assert sorted(key.rsplit("/", 1)[1] for key in stored) == [
+        "preview.gif",
+        "thumbnail.webp",
+        "video.mp4",
     ]
+    assert len({key.rsplit("/", 1)[0] for key in stored}) == 1, stored
     assert _no_local_artifacts(server)
 
     deleted = httpx.delete(f"{server.base_url}/v2/video/generations/{job}")
