@@ -69,7 +69,39 @@ class Settings(BaseSettings):
     )
     storage_url: str = Field(
         default="",
-        description="Where artifacts are stored; empty means data_dir/artifacts. file:///path.",
+        description="Where artifacts are stored; empty means data_dir/artifacts. file:///path, "
+        "or s3://bucket/prefix for an S3-compatible store (see the s3_* settings).",
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="Endpoint of a non-AWS S3-compatible store (SeaweedFS, MinIO, R2, ...), "
+        "e.g. http://127.0.0.1:8333; empty means AWS S3 (or AWS_ENDPOINT_URL).",
+    )
+    s3_region: str = Field(
+        default="",
+        description="Region of the S3 bucket; empty means AWS_REGION / AWS_DEFAULT_REGION, "
+        "else us-east-1.",
+    )
+    s3_allow_http: bool = Field(
+        default=False,
+        description="Allow a plain http:// S3 endpoint (a store on loopback or a trusted "
+        "network); credentials and artifacts then travel unencrypted.",
+    )
+    s3_access_key_id: str = Field(
+        default="",
+        description="S3 access key; empty means the standard AWS_ACCESS_KEY_ID (and "
+        "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), which obstore reads itself.",
+    )
+    s3_secret_access_key: str = Field(
+        default="",
+        description="S3 secret key, with s3_access_key_id; empty means AWS_SECRET_ACCESS_KEY.",
+    )
+    public_links: Literal["signed", "presigned"] = Field(
+        default="signed",
+        description="The file links in generation objects: `signed`, this server's own "
+        "expiring /files links (it streams the file from the store), or `presigned`, the "
+        "S3 store's presigned GET URLs (clients download from the store directly; needs an "
+        "s3:// storage_url).",
     )
     public_base_url: str = Field(
         default="",

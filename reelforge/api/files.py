@@ -2,6 +2,12 @@
 
 The hosted API hands out CDN links that need no API key; reelforge does the same with an
 HMAC signature over the key and expiry, so links can be shared but not forged or guessed.
+With `REELFORGE_PUBLIC_LINKS=presigned` (an S3 store only) the links are the store's own
+presigned GET URLs instead, and clients download from the store directly.
+
+Whatever the store, a download is streamed: a local file as a file response, an object in
+S3 a chunk at a time (`Storage.open_stream`), with a single byte range if one is asked for;
+no video is ever read whole into the API's memory.
 """
 
 from __future__ import annotations
@@ -9,20 +15,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import mimetypes
+import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 
 from reelforge.api.openapi import error_responses
-from reelforge.errors import Forbidden, NotFound
-from reelforge.storage import Storage, validate_key
+from reelforge.errors import ConfigurationError, Forbidden, NotFound
+from reelforge.storage import S3Storage, Storage, validate_key
 
-__all__ = ["FileSigner", "build_files_router", "load_or_create_secret"]
+__all__ = [
+    "FileLinks",
+    "FileSigner",
+    "PresignedLinks",
+    "build_files_router",
+    "build_links",
+    "load_or_create_secret",
+    "stored_response",
+]
 
 FILES_PREFIX = "/files"
 
@@ -52,6 +67,37 @@ class FileSigner:
             raise Forbidden("invalid file signature")
         if expires < time.time():
             raise Forbidden("this file link has expired; poll the generation for a fresh one")
+
+
+class FileLinks(Protocol):
+    """What renders a file link in a generation object: the one place links are made."""
+
+    def url(self, base_url: str, key: str) -> str: ...
+
+
+class PresignedLinks:
+    """The S3 store's presigned GET URLs, valid as long as this server's signed links (at
+    most the seven days S3 allows); signed locally, no request to the store."""
+
+    def __init__(self, storage: S3Storage, ttl_s: int) -> None:
+        self._storage = storage
+        self.ttl_s = ttl_s
+
+    def url(self, base_url: str, key: str) -> str:
+        return self._storage.presigned_url(key, self.ttl_s)
+
+
+def build_links(public_links: str, storage: Storage, signer: FileSigner) -> FileLinks:
+    """The links of `REELFORGE_PUBLIC_LINKS`: this server's signed ones, or the store's
+    presigned URLs (which only an S3 store can sign)."""
+    if public_links == "signed":
+        return signer
+    if not isinstance(storage, S3Storage):
+        raise ConfigurationError(
+            "REELFORGE_PUBLIC_LINKS=presigned needs an S3 store to sign links "
+            "(REELFORGE_STORAGE_URL=s3://bucket/prefix); with local storage use signed"
+        )
+    return PresignedLinks(storage, signer.ttl_s)
 
 
 def load_or_create_secret(configured: str, data_dir: Path) -> bytes:
@@ -90,20 +136,93 @@ def build_files_router(storage: Storage, signer: FileSigner) -> APIRouter:
         response_class=Response,
         responses={200: _DOWNLOAD_ANSWER, **error_responses(400, 403, 404)},
     )
-    def download(key: str, expires: int = Query(...), signature: str = Query(...)) -> Response:
-        """An artifact, by a signed link from a generation object (no API key needed)."""
+    def download(
+        request: Request, key: str, expires: int = Query(...), signature: str = Query(...)
+    ) -> Response:
+        """An artifact, by a signed link from a generation object (no API key needed);
+        a single `Range: bytes=...` is answered with 206."""
         try:
             validate_key(key)
         except ValueError:
             raise NotFound("no such file") from None
         signer.check(key, expires, signature)
-        stored = storage.stat(key)
-        if stored is None:
-            raise NotFound("no such file")
         media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        headers = {"Cache-Control": "private, max-age=3600"}
-        if stored.path is not None:
-            return FileResponse(stored.path, media_type=media_type, headers=headers)
-        return Response(storage.get_bytes(key), media_type=media_type, headers=headers)
+        return stored_response(
+            storage,
+            key,
+            media_type,
+            request,
+            headers={"Cache-Control": "private, max-age=3600"},
+            missing="no such file",
+        )
 
     return router
+
+
+def stored_response(
+    storage: Storage,
+    key: str,
+    media_type: str,
+    request: Request,
+    *,
+    headers: dict[str, str] | None = None,
+    missing: str,
+) -> Response:
+    """The stored object as a streamed response (blocking: call it from a thread). A local
+    file goes out as a file response (sendfile, ranges); any other store's object as its
+    chunks, the whole of it or the one range asked for. NotFound(`missing`) if it is gone."""
+    stored = storage.stat(key)
+    if stored is None:
+        raise NotFound(missing)
+    headers = dict(headers or {})
+    if stored.path is not None:
+        return FileResponse(stored.path, media_type=media_type, headers=headers)
+    try:
+        wanted = _requested_range(request, stored.size)
+    except _RangeNotSatisfiable:
+        return PlainTextResponse(
+            "range not satisfiable", 416, headers={"Content-Range": f"bytes */{stored.size}"}
+        )
+    try:
+        stream = storage.open_stream(key, *(wanted or (0, None)))
+    except FileNotFoundError:  # deleted since the stat
+        raise NotFound(missing) from None
+    headers.update({"Accept-Ranges": "bytes", "Content-Length": str(stream.length)})
+    status = 200
+    if wanted is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {stream.start}-{stream.end - 1}/{stream.size}"
+    return StreamingResponse(stream.chunks, status, headers=headers, media_type=media_type)
+
+
+class _RangeNotSatisfiable(Exception):
+    pass
+
+
+# One range, the form every video player sends ("bytes=0-", "bytes=100-199", "bytes=-500").
+# Hand-written because Starlette's parser is private to FileResponse; a header this does not
+# read (several ranges, another unit) gets the whole file, as RFC 9110 lets a server answer.
+_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _requested_range(request: Request, size: int) -> tuple[int, int] | None:
+    """The one byte range `request` asks for, as (start, end exclusive), or None for all."""
+    header = request.headers.get("range")
+    # If-Range needs a validator these responses do not send, so it can never match.
+    if header is None or "if-range" in request.headers:
+        return None
+    match = _SINGLE_RANGE.fullmatch(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:  # the last N bytes
+        if int(last) == 0:
+            raise _RangeNotSatisfiable
+        return max(0, size - int(last)), size
+    start = int(first)
+    if last and int(last) < start:  # not a valid range: ignored, as RFC 9110 says
+        return None
+    end = size if not last else min(int(last) + 1, size)
+    if start >= size or end <= start:
+        raise _RangeNotSatisfiable
+    return start, end

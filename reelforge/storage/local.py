@@ -13,7 +13,13 @@ from typing import BinaryIO
 
 from reelforge.errors import ServiceUnavailable
 from reelforge.fileperm import as_if_opened
-from reelforge.storage.base import Storage, StoredObject, validate_key
+from reelforge.storage.base import (
+    STREAM_CHUNK_BYTES,
+    ObjectStream,
+    Storage,
+    StoredObject,
+    validate_key,
+)
 from reelforge.storage.errors import storage_error
 
 __all__ = ["LocalStorage"]
@@ -75,6 +81,20 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise storage_error(exc) from exc
 
+    def open_stream(self, key: str, start: int = 0, end: int | None = None) -> ObjectStream:
+        path = self._resolved(key)
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"no object {key!r} in the artifact store")
+        try:
+            reader = open(path, "rb")  # noqa: SIM115 (closed by the stream's generator)
+            size = os.fstat(reader.fileno()).st_size
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        stop = size if end is None else min(end, size)
+        return ObjectStream(key, size, start, stop, _read_chunks(reader, start, stop))
+
     def delete(self, key: str) -> None:
         if self._resolved(key) is None:
             return  # missing as far as this store goes; never touch what lies outside
@@ -94,6 +114,20 @@ class LocalStorage(Storage):
         if path is None or not path.is_file():
             return None
         return StoredObject(key, path.stat().st_size, path)
+
+
+def _read_chunks(reader: BinaryIO, start: int, stop: int) -> Iterator[bytes]:
+    """Bytes `start` to `stop` of the open file, a chunk at a time; closes it when done or
+    abandoned."""
+    with reader, _as_storage_errors():
+        reader.seek(start)
+        left = stop - start
+        while left > 0:
+            chunk = reader.read(min(STREAM_CHUNK_BYTES, left))
+            if not chunk:  # truncated since it was opened
+                return
+            left -= len(chunk)
+            yield chunk
 
 
 def _remove_tree(folder: Path) -> None:

@@ -48,6 +48,12 @@ def run_serve(tmp_path: Path, *args: str, **settings: str) -> tuple[int, str, fl
         (["--model", f"{T2V}=wan2.2-ti2v-5b"], {}, "reelforge models pull wan2.2-ti2v-5b"),
         (["--models-file", "/nonexistent/models.toml"], {}, "/nonexistent/models.toml"),
         ([], {"storage_url": "gopher://videos"}, "unsupported storage URL"),
+        ([], {"public_links": "presigned"}, "PUBLIC_LINKS=presigned needs an S3 store"),
+        (
+            [],
+            {"storage_url": "s3://videos", "s3_endpoint_url": "http://127.0.0.1:1"},
+            "REELFORGE_S3_ALLOW_HTTP=true",
+        ),
         (["--model", f"{T2V}=wan:/nonexistent/wan"], {}, "/nonexistent/wan does not exist"),
     ],
 )

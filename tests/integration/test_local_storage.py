@@ -1,5 +1,5 @@
 """The local artifact store on real filesystems: full, read-only, and with symlinks leading
-out of its directory."""
+out of its directory. What every store does is in test_storage_contract.py."""
 
 from __future__ import annotations
 
@@ -54,12 +54,6 @@ def test_a_store_gone_read_only_still_serves_but_cannot_delete(tmp_path: Path) -
         assert storage.get_bytes(KEY) == b"video"
         with pytest.raises(ServiceUnavailable, match="read-only"):
             storage.delete(KEY)
-
-
-def test_a_missing_source_file_is_the_callers_error_not_the_stores(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path / "artifacts")
-    with pytest.raises(FileNotFoundError):
-        storage.put_file(KEY, tmp_path / "never-written.mp4", "video/mp4")
 
 
 @pytest.fixture

@@ -239,7 +239,7 @@ def render_view(ctx: ApiContext, view: GenerationView, request_base: str) -> dic
     """The generation object for `view`, its file links signed for this server's address."""
     base = ctx.base_url(request_base)
     return render_generation(
-        view.job, view.queue_position, lambda key: ctx.signer.url(base, key), view.eta_s
+        view.job, view.queue_position, lambda key: ctx.links.url(base, key), view.eta_s
     )
 
 

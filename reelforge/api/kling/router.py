@@ -134,7 +134,7 @@ def render_view(ctx: ApiContext, view: GenerationView, request_base: str) -> dic
 
 
 def render_job(ctx: ApiContext, job: Job, base: str) -> dict[str, Any]:
-    return render_task(job, lambda key: ctx.signer.url(base, key))
+    return render_task(job, lambda key: ctx.links.url(base, key))
 
 
 _PAGE_PARAMETERS = [

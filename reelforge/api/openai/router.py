@@ -23,17 +23,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from reelforge.api.body import is_json_content_type, read_json_body
 from reelforge.api.context import ApiContext
+from reelforge.api.files import stored_response
 from reelforge.api.openai.protocol import parse_create, parse_remix
 from reelforge.api.openai.render import render_deleted, render_video
 from reelforge.api.openai.schema import (
@@ -120,6 +121,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         return render_deleted(await service.delete(video_id, tenant))
 
     async def video_content(
+        request: Request,
         video_id: str,
         variant: str | None = Query(default=None, include_in_schema=False),
         tenant: str = Depends(ctx.auth.reader),
@@ -133,9 +135,9 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
             )
         if variant == "spritesheet":
             key = await run_in_threadpool(_spritesheet_key, ctx, job)
-            return _stored(ctx, key, "image/jpeg")
+            return await run_in_threadpool(_stored, ctx, key, "image/jpeg", request)
         artifact = job.result.thumbnail if variant == "thumbnail" else job.result.video
-        return _stored(ctx, artifact.key, artifact.content_type)
+        return await run_in_threadpool(_stored, ctx, artifact.key, artifact.content_type, request)
 
     async def remix_video(
         request: Request, video_id: str, tenant: str = Depends(ctx.auth.generator)
@@ -315,13 +317,10 @@ def _input_reference_errors() -> Iterator[None]:
         raise type(exc)(message, field="input_reference") from None
 
 
-def _stored(ctx: ApiContext, key: str, content_type: str) -> Response:
-    stored = ctx.storage.stat(key)
-    if stored is None:
-        raise NotFound("the video's file is gone")
-    if stored.path is not None:
-        return FileResponse(stored.path, media_type=content_type)
-    return Response(ctx.storage.get_bytes(key), media_type=content_type)
+def _stored(ctx: ApiContext, key: str, content_type: str, request: Request) -> Response:
+    return stored_response(
+        ctx.storage, key, content_type, request, missing="the video's file is gone"
+    )
 
 
 def _spritesheet_key(ctx: ApiContext, job: Job) -> str:
@@ -336,7 +335,12 @@ def _spritesheet_key(ctx: ApiContext, job: Job) -> str:
     if stored.path is not None:
         sheet = spritesheet(str(stored.path))
     else:
-        sheet = spritesheet(io.BytesIO(ctx.storage.get_bytes(job.result.video.key)))
+        # Copied to a scratch file a chunk at a time: the mp4 is never whole in memory.
+        with tempfile.NamedTemporaryFile(suffix=".mp4") as copy:
+            for chunk in ctx.storage.open_stream(job.result.video.key).chunks:
+                copy.write(chunk)
+            copy.flush()
+            sheet = spritesheet(copy.name)
     ctx.storage.put_bytes(key, sheet, "image/jpeg")
     return key
 
