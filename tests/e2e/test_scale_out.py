@@ -1,8 +1,9 @@
 """Scale-out, with faults injected: two API replicas (no workers of their own) and two
 `reelforge worker` processes, each with its own data dir as if on its own host, sharing one
-PostgreSQL database and one artifact store. Forty generations go round-robin to the two
-APIs while workers are killed and frozen, database connections are cut, and an API replica
-dies; every generation still ends once, and reads the same from either API."""
+PostgreSQL database and one S3 store (SeaweedFS). Forty generations go round-robin to the
+two APIs while workers are killed and frozen, database connections are cut, the S3 server
+is killed and restarted, and an API replica dies; every generation still ends once, and
+reads and downloads the same from either API; nothing lands on any host's disk."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from sqlalchemy import select, text
 
 from reelforge.jobs import JobStatus, JobStore, open_engine
 from reelforge.jobs.schema import job_events, jobs
+from tests.conftest import S3Target, weed_or_skip
 from tests.e2e.conftest import wait_for
 from tests.e2e.deployment import Deployment, Member
+from tests.fixtures.seaweedfs import BUCKET, SeaweedFS
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -42,6 +45,19 @@ def app_name() -> str:
 @pytest.fixture
 def database_url(postgres_url: str, app_name: str) -> str:
     return f"{postgres_url}&application_name={quote(app_name)}"
+
+
+@pytest.fixture
+def weed(tmp_path: Path) -> Iterator[SeaweedFS]:
+    """The deployment's own S3 server: the test stops and restarts it."""
+    with SeaweedFS(tmp_path / "seaweedfs", weed_or_skip()) as server:
+        yield server
+
+
+@pytest.fixture
+def artifact_store(weed: SeaweedFS) -> dict[str, str]:
+    target = S3Target(weed.endpoint, f"s3://{BUCKET}/scale-out")
+    return {f"REELFORGE_{name.upper()}": value for name, value in target.settings().items()}
 
 
 @pytest.fixture
@@ -123,7 +139,7 @@ def test_forty_generations_survive_worker_database_and_replica_faults(
     postgres_url: str,
     database_url: str,
     app_name: str,
-    artifact_store_fault: Any,
+    weed: SeaweedFS,
 ) -> None:
     api_a, api_b = deployment.api("api-a"), deployment.api("api-b")
     worker_1, worker_2 = deployment.worker("worker-1"), deployment.worker("worker-2")
@@ -171,8 +187,11 @@ def test_forty_generations_survive_worker_database_and_replica_faults(
         admin.dispose()
         assert cut >= 2  # at least the two APIs' and the two workers' pooled connections
 
-        # The artifact store stopped while workers store, then started again.
-        artifact_store_fault(store)
+        # The artifact store stopped while workers store, then started again: the jobs
+        # that reach it meanwhile fail, saying so; none references a half-written object.
+        weed.stop(kill=True)
+        wait_for(lambda: _store_failures(store, ids), 60, "a job to find the store down")
+        weed.start()
 
         # An API replica killed: the other keeps serving, and it comes back.
         api_a.kill()
@@ -227,18 +246,28 @@ def test_forty_generations_survive_worker_database_and_replica_faults(
                 for body in bodies:
                     video = client.get(body["video"]["url"])
                     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
-            else:  # an attempt limit or a store outage, said plainly
+            else:  # a store outage or an attempt limit, said plainly
                 assert bodies[0]["status"] == "error", bodies[0]
-                assert bodies[0]["error"]["message"], bodies[0]
+                message = bodies[0]["error"]["message"]
+                assert "artifact store" in message or "attempt limit" in message, message
+    assert _store_failures(store, ids) >= 1
+    # Nothing landed on any host's disk: artifacts live in the S3 store only.
+    local = [
+        path
+        for member in deployment.members
+        for path in member.data_dir.rglob("*")
+        if path.suffix in (".mp4", ".gif", ".webp", ".png")
+    ]
+    assert local == []
     store.engine.dispose()
 
 
-# TEMPORARY (until the S3 store lands on main): a shared local folder, and no store fault.
-@pytest.fixture
-def artifact_store(tmp_path: Path) -> dict[str, str]:
-    return {"REELFORGE_STORAGE_URL": (tmp_path / "shared-artifacts").as_uri()}
-
-
-@pytest.fixture
-def artifact_store_fault() -> Any:
-    return lambda store: None
+def _store_failures(store: JobStore, ids: list[str]) -> int:
+    """How many of `ids` failed because the artifact store was away."""
+    with store.engine.connect() as conn:
+        failed = conn.execute(
+            select(jobs.c.error_message).where(
+                jobs.c.id.in_(ids), jobs.c.status == JobStatus.FAILED.value
+            )
+        ).all()
+    return sum("artifact store" in (message or "") for (message,) in failed)
