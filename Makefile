@@ -14,7 +14,7 @@ OPENAI_SDK := openai==3.57.0
 FUZZ_VENV := .venv-schemathesis
 SCHEMATHESIS := schemathesis==4.32.5
 
-.PHONY: install serve demo test test-fast check lint format sdk-env openai-env fuzz-env clean
+.PHONY: install serve demo scale-demo test test-fast check lint format sdk-env openai-env fuzz-env clean
 
 # `install` alone says how to get `reelforge` on PATH; the targets below install silently.
 install: $(VENV)/.installed
@@ -57,6 +57,11 @@ serve: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python -m reelforge.demo --out out
 
+# Two API replicas and two workers on one PostgreSQL and a bundled SeaweedFS (README,
+# "Scaling out"); REELFORGE_DATABASE_URL names the database (default: the local test one).
+scale-demo: $(VENV)/.installed
+	$(BIN)/python scripts/scale_demo.py
+
 test: $(VENV)/.installed sdk-env openai-env fuzz-env
 	$(BIN)/python -m pytest
 
@@ -65,13 +70,13 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check reelforge tests benchmarks
-	$(BIN)/ruff format --check reelforge tests benchmarks
+	$(BIN)/ruff check reelforge tests benchmarks scripts
+	$(BIN)/ruff format --check reelforge tests benchmarks scripts
 	$(BIN)/mypy
 
 format: $(VENV)/.installed
-	$(BIN)/ruff format reelforge tests benchmarks
-	$(BIN)/ruff check --fix reelforge tests benchmarks
+	$(BIN)/ruff format reelforge tests benchmarks scripts
+	$(BIN)/ruff check --fix reelforge tests benchmarks scripts
 
 check: lint test
 
