@@ -7,8 +7,11 @@ reads and downloads the same from either API; nothing lands on any host's disk."
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from sqlalchemy import select, text
 from reelforge.jobs import JobStatus, JobStore, open_engine
 from reelforge.jobs.schema import job_events, jobs
 from tests.conftest import S3Target, weed_or_skip
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import REPO_ROOT, wait_for
 from tests.e2e.deployment import Deployment, Member
 from tests.fixtures.seaweedfs import BUCKET, SeaweedFS
 
@@ -271,3 +274,18 @@ def _store_failures(store: JobStore, ids: list[str]) -> int:
             )
         ).all()
     return sum("artifact store" in (message or "") for (message,) in failed)
+
+
+def test_the_scale_demo_runs_as_the_readme_says(postgres_url: str) -> None:
+    """`make scale-demo` (scripts/scale_demo.py), shortened to two generations."""
+    weed_or_skip()
+    env = {**os.environ, "REELFORGE_DATABASE_URL": postgres_url.split("?")[0]}
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "scale_demo.py"), "--generations", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2/2 completed" in done.stdout and "downloaded" in done.stdout, done.stdout
