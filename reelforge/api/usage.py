@@ -54,6 +54,9 @@ def build_usage_router(ctx: ApiContext) -> APIRouter:
         if asked is not None and asked != tenant and Scope.ADMIN not in principal.scopes:
             raise Forbidden("only an admin key may read another tenant's usage", field="tenant")
         whose = tenant if asked is None else None if asked == "all" else asked
+        if whose != tenant:  # the admin scope used: on the record
+            source = request.client.host if request.client else "unknown"
+            await ctx.db.run(ctx.keys.audit, principal.actor, "admin.usage", asked, source)
         rows = await ctx.db.run(usage, ctx.store.engine, whose, days)
         totals: dict[str, Any] = {"jobs": {}, "video_seconds": 0.0, "engine_seconds": 0.0}
         for row in rows:

@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import MetaData, select
 
+from reelforge.jobs import open_engine
 from tests.e2e.conftest import REPO_ROOT, wait_for
 from tests.e2e.deployment import Deployment
 
@@ -104,8 +106,19 @@ def test_a_key_revoked_on_one_replica_is_refused_by_the_other(
     assert refused_after_s < 3.0  # the ring refreshes every 0.5 s; generous for a loaded CI
 
     listed = keys_cli(postgres_url, "list")
+    # Every value of every table of the deployment's schema.
+    engine = open_engine(postgres_url)
+    tables = MetaData()
+    tables.reflect(engine)
+    with engine.connect() as conn:
+        database = " ".join(
+            str(row) for table in tables.sorted_tables for row in conn.execute(select(table))
+        )
+    engine.dispose()
+    assert str(app["id"]) in database  # the rows are there
     logs = api_a.log(tail=10**7) + api_b.log(tail=10**7)
     for secret in (admin_secret, app_secret):
         assert secret not in logs
         assert all(secret not in text for text in answers)
         assert secret not in json.dumps(listed)
+        assert secret not in database and secret.rsplit("_", 1)[1] not in database

@@ -286,3 +286,49 @@ def test_usage_counts_each_tenants_own_jobs_and_admins_see_all(
     assert {row["tenant"] for row in everyone.json()["data"]} == {key_a.tenant, key_b.tenant}
     bad = client.get("/v1/usage", params={"days": "0"}, headers=_bearer(secret_a))
     assert bad.status_code == 400 and "days" in bad.json()["message"]
+    audited = [(e.action, e.target) for e in keys.audit_entries()]
+    assert ("admin.usage", "all") in audited
+
+
+def test_another_tenants_ids_are_404_on_every_route_of_every_dialect(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    _a, secret_a = keys.create("a")
+    _b, secret_b = keys.create("b")
+    _ctx, client = _app(settings, store)
+    aimlapi_id = _create(client, secret_a).json()["id"]
+    openai = client.post("/v1/videos", json={"prompt": "mine"}, headers=_bearer(secret_a))
+    assert openai.status_code == 200, openai.text
+    openai_id = openai.json()["id"]
+    b = _bearer(secret_b)
+    routes = []
+    for path in ("/v2/video/generations", "/v2/generate/video/kling/generation"):
+        routes += [
+            ("GET", path, {"generation_id": aimlapi_id}),
+            ("GET", f"{path}/{aimlapi_id}", None),
+            ("POST", f"{path}/{aimlapi_id}/cancel", None),
+            ("GET", f"{path}/{aimlapi_id}/webhooks", None),
+            ("GET", f"{path}/{aimlapi_id}/events", None),
+            ("DELETE", f"{path}/{aimlapi_id}", None),
+        ]
+    for job_id in (openai_id, aimlapi_id):  # every dialect reads every dialect's jobs
+        routes += [
+            ("GET", f"/v1/videos/{job_id}", None),
+            ("GET", f"/v1/videos/{job_id}/content", None),
+            ("DELETE", f"/v1/videos/{job_id}", None),
+        ]
+    for method, path, params in routes:
+        answer = client.request(method, path, params=params, headers=b)
+        assert answer.status_code == 404, (method, path, answer.status_code, answer.text)
+    remix = client.post(f"/v1/videos/{openai_id}/remix", json={"prompt": "x"}, headers=b)
+    assert remix.status_code == 404, remix.text
+    for listing in ("/v2/video/generations", "/v1/videos"):
+        listed = client.get(listing, headers=b)
+        assert listed.status_code == 200
+        assert aimlapi_id not in listed.text and openai_id not in listed.text
+    usage = client.get("/v1/usage", headers=b).json()
+    assert usage["totals"]["jobs"] == {}
+    # Tenant A still has both, untouched by B's cancels and deletes.
+    mine = client.get("/v2/video/generations", headers=_bearer(secret_a)).text
+    assert aimlapi_id in mine and openai_id in mine
