@@ -8,9 +8,11 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -144,6 +146,17 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def s3_target(s3_endpoint: str) -> S3Target:
     """A prefix of the test bucket that no other test uses."""
     return S3Target(s3_endpoint, f"s3://{BUCKET}/t-{secrets.token_hex(6)}")
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def make_spec(model: str = "klingai/v2-master-text-to-video", **changes: object) -> GenerationSpec:

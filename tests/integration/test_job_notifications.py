@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +27,11 @@ from reelforge.jobs.schema import migrate
 from reelforge.jobs.store import ExternalIdTaken
 from reelforge.settings import Settings
 from reelforge.storage import LocalStorage
-from tests.conftest import POSTGRES_URL, make_spec
+from tests.conftest import POSTGRES_URL, make_spec, wait_for
 
 MODEL = "klingai/v2-master-text-to-video"
 OTHER = "other/model"
 DEADLINE_S = 10.0
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 @pytest.fixture
@@ -135,21 +125,23 @@ def test_a_listener_wakes_for_its_models_and_comes_back_after_being_killed(
         first_pid = notifications.backend_pid
         assert first_pid is not None
         pg_store.create_job(make_spec())
-        wait_for(notifications.wake.is_set, "the wake-up for a job of its model")
+        wait_for(notifications.wake.is_set, DEADLINE_S, "the wake-up for a job of its model")
         notifications.wake.clear()
 
         caplog.set_level(logging.INFO, logger="reelforge.jobs.notify")
         with pg_store.engine.connect() as conn:
             assert conn.execute(text(f"SELECT pg_terminate_backend({first_pid})")).scalar()
         wait_for(
-            lambda: notifications.backend_pid not in (None, first_pid), "a new LISTEN connection"
+            lambda: notifications.backend_pid not in (None, first_pid),
+            DEADLINE_S,
+            "a new LISTEN connection",
         )
         # It wakes once on reconnecting (jobs may have come while it was down) ...
-        wait_for(notifications.wake.is_set, "the wake-up after reconnecting")
+        wait_for(notifications.wake.is_set, DEADLINE_S, "the wake-up after reconnecting")
         notifications.wake.clear()
         # ... and hears new jobs again.
         pg_store.create_job(make_spec())
-        wait_for(notifications.wake.is_set, "a wake-up on the new connection")
+        wait_for(notifications.wake.is_set, DEADLINE_S, "a wake-up on the new connection")
     finally:
         notifications.stop()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -171,7 +163,7 @@ def test_a_listener_ignores_jobs_of_models_it_does_not_serve(
         assert payloads_until(raw_listener, OTHER) == [OTHER]
         pg_store.create_job(make_spec())
         assert payloads_until(raw_listener, MODEL) == [MODEL]
-        wait_for(notifications.wake.is_set, "the wake-up for its own model")
+        wait_for(notifications.wake.is_set, DEADLINE_S, "the wake-up for its own model")
     finally:
         notifications.stop()
 
@@ -194,7 +186,11 @@ def test_a_worker_s_recovery_thread_alone_requeues_an_expired_lease(store: JobSt
     recovery = LeaseRecovery(store, interval_s=0.05)
     recovery.start_thread()
     try:
-        wait_for(lambda: status_of(store, job_id) is JobStatus.QUEUED, "the job to be requeued")
+        wait_for(
+            lambda: status_of(store, job_id) is JobStatus.QUEUED,
+            DEADLINE_S,
+            "the job to be requeued",
+        )
     finally:
         recovery.stop_thread()
     assert [e.type.value for e in store.events_after(job_id)][-1] == "requeued"
@@ -207,6 +203,10 @@ def test_an_api_process_alone_requeues_an_expired_lease(store: JobStore, tmp_pat
     try:
         # The lifespan runs the context's background loops, recovery among them.
         with TestClient(create_app(ctx), base_url="http://127.0.0.1"):
-            wait_for(lambda: status_of(store, job_id) is JobStatus.QUEUED, "the API to requeue it")
+            wait_for(
+                lambda: status_of(store, job_id) is JobStatus.QUEUED,
+                DEADLINE_S,
+                "the API to requeue it",
+            )
     finally:
         ctx.close()
