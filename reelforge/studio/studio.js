@@ -276,12 +276,19 @@ function track(generation) {
   cancel.type = "button";
   cancel.className = "secondary";
   cancel.textContent = "Cancel";
+  // One button: Cancel while the generation runs, Dismiss once it has ended.
   cancel.addEventListener("click", async () => {
+    if (TERMINAL.has(item.dataset.status)) {
+      item.remove();
+      $("queue-empty").hidden = $("queue-list").children.length > 0;
+      return;
+    }
     cancel.disabled = true;
     try {
       update(await api(`${API}/${generation.id}/cancel`, { method: "POST" }));
     } catch (error) {
-      figures.textContent = error.message;
+      // 409: it ended meanwhile; its stream brings the last state.
+      if (!(error instanceof ApiError && error.status === 409)) figures.textContent = error.message;
     }
   });
   item.append(title, status, bar, figures, cancel);
@@ -298,10 +305,6 @@ function track(generation) {
     if (TERMINAL.has(current.status)) {
       cancel.textContent = "Dismiss";
       cancel.disabled = false;
-      cancel.onclick = () => {
-        item.remove();
-        $("queue-empty").hidden = $("queue-list").children.length > 0;
-      };
       addToGallery(current, true);
     }
   }

@@ -59,6 +59,23 @@ def keyed(
     return module_server_factory(data_dir=tmp_path_factory.mktemp("keyed") / "data", api_keys=KEY)
 
 
+@pytest.fixture(scope="module")
+def gated(
+    module_server_factory: Callable[..., LiveServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, Path]]:
+    """A server whose text-to-video jobs run until a test cancels them (the gate fixture
+    engine, never released), so the queue holds still while the page shows it."""
+    root = tmp_path_factory.mktemp("gated")
+    gate = root / "gate"
+    gate.mkdir()
+    models = root / "models.toml"
+    models.write_text(
+        f'[models."{T2V}"]\nengine = "tests.fixtures.engines:GateEngine"\ncheckpoint = "{gate}"\n'
+    )
+    yield module_server_factory(data_dir=root / "data", models_file=str(models)), gate
+    (gate / "release").touch()  # whatever still runs ends now
+
+
 class Tab:
     """A page in a fresh browser context, with every console error and page error kept."""
 
@@ -192,6 +209,42 @@ def test_image_to_video_from_an_uploaded_image(
     job_id = generate(page)
     polled = httpx.get(f"{keyless.base_url}/v2/video/generations/{job_id}", timeout=10).json()
     assert polled["model"] == I2V and polled["parameters"]["image_to_video"] is True
+    assert tab.errors == []
+
+
+def test_the_queue_shows_position_progress_and_eta_and_cancels(
+    gated: tuple[LiveServer, Path], open_tab: Callable[[dict[str, int]], Tab]
+) -> None:
+    server, _gate = gated
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    load_studio(page, server)
+    jobs = {}
+    for prompt in ("first", "second", "third"):
+        page.fill("#f-prompt", prompt)
+        page.click("#generate")
+        newest = page.locator("#queue-list li.job").first
+        expect(newest.locator(".job-title")).to_have_text(prompt)
+        # By id: `.first` would follow whichever item is on top now.
+        jobs[prompt] = page.locator(f'#queue-list li[data-id="{newest.get_attribute("data-id")}"]')
+    first, second, third = jobs["first"], jobs["second"], jobs["third"]
+    expect(first.locator(".job-status")).to_have_text("Generating")
+    # Percent done and, from 2 % on, the time left.
+    expect(first.locator(".job-figures")).to_have_text(re.compile(r"^[1-9]\d* % · ETA \d"))
+    expect(second.locator(".job-status")).to_have_text("Queued, 0 ahead")
+    expect(third.locator(".job-status")).to_have_text("Queued, 1 ahead")
+
+    canceled = "canceled: the generation was canceled"
+    second.locator("button").click()
+    expect(second.locator(".job-status")).to_have_text(canceled)
+    expect(third.locator(".job-status")).to_have_text("Queued, 0 ahead")  # one fewer ahead
+    first.locator("button").click()
+    expect(first.locator(".job-status")).to_have_text(canceled)
+    expect(third.locator(".job-status")).to_have_text("Generating")
+    third.locator("button").click()
+    expect(third.locator(".job-status")).to_have_text(canceled)
+    second.locator("button", has_text="Dismiss").click()
+    expect(page.locator("#queue-list li.job")).to_have_count(2)
     assert tab.errors == []
 
 
