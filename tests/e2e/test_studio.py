@@ -17,15 +17,23 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Route,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from tests.e2e.conftest import REPO_ROOT, LiveServer
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 T2V = "klingai/v2-master-text-to-video"
 I2V = "klingai/v2-master-image-to-video"
@@ -79,23 +87,27 @@ def gated(
 class Tab:
     """A page in a fresh browser context, with every console error and page error kept."""
 
-    def __init__(self, browser: Browser, viewport: dict[str, int]) -> None:
-        self.context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    def __init__(self, browser: Browser, viewport: ViewportSize) -> None:
+        self.context = browser.new_context(viewport=viewport)
         self.context.set_default_timeout(STEP_TIMEOUT_MS)
         self.page = self.context.new_page()
         self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else 0)
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
 
     def close(self) -> None:
         self.context.close()
 
 
 @pytest.fixture
-def open_tab(browser: Browser) -> Iterator[Callable[[dict[str, int]], Tab]]:
+def open_tab(browser: Browser) -> Iterator[Callable[[ViewportSize], Tab]]:
     tabs: list[Tab] = []
 
-    def open_one(viewport: dict[str, int]) -> Tab:
+    def open_one(viewport: ViewportSize) -> Tab:
         tabs.append(Tab(browser, viewport))
         return tabs[-1]
 
@@ -147,7 +159,7 @@ def play(page: Page, job_id: str) -> dict[str, float]:
 
 
 def test_generate_watch_play_and_delete(
-    keyless: LiveServer, open_tab: Callable[[dict[str, int]], Tab], tmp_path: Path
+    keyless: LiveServer, open_tab: Callable[[ViewportSize], Tab], tmp_path: Path
 ) -> None:
     tab = open_tab(DESKTOP)
     page = tab.page
@@ -195,7 +207,7 @@ def test_generate_watch_play_and_delete(
 
 
 def test_image_to_video_from_an_uploaded_image(
-    keyless: LiveServer, open_tab: Callable[[dict[str, int]], Tab], tmp_path: Path
+    keyless: LiveServer, open_tab: Callable[[ViewportSize], Tab], tmp_path: Path
 ) -> None:
     image = tmp_path / "start.png"
     Image.new("RGB", (64, 36), (200, 30, 30)).save(image)
@@ -213,7 +225,7 @@ def test_image_to_video_from_an_uploaded_image(
 
 
 def test_the_queue_shows_position_progress_and_eta_and_cancels(
-    gated: tuple[LiveServer, Path], open_tab: Callable[[dict[str, int]], Tab]
+    gated: tuple[LiveServer, Path], open_tab: Callable[[ViewportSize], Tab]
 ) -> None:
     server, _gate = gated
     tab = open_tab(DESKTOP)
@@ -249,7 +261,7 @@ def test_the_queue_shows_position_progress_and_eta_and_cancels(
 
 
 def test_an_invalid_field_shows_the_api_message_next_to_it(
-    keyless: LiveServer, open_tab: Callable[[dict[str, int]], Tab]
+    keyless: LiveServer, open_tab: Callable[[ViewportSize], Tab]
 ) -> None:
     tab = open_tab(DESKTOP)
     page = tab.page
@@ -274,7 +286,7 @@ def test_an_invalid_field_shows_the_api_message_next_to_it(
 
 
 def test_phone_sized_and_keyboard_only(
-    keyless: LiveServer, open_tab: Callable[[dict[str, int]], Tab], tmp_path: Path
+    keyless: LiveServer, open_tab: Callable[[ViewportSize], Tab], tmp_path: Path
 ) -> None:
     tab = open_tab(PHONE)
     page = tab.page
@@ -303,7 +315,7 @@ def test_phone_sized_and_keyboard_only(
 
 
 def test_a_keyed_server_asks_for_the_key_and_works_once_given(
-    keyed: LiveServer, open_tab: Callable[[dict[str, int]], Tab]
+    keyed: LiveServer, open_tab: Callable[[ViewportSize], Tab]
 ) -> None:
     tab = open_tab(DESKTOP)
     page = tab.page
@@ -328,7 +340,7 @@ def test_a_keyed_server_asks_for_the_key_and_works_once_given(
 
 
 def test_docs_render_every_route_with_the_network_cut_off(
-    keyless: LiveServer, open_tab: Callable[[dict[str, int]], Tab]
+    keyless: LiveServer, open_tab: Callable[[ViewportSize], Tab]
 ) -> None:
     tab = open_tab(DESKTOP)
     blocked: list[str] = []
