@@ -27,7 +27,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.e2e.conftest import REPO_ROOT, LiveServer
+from tests.e2e.conftest import REPO_ROOT, LiveServer, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,7 @@ T2V = "klingai/v2-master-text-to-video"
 I2V = "klingai/v2-master-image-to-video"
 KEY = "studio-e2e-key"
 STEP_TIMEOUT_MS = 90_000
+PAGE_SIZE = 12  # the studio's gallery page (studio.js)
 # What chromium logs for an API answer the test provoked on purpose (a 400).
 BAD_REQUEST_LOG = "Failed to load resource: the server responded with a status of 400"
 
@@ -257,6 +258,39 @@ def test_the_queue_shows_position_progress_and_eta_and_cancels(
     expect(third.locator(".job-status")).to_have_text(canceled)
     second.locator("button", has_text="Dismiss").click()
     expect(page.locator("#queue-list li.job")).to_have_count(2)
+    assert tab.errors == []
+
+
+def test_the_gallery_pages_with_load_more(
+    gated: tuple[LiveServer, Path], open_tab: Callable[[ViewportSize], Tab]
+) -> None:
+    server, _gate = gated
+    api = f"{server.base_url}/v2/video/generations"
+    made = [
+        httpx.post(api, json={"model": T2V, "prompt": f"page {n}"}, timeout=10).json()["id"]
+        for n in range(PAGE_SIZE + 1)
+    ]
+    for generation_id in made:  # canceled: finished, so the page follows none of them
+        httpx.post(f"{api}/{generation_id}/cancel", timeout=10)
+
+    def all_ended() -> bool:
+        listed = httpx.get(api, params={"limit": 100}, timeout=10).json()["data"]
+        return all(g["status"] == "error" for g in listed)
+
+    wait_for(all_ended, 60, "every generation to end")
+    total = len(httpx.get(api, params={"limit": 100}, timeout=10).json()["data"])
+    assert PAGE_SIZE < total <= 2 * PAGE_SIZE  # two pages: this module makes few others
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    load_studio(page, server)
+    cards = page.locator("#gallery-list li")
+    expect(cards).to_have_count(PAGE_SIZE)
+    page.click("#gallery-more")
+    expect(cards).to_have_count(total)
+    expect(page.locator("#gallery-more")).to_be_hidden()  # no third page
+    shown = cards.evaluate_all("items => items.map(item => item.dataset.id)")
+    assert len(set(shown)) == len(shown)  # no card twice
+    assert set(made) <= set(shown)
     assert tab.errors == []
 
 
