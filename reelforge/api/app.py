@@ -39,6 +39,7 @@ from reelforge.api.openai.router import DIALECT as OPENAI
 from reelforge.api.openai.router import PREFIX as OPENAI_PREFIX
 from reelforge.api.openai.router import build_openai_router
 from reelforge.api.openapi import install_openapi
+from reelforge.api.pages import build_pages_router
 from reelforge.api.system import build_system_router
 from reelforge.api.usage import build_usage_router
 from reelforge.engines import Registry
@@ -213,7 +214,10 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    app = FastAPI(title="reelforge", version=__version__, lifespan=lifespan)
+    # The docs pages are ours (api/pages.py), from files in the package instead of a CDN.
+    app = FastAPI(
+        title="reelforge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     # Routes match in this order: a dialect with literal paths under /v1/videos (Kling's
     # text2video, image2video) goes before the OpenAI router, whose /v1/videos/{video_id}
     # would claim them; so does its error renderer's prefix (the first match wins).
@@ -227,6 +231,11 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
         build_admin_router(ctx),
         build_usage_router(ctx),
         build_files_router(ctx.storage, ctx.signer),
+        build_pages_router(
+            key_required=lambda: not ctx.auth.open_to_loopback_only,
+            title=app.title,
+            openapi_url=app.openapi_url or "/openapi.json",
+        ),
     ]
     http_metrics = None if ctx.settings.metrics == "off" else HttpMetrics(metrics_dir)
     if http_metrics is not None:

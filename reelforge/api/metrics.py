@@ -237,7 +237,7 @@ def build_metrics_router(ctx: ApiContext, http: HttpMetrics) -> APIRouter:
         response_class=Response,
         responses={
             200: {
-                "content": {CONTENT_TYPE_LATEST: {}},
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
                 "description": "The metrics, in Prometheus' text format.",
             },
             **(error_responses(401, 403) if dependencies else {}),

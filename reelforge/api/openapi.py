@@ -205,6 +205,23 @@ class GenerationMeta(BaseModel):
     )
 
 
+class GenerationParameters(_Strict):
+    """What the generation was asked for, in the create body's terms where it has them."""
+
+    prompt: str
+    negative_prompt: str
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = Field(
+        description="null for an output size no AI/ML API ratio names (another dialect's)."
+    )
+    duration: float = Field(description="Seconds of video.")
+    cfg_scale: float = Field(ge=0, le=1)
+    camera: str | None = Field(description="The camera move, in words; null: still.")
+    camera_control: str | None = Field(
+        description="The camera preset asked for; null: none, or a move on the axes."
+    )
+    image_to_video: bool = Field(description="Whether it started from an input image.")
+
+
 class GenerationTimings(_Strict):
     """Seconds per stage, each once known."""
 
@@ -235,6 +252,7 @@ class Generation(_Strict):
     )
     cancel_requested: bool
     seed: int
+    parameters: GenerationParameters
     engine: str | None
     created_at: datetime
     started_at: datetime | None
@@ -297,6 +315,41 @@ class ModelCapabilities(_Strict):
     negative_prompt: bool = Field(description="Whether a negative prompt is honoured.")
 
 
+class Choices(_Strict):
+    choices: list[Any]
+    default: Any = _optional()
+
+
+class TextLimit(_Strict):
+    max_length: int
+    required: bool | SkipJsonSchema[None] = _optional()
+
+
+class NumberRange(_Strict):
+    minimum: float
+    maximum: float
+    default: float | SkipJsonSchema[None] = _optional()
+
+
+class ImageInput(_Strict):
+    required: bool = Field(description="Whether `image_url` must be sent.")
+    accepted: bool = Field(description="Whether `image_url` may be sent.")
+
+
+class CreateLimits(_Strict):
+    """What `POST /v2/video/generations` accepts for this model, and its defaults: for
+    clients that build a form (the studio at `/`)."""
+
+    prompt: TextLimit
+    negative_prompt: TextLimit
+    aspect_ratio: Choices
+    duration: Choices = Field(description="Seconds; only those the model can make.")
+    cfg_scale: NumberRange
+    camera_control: Choices = Field(description="Camera presets.")
+    seed: NumberRange
+    image_url: ImageInput
+
+
 class ModelCard(_Strict):
     id: str
     object: Literal["model"]
@@ -314,6 +367,7 @@ class ModelCard(_Strict):
         description="The model names each dialect accepts for this model: `aimlapi`, "
         "`openai` (the id, and `sora-2` aliases of the default), `kling` (Kling's own names)."
     )
+    parameters: CreateLimits
 
 
 class ModelList(_Strict):

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from reelforge.api.aimlapi.protocol import create_limits
 from reelforge.api.context import ApiContext
 from reelforge.api.kling.protocol import KLING_MODELS, KlingModels
 from reelforge.api.openapi import Health, HealthDatabaseDown, ModelList, answers, error_responses
@@ -76,6 +77,7 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
                     },
                     "workers": sum(entry.id in w.models for w in live),
                     "dialects": names.get(entry.id, {}),
+                    "parameters": create_limits(entry.capabilities),
                 }
                 for entry in ctx.registry
             ],

@@ -44,6 +44,7 @@ from reelforge.spec import CameraMove, GenerationSpec, frames_for_seconds
 
 __all__ = [
     "CreateVideoRequest",
+    "create_limits",
     "ignored_fields",
     "parse_create_request",
     "webhook_subscription",
@@ -51,6 +52,8 @@ __all__ = [
 
 MAX_PROMPT_CHARS = 2500
 _SEED_MAX = 2**32 - 1
+DURATIONS_S = (5, 10)
+DEFAULT_CFG_SCALE = 0.5
 # What the validators below accept, for the OpenAPI document (the types alone say less).
 _DURATION_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "integer", "enum": [5, 10]}, {"type": "string", "enum": ["5", "10"]}]}
@@ -196,12 +199,34 @@ def parse_create_request(
         width=width,
         height=height,
         num_frames=frames_for_seconds(request.duration),
-        cfg_scale=0.5 if request.cfg_scale is None else request.cfg_scale,
+        cfg_scale=DEFAULT_CFG_SCALE if request.cfg_scale is None else request.cfg_scale,
         camera=_camera_motion(request),
         seed=secrets.randbelow(_SEED_MAX + 1) if request.seed is None else request.seed,
         ignored=ignored_fields(body, request, capabilities),
     )
     return request, spec
+
+
+def create_limits(capabilities: Capabilities) -> dict[str, Any]:
+    """What a create body may say for a model of `capabilities`, with the defaults, for
+    clients that build a form (`GET /v1/models`, the studio): the rules above, as data."""
+    durations = [
+        d for d in DURATIONS_S if capabilities.max_seconds is None or d <= capabilities.max_seconds
+    ]
+    return {
+        "prompt": {
+            "max_length": MAX_PROMPT_CHARS,
+            # An image-to-video request may leave the prompt out.
+            "required": not capabilities.takes_image,
+        },
+        "negative_prompt": {"max_length": MAX_PROMPT_CHARS},
+        "aspect_ratio": {"choices": [r.value for r in AspectRatio], "default": "16:9"},
+        "duration": {"choices": durations, "default": durations[0] if durations else None},
+        "cfg_scale": {"minimum": 0, "maximum": 1, "default": DEFAULT_CFG_SCALE},
+        "camera_control": {"choices": list(CAMERA_PRESETS)},
+        "seed": {"minimum": 0, "maximum": _SEED_MAX},
+        "image_url": {"required": capabilities.needs_image, "accepted": capabilities.takes_image},
+    }
 
 
 def webhook_subscription(request: CreateVideoRequest) -> tuple[WebhookSubscription | None, str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from reelforge.api.aimlapi.vocabulary import CAMERA_PRESETS, OUTPUT_SIZES
 from reelforge.jobs import Job, JobStatus
 from reelforge.jobs.result import Artifact
 from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, DeliveryStatus
@@ -49,6 +50,18 @@ def render_generation(
         "eta_seconds": eta_seconds,
         "cancel_requested": job.cancel_requested,
         "seed": spec.seed,
+        "parameters": {
+            "prompt": spec.prompt,
+            "negative_prompt": spec.negative_prompt,
+            "aspect_ratio": _RATIOS.get((spec.width, spec.height)),
+            "duration": spec.seconds,
+            "cfg_scale": spec.cfg_scale,
+            "camera": spec.camera.description if spec.camera is not None else None,
+            "camera_control": _PRESETS_BY_WORDS.get(spec.camera.description)
+            if spec.camera is not None
+            else None,
+            "image_to_video": spec.image_key is not None,
+        },
         "engine": result.engine if result else None,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
@@ -80,6 +93,8 @@ def stage_timings(job: Job) -> dict[str, float]:
 
 
 _VIDEO_FIELDS = ("width", "height", "fps", "frames")
+_RATIOS = {size: ratio.value for ratio, size in OUTPUT_SIZES.items()}
+_PRESETS_BY_WORDS = {words: preset for preset, words in CAMERA_PRESETS.items()}
 
 
 def _media(
