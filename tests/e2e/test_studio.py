@@ -3,11 +3,13 @@
 Playwright drives Debian's chromium (`/usr/bin/chromium`, which `.ci/run` installs; never a
 browser Playwright downloads) against `reelforge serve` on loopback with the testsrc engine.
 Each test watches the page's console and fails on any error it did not expect. Screenshots
-go to the test's tmp dir and, the latest, to `docs/screenshots/` for the README.
+go to the test's tmp dir (and to `docs/screenshots/`, the README's, with
+REELFORGE_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -118,10 +120,13 @@ def open_tab(browser: Browser) -> Iterator[Callable[[ViewportSize], Tab]]:
 
 
 def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
+    """Into the test's tmp dir; also into `docs/screenshots/` (the README's) when
+    REELFORGE_UPDATE_SCREENSHOTS=1, so a test run leaves the checkout as it was."""
     path = tmp_path / name
     page.screenshot(path=str(path), full_page=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENSHOTS / name)
+    if os.environ.get("REELFORGE_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / name)
     return path
 
 
