@@ -112,31 +112,30 @@ class SystemCollector(Collector):
 def _system_families(snap: SystemSnapshot, models: Sequence[str]) -> Iterable[Metric]:
     created = CounterMetricFamily(
         "reelforge_generations_created",
-        "Generations created, by model and dialect: the jobs the database holds (a delete or "
-        "the retention sweep removes a job from the count).",
+        "Generations created, by model and dialect (counted when created: deletes and the "
+        "retention sweep do not lower it).",
         labels=["model", "dialect"],
     )
     finished = CounterMetricFamily(
         "reelforge_generations_finished",
-        "Generations finished, by model, dialect and status (succeeded, failed, canceled): "
-        "the jobs the database holds.",
+        "Generations finished, by model, dialect and status (succeeded, failed, canceled), "
+        "counted when they finished.",
         labels=["model", "dialect", "status"],
     )
-    by_origin: dict[tuple[str, str], int] = {}
+    for (model, dialect, outcome), n in sorted(snap.totals.items()):
+        if outcome == "created":
+            created.add_metric([model, dialect], n)
+        elif outcome in _FINISHED:
+            finished.add_metric([model, dialect, outcome], n)
+    yield created
+    yield finished
     queued: dict[str, int] = dict.fromkeys(models, 0)
     running: dict[str, int] = dict.fromkeys(models, 0)
-    for (model, dialect, status), n in sorted(snap.jobs.items()):
-        by_origin[(model, dialect)] = by_origin.get((model, dialect), 0) + n
-        if status in _FINISHED:
-            finished.add_metric([model, dialect, status], n)
-        elif status == JobStatus.QUEUED:
+    for (model, _dialect, status), n in sorted(snap.jobs.items()):
+        if status == JobStatus.QUEUED:
             queued[model] = queued.get(model, 0) + n
         elif status == JobStatus.RUNNING:
             running[model] = running.get(model, 0) + n
-    for (model, dialect), n in by_origin.items():
-        created.add_metric([model, dialect], n)
-    yield created
-    yield finished
 
     depth = GaugeMetricFamily(
         "reelforge_queue_depth", "Generations waiting for a worker, by model.", labels=["model"]

@@ -33,9 +33,11 @@ from sqlalchemy import (
 
 __all__ = [
     "EXTERNAL_ID_MAX_CHARS",
+    "GENERATION_TOTAL_SHARDS",
     "JOB_ID_MAX_CHARS",
     "api_keys",
     "audit_log",
+    "generation_totals",
     "idempotency_keys",
     "job_events",
     "jobs",
@@ -248,6 +250,20 @@ rate_windows = Table(
     Column("minute", Integer, primary_key=True),
     Column("requests", Integer, nullable=False),
 )
+
+generation_totals = Table(
+    "generation_totals",
+    metadata,
+    # Generations created and finished (`outcome`: created, succeeded, failed, canceled),
+    # counted in the transition's transaction: totals a delete does not lower (revision
+    # 0009). Spread over `GENERATION_TOTAL_SHARDS` rows each, summed when read.
+    Column("model", String(200), primary_key=True),
+    Column("dialect", String(32), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+GENERATION_TOTAL_SHARDS = 8
 
 _FIRST_RELEASE_REVISION = "0001"
 

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from reelforge.jobs.db import db_now
-from reelforge.jobs.schema import jobs, webhook_deliveries, workers
+from reelforge.jobs.schema import generation_totals, jobs, webhook_deliveries, workers
 from reelforge.jobs.states import JobStatus
 
 __all__ = ["STAGES", "JobStats", "StageHistogram", "SystemSnapshot"]
@@ -46,6 +46,8 @@ class SystemSnapshot:
 
     now: float
     jobs: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # Generations ever created and finished by (model, dialect, outcome): `generation_totals`.
+    totals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     oldest_queued_at: dict[str, float] = field(default_factory=dict)
     stages: dict[tuple[str, str], StageHistogram] = field(default_factory=dict)
     workers: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -71,6 +73,19 @@ class JobStats:
                 )
             ):
                 snap.jobs[(model, dialect, status)] = int(n)
+            for model, dialect, outcome, n in conn.execute(
+                select(
+                    generation_totals.c.model,
+                    generation_totals.c.dialect,
+                    generation_totals.c.outcome,
+                    func.sum(generation_totals.c.count),
+                ).group_by(
+                    generation_totals.c.model,
+                    generation_totals.c.dialect,
+                    generation_totals.c.outcome,
+                )
+            ):
+                snap.totals[(model, dialect, outcome)] = int(n)
             queued = jobs.c.status == JobStatus.QUEUED.value
             for model, oldest in conn.execute(
                 select(jobs.c.model, func.min(jobs.c.created_at))

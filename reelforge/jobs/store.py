@@ -24,13 +24,15 @@ from sqlalchemy import Connection, Engine, Row, RowMapping, and_, case, delete, 
 from sqlalchemy.exc import IntegrityError
 
 from reelforge.jobs import fairshare
-from reelforge.jobs.db import db_now, reading
+from reelforge.jobs.db import db_now, reading, upsert_insert
 from reelforge.jobs.events import PROGRESS_EVENT_STEP, EventType, JobEvent, webhook_event
 from reelforge.jobs.notify import notify_queued
 from reelforge.jobs.result import JobResult
 from reelforge.jobs.schema import (
     EXTERNAL_ID_MAX_CHARS,
+    GENERATION_TOTAL_SHARDS,
     JOB_ID_MAX_CHARS,
+    generation_totals,
     idempotency_keys,
     job_events,
     jobs,
@@ -692,6 +694,28 @@ class JobStore(WorkerRegistry):
                 self._emit(conn, row._mapping, event, event_data)
             return row is not None
 
+    def _count(self, conn: Connection, job: RowMapping, event: EventType) -> None:
+        """One more in the job's `generation_totals` row for `event` (a random shard)."""
+        insert = upsert_insert(self.engine.dialect.name)
+        statement = insert(generation_totals).values(
+            model=job["model"],
+            dialect=job["dialect"],
+            outcome=event.value,
+            shard=secrets.randbelow(GENERATION_TOTAL_SHARDS),
+            count=1,
+        )
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[
+                    generation_totals.c.model,
+                    generation_totals.c.dialect,
+                    generation_totals.c.outcome,
+                    generation_totals.c.shard,
+                ],
+                set_={"count": generation_totals.c.count + 1},
+            )
+        )
+
     def _emit(
         self,
         conn: Connection,
@@ -704,6 +728,8 @@ class JobStore(WorkerRegistry):
         that is now queued is announced to listening workers on commit (PostgreSQL)."""
         if event in _QUEUEING_EVENTS and self.engine.dialect.name == "postgresql":
             notify_queued(conn, job["model"])
+        if event in _COUNTED_EVENTS:
+            self._count(conn, job, event)
         seq = conn.execute(
             job_events.insert()
             .values(
@@ -748,6 +774,11 @@ class JobStore(WorkerRegistry):
 
 _QUEUEING_EVENTS = frozenset({EventType.CREATED, EventType.REQUEUED})
 """The transitions that put a job in the queue: workers are told of them."""
+
+# The transitions `generation_totals` counts.
+_COUNTED_EVENTS = frozenset(
+    {EventType.CREATED, EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELED}
+)
 
 _EXPIRY_EVENTS = {
     JobStatus.QUEUED: EventType.REQUEUED,

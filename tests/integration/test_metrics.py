@@ -64,6 +64,26 @@ def test_snapshot_counts_jobs_queue_stages_and_workers(store: JobStore) -> None:
     assert snap.stages[("queue_wait", T2V)].count == 3
     assert snap.workers == {("idle", ""): 1}
     assert snap.webhook_deliveries == {}
+    assert snap.totals == {
+        (T2V, "openai", "created"): 2,
+        (T2V, "openai", "succeeded"): 2,
+        (T2V, "aimlapi", "created"): 2,
+        (T2V, "aimlapi", "failed"): 1,
+        (I2V, "kling", "created"): 1,
+    }
+
+
+def test_created_and_finished_totals_do_not_go_down_when_jobs_are_deleted(
+    store: JobStore,
+) -> None:
+    for _ in range(3):
+        store.create_job(make_spec(T2V))
+        lease = store.claim_next_job("w1", [T2V], 60)
+        assert lease is not None and store.complete_job(lease, timed_result(lease.job_id, 1.0))
+        assert store.delete_job(lease.job_id) is not None
+    snap = JobStats(store.engine, STAGE_BUCKETS_S).snapshot(live_within_s=60)
+    assert snap.jobs == {}  # the table holds none of them now
+    assert snap.totals == {(T2V, "aimlapi", "created"): 3, (T2V, "aimlapi", "succeeded"): 3}
 
 
 def metrics_client(tmp_path: Path, **settings: object) -> tuple[TestClient, JobStore]:
