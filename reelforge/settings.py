@@ -321,6 +321,12 @@ class Settings(BaseSettings):
         description="Log one line per HTTP request (request id, method, route, status, "
         "duration, tenant).",
     )
+    docs: Literal["keyed", "public", "off"] = Field(
+        default="keyed",
+        description="Who may read the OpenAPI document (`/openapi.json`, which `/docs` "
+        "shows): `keyed` (like the API's own reads; the docs page sends the key the studio "
+        "keeps), `public` (anyone who reaches the port), `off` (no document, no docs page).",
+    )
     metrics: Literal["keyed", "public", "off"] = Field(
         default="keyed",
         description="Who may read the Prometheus metrics at `/metrics`: `keyed` (like the "

@@ -216,7 +216,12 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
 
     # The docs pages are ours (api/pages.py), from files in the package instead of a CDN.
     app = FastAPI(
-        title="reelforge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="reelforge",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served by api/pages.py, under the access rule REELFORGE_DOCS says
     )
     # Routes match in this order: a dialect with literal paths under /v1/videos (Kling's
     # text2video, image2video) goes before the OpenAI router, whose /v1/videos/{video_id}
@@ -234,7 +239,9 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
         build_pages_router(
             key_required=lambda: not ctx.auth.open_to_loopback_only,
             title=app.title,
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi=lambda: app.openapi(),
+            docs_access=ctx.settings.docs,
+            reader=ctx.auth.reader,
         ),
     ]
     http_metrics = None if ctx.settings.metrics == "off" else HttpMetrics(metrics_dir)

@@ -9,17 +9,19 @@ used (through `importlib.resources`): the app is built here, not by its `FastAPI
 No ReDoc page: its bundle (in the same package) loads its logo from its vendor's CDN.
 
 The pages are not API routes: no key is needed to load them (the studio's own API calls
-carry the key), and they are left out of the OpenAPI document.
+carry the key, and so does the docs page's load of the OpenAPI document, which follows the
+API's access rule unless `REELFORGE_DOCS=public`), and they are left out of the document.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from importlib import resources
 from importlib.resources.abc import Traversable
+from typing import Any
 
-from fastapi import APIRouter
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from reelforge.errors import NotFound
@@ -28,6 +30,7 @@ __all__ = ["build_pages_router"]
 
 STUDIO_FILES = {
     "studio.js": "text/javascript; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
     "studio.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
@@ -35,17 +38,40 @@ DOCS_ASSETS = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
 }
+OPENAPI_URL = "/openapi.json"
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="icon" href="/studio/favicon.svg">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/studio/docs.js"></script>
+</body>
+</html>
+"""
 FAVICON_URL = "/studio/favicon.svg"
 # Revalidate each time: a page from before an upgrade must not run with the new API.
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 def build_pages_router(
-    *, key_required: Callable[[], bool], title: str, openapi_url: str
+    *,
+    key_required: Callable[[], bool],
+    title: str,
+    openapi: Callable[[], dict[str, Any]],
+    docs_access: str,
+    reader: Any,
 ) -> APIRouter:
     """The studio and docs routes; `key_required()`: whether API calls need a bearer key now
     (the studio then asks for one; a managed key created while the server runs turns a
-    keyless server into a keyed one)."""
+    keyless server into a keyed one). `docs_access` (`REELFORGE_DOCS`): `keyed`, the
+    OpenAPI document asks what the API's reads ask (`reader`, a FastAPI dependency);
+    `public`; or `off`, no document and no docs page."""
     studio = resources.files("reelforge.studio")
     docs = resources.files("fastapi_offline") / "static"
     router = APIRouter(include_in_schema=False)
@@ -62,16 +88,18 @@ def build_pages_router(
     async def studio_file(name: str) -> Response:
         return _file(studio / name, _media_type(STUDIO_FILES, name))
 
-    @router.get("/docs")
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{title} - API docs",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url=FAVICON_URL,
-            oauth2_redirect_url=None,
-        )
+    if docs_access != "off":
+        guard = [Depends(reader)] if docs_access == "keyed" else []
+
+        @router.get(OPENAPI_URL, dependencies=guard)
+        async def openapi_document() -> JSONResponse:
+            return JSONResponse(openapi())
+
+        @router.get("/docs")
+        async def swagger_ui() -> HTMLResponse:
+            # The page itself holds nothing secret; the document it loads is guarded, and
+            # docs.js sends the key the studio keeps (same origin: the same localStorage).
+            return HTMLResponse(_DOCS_PAGE.format(title=html.escape(f"{title} - API docs")))
 
     @router.get("/docs/assets/{name}")
     async def docs_asset(name: str) -> Response:

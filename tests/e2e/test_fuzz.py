@@ -92,7 +92,9 @@ FUZZ_KEY = "fuzz-bootstrap-admin-key"
 @pytest.fixture(scope="module")
 def keyed_fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = LiveServer(
-        tmp_path_factory.mktemp("fuzz-keyed") / "data", {"REELFORGE_API_KEYS": FUZZ_KEY}
+        tmp_path_factory.mktemp("fuzz-keyed") / "data",
+        # The document public, so the fuzzer (and `document`) load it without the key.
+        {"REELFORGE_API_KEYS": FUZZ_KEY, "REELFORGE_DOCS": "public"},
     )
     try:
         yield server.start()

@@ -183,3 +183,25 @@ def test_every_route_is_documented_with_its_schemas(client: TestClient) -> None:
                 assert body["$ref"].startswith("#/components/schemas/"), (method, path)
             assert "422" not in operation["responses"], (method, path)
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("docs", "without_key", "with_key", "page"),
+    [("keyed", 401, 200, 200), ("public", 200, 200, 200), ("off", 404, 404, 404)],
+)
+def test_the_openapi_document_follows_the_docs_setting(
+    app_settings: Settings,
+    store: JobStore,
+    docs: str,
+    without_key: int,
+    with_key: int,
+    page: int,
+) -> None:
+    keyed = client_for(app_settings.model_copy(update={"api_keys": ["k1"], "docs": docs}), store)
+    assert keyed.get("/openapi.json").status_code == without_key
+    answer = keyed.get("/openapi.json", headers={"Authorization": "Bearer k1"})
+    assert answer.status_code == with_key
+    assert keyed.get("/docs").status_code == page  # the page holds nothing secret
+    if page == 200:
+        assert "/studio/docs.js" in keyed.get("/docs").text
+        assert keyed.get("/studio/docs.js").status_code == 200
