@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from reelforge.api.app import build_context, build_webhook_dispatcher, create_app
+from reelforge.api.http_protocol import GuardedHttpProtocol, configure_limits
 from reelforge.jobs import open_store
 from reelforge.logs import configure_logging
 from reelforge.settings import Settings
@@ -103,6 +104,7 @@ def app_for_api_process() -> FastAPI:
     `serve` left in the environment."""
     settings = Settings.model_validate_json(os.environ[_SETTINGS_VARIABLE])
     configure_logging(settings)
+    _configure_http_limits(settings)
     registry = load_registry(settings)
     store = open_store(
         settings.resolved_database_url,
@@ -114,10 +116,21 @@ def app_for_api_process() -> FastAPI:
     return create_app(ctx, metrics_dir=Path(os.environ[_METRICS_DIR_VARIABLE]))
 
 
+def _configure_http_limits(settings: Settings) -> None:
+    configure_limits(
+        header_timeout_s=settings.http_header_timeout_s,
+        max_header_bytes=settings.http_max_header_bytes,
+        body_timeout_s=settings.http_body_timeout_s,
+    )
+
+
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    _configure_http_limits(settings)
     return {
         "host": settings.host,
         "port": settings.port,
+        # uvicorn's httptools protocol with deadlines for slow clients and a header limit.
+        "http": GuardedHttpProtocol,
         "log_level": "info",
         # uvicorn's loggers propagate to ours (one format, `logs.configure_logging`), and the
         # access line is ours (`api.access`: with the request id, route and tenant).

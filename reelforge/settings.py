@@ -321,6 +321,21 @@ class Settings(BaseSettings):
         description="Log one line per HTTP request (request id, method, route, status, "
         "duration, tenant).",
     )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a client may take to send a request's headers (from connecting, "
+        "or from the start of the next request on a kept-alive connection); then 408.",
+    )
+    http_max_header_bytes: int = Field(
+        default=65536, ge=4096, description="The most header bytes a request may have; 431."
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a request body may stall between two chunks before the "
+        "connection is closed.",
+    )
     docs: Literal["keyed", "public", "off"] = Field(
         default="keyed",
         description="Who may read the OpenAPI document (`/openapi.json`, which `/docs` "

@@ -22,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 
 from reelforge.errors import (
@@ -143,6 +144,13 @@ async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+    """The client went away (or stalled past `http_body_timeout_s`) while sending its body:
+    nothing was done, and nobody is left to answer; one line, not a traceback."""
+    log.info("request %s: the client went away before its body was complete", request_id(request))
+    return error_response(request, 400, "the request body was not complete")
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
@@ -199,4 +207,5 @@ def install_error_handlers(
     app.add_exception_handler(ReelforgeError, _reelforge_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)

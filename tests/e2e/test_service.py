@@ -178,7 +178,7 @@ def test_generation_reports_progress_serves_artifacts_until_deleted(
 
     # Deleted: the generation, its links and its files are gone.
     folder = live_server.data_dir / "artifacts" / "jobs" / created["id"]
-    assert (folder / "video.mp4").is_file()
+    assert [path.name for path in folder.rglob("video.mp4")] == ["video.mp4"]  # <run>/video.mp4
     url = f"{live_server.base_url}/v2/video/generations/{created['id']}"
     deleted = httpx.delete(url)
     assert deleted.status_code == 200

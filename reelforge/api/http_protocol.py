@@ -1,0 +1,120 @@
+"""uvicorn's HTTP protocol with the limits it leaves out: how long a client may take to send
+a request's headers, how many header bytes it may send, and how long its body may stall.
+
+Written by hand because neither uvicorn nor Starlette bounds these (uvicorn's keep-alive
+timeout runs only between requests, and its httptools parser takes headers of any size),
+so one client trickling bytes could hold a connection and its memory for ever. This is a
+thin subclass of uvicorn's own `HttpToolsProtocol` (selected with `http=` in its config),
+arming timers at the points that protocol already calls:
+
+    connection made, or a request begun   the headers must be complete within
+                                          `header_timeout_s` and `max_header_bytes`
+    headers complete                      the body must not stall for `body_timeout_s`
+                                          between two chunks, until it is complete
+
+A request over the header limit is answered 431, one whose headers time out 408 (plain
+text, as uvicorn answers a malformed request: no route, hence no dialect, has been chosen
+yet); a stalled body ends the connection, and the route sees the client as gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["GuardedHttpProtocol", "configure_limits"]
+
+log = logging.getLogger(__name__)
+
+_limits = {"header_timeout_s": 10.0, "max_header_bytes": 65536, "body_timeout_s": 30.0}
+
+
+def configure_limits(
+    *, header_timeout_s: float, max_header_bytes: int, body_timeout_s: float
+) -> None:
+    """Set the limits every connection of this process gets (from `Settings`, at start)."""
+    _limits.update(
+        header_timeout_s=header_timeout_s,
+        max_header_bytes=max_header_bytes,
+        body_timeout_s=body_timeout_s,
+    )
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes: int | None = 0  # None: not reading headers now
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._expect_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_bytes is not None:
+            self._header_bytes += len(data)
+            if self._header_bytes > _limits["max_header_bytes"]:
+                self._refuse(431, "Request Header Fields Too Large")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_bytes is None:  # the next request on a kept-alive connection
+            self._expect_headers()
+
+    def on_headers_complete(self) -> None:
+        self._header_bytes = None
+        self._arm(_limits["body_timeout_s"], self._body_stalled)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._arm(_limits["body_timeout_s"], self._body_stalled)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._cancel()
+        super().on_message_complete()
+
+    def _expect_headers(self) -> None:
+        self._header_bytes = 0
+        self._arm(_limits["header_timeout_s"], self._headers_timed_out)
+
+    def _arm(self, delay_s: float, callback: Any) -> None:
+        self._cancel()
+        self._deadline = self.loop.call_later(delay_s, callback)
+
+    def _cancel(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_timed_out(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self._refuse(408, "Request Timeout")
+
+    def _body_stalled(self) -> None:
+        log.info("a client stalled its request body for %.0f s; closing", _limits["body_timeout_s"])
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.close()
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self._cancel()
+        if self.transport.is_closing():
+            return
+        body = f"{reason}\n".encode()
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()

@@ -1,0 +1,91 @@
+"""Clients that hold connections: a real server answers 408 to one that sends no headers or
+trickles them, 431 to one whose headers are too large, closes on one whose body stalls, and
+keeps serving everyone else, with no traceback in its log."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LiveServer
+
+pytestmark = pytest.mark.slow
+
+HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.0
+WAIT_S = 15.0  # far above both limits: a server that never times out fails the test
+
+
+@pytest.fixture(scope="module")
+def server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
+    return module_server_factory(
+        http_header_timeout_s=HEADER_TIMEOUT_S,
+        http_body_timeout_s=BODY_TIMEOUT_S,
+        http_max_header_bytes=16384,
+    )
+
+
+def connect(server: LiveServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.settimeout(WAIT_S)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_client_that_sends_nothing_gets_408(server: LiveServer) -> None:
+    with connect(server) as sock:
+        started = time.monotonic()
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - started < WAIT_S
+
+
+def test_a_client_that_trickles_its_headers_gets_408(server: LiveServer) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        answer = b""
+        for _ in range(int(WAIT_S / 0.25)):  # a header line every 0.25 s, never the end
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:  # closed by the server
+                break
+            sock.settimeout(0.25)
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+            break
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+def test_headers_over_the_limit_get_431(server: LiveServer) -> None:
+    with connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+        )
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+
+
+def test_a_stalled_body_is_cut_off_and_the_server_keeps_serving(server: LiveServer) -> None:
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v2/video/generations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        started = time.monotonic()
+        read_all(sock)  # returns once the server closes the connection
+    assert time.monotonic() - started < WAIT_S
+    assert httpx.get(server.base_url + "/v2/video/generations", timeout=10).status_code == 200
+    assert "Traceback" not in server.log()
