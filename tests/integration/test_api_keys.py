@@ -332,3 +332,26 @@ def test_another_tenants_ids_are_404_on_every_route_of_every_dialect(
     # Tenant A still has both, untouched by B's cancels and deletes.
     mine = client.get("/v2/video/generations", headers=_bearer(secret_a)).text
     assert aimlapi_id in mine and openai_id in mine
+
+
+def test_kling_routes_take_managed_keys_with_their_scopes_and_quotas(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    key, secret = keys.create("kling-client", limits=KeyLimits(max_queued=1))
+    _reader, read_only = keys.create("dashboard", scopes=[Scope.READ])
+    _ctx, client = _app(settings, store)
+    made = client.post("/v1/videos/text2video", json={"prompt": "a fox"}, headers=_bearer(secret))
+    assert made.status_code == 200, made.text
+    task_id = made.json()["data"]["task_id"]
+    job = store.get_job(task_id)
+    assert job is not None and job.tenant == key.tenant
+    over = client.post("/v1/videos/text2video", json={"prompt": "again"}, headers=_bearer(secret))
+    assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+    assert over.json()["code"] == 1303 and "max_queued" in over.json()["message"]
+    refused = client.post("/v1/videos/text2video", json={"prompt": "x"}, headers=_bearer(read_only))
+    assert refused.status_code == 403 and "'generate' scope" in refused.json()["message"]
+    mine = client.get(f"/v1/videos/text2video/{task_id}", headers=_bearer(secret))
+    assert mine.status_code == 200
+    theirs = client.get(f"/v1/videos/text2video/{task_id}", headers=_bearer(read_only))
+    assert theirs.status_code == 404 and theirs.json()["code"] == 1203

@@ -21,8 +21,9 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reelforge.api.auth import LOCAL_TENANT, is_loopback
+from reelforge.api.auth import LOCAL_TENANT, Authenticator, is_loopback
 from reelforge.errors import Forbidden, Unauthorized
+from reelforge.tenancy.keys import SECRET_PREFIX, Scope
 
 __all__ = ["CLOCK_SKEW_S", "KLING_AUTH_CODES", "KlingAuthError", "KlingAuthenticator"]
 
@@ -45,8 +46,9 @@ _kling_scheme = HTTPBearer(
     bearerFormat="JWT",
     auto_error=False,
     description="A JWT signed HS256 with the secret key of an access key in "
-    "REELFORGE_KLING_KEYS: `iss` the access key, `exp` and `nbf` epoch seconds. Not needed "
-    "by loopback clients of a server without keys.",
+    "REELFORGE_KLING_KEYS: `iss` the access key, `exp` and `nbf` epoch seconds; or a "
+    "managed API key (`rf_...`, `reelforge keys create`) as it is. Not needed by loopback "
+    "clients of a server without keys.",
 )
 
 
@@ -61,18 +63,42 @@ class KlingAuthError(Unauthorized):
 class KlingAuthenticator:
     """FastAPI dependency for Kling's routes: checks the JWT and names the caller's tenant."""
 
-    def __init__(self, keys: Mapping[str, str], *, keyless: bool) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        *,
+        keyless: bool,
+        managed: Authenticator | None = None,
+        scope: Scope = Scope.READ,
+    ) -> None:
         """`keys`: access key -> secret key; `keyless`: the server has no credentials of any
-        kind (loopback clients need none)."""
+        kind (loopback clients need none); `managed`: the server's own authenticator, so a
+        managed key (`Bearer rf_...`) works here too, with its scopes and limits; `scope`:
+        what such a key needs for these routes (`generator` is the one for creates)."""
         self._secrets = {access: secret.encode() for access, secret in keys.items()}
         self.keyless = keyless
+        self.managed = managed
+        self.scope = scope
+        if scope is Scope.READ:
+            self.generator = KlingAuthenticator(
+                keys, keyless=keyless, managed=managed, scope=Scope.GENERATE
+            )
 
     async def __call__(
         self,
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_kling_scheme)],
     ) -> str:
-        """Return the tenant id, or raise 401 (`KlingAuthError`) / 403. Async: no I/O."""
+        """Return the tenant id, or raise 401 (`KlingAuthError`) / 403. Async: no I/O but a
+        managed key's rate-limit count."""
+        _scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        if self.managed is not None and token.strip().startswith(SECRET_PREFIX):
+            principal = self.managed.principal(request)
+            if self.scope not in principal.scopes:
+                raise Forbidden(f"this API key lacks the '{self.scope}' scope")
+            if self.managed.rate_limit is not None and principal.limits is not None:
+                await self.managed.rate_limit(principal)
+            return principal.tenant
         if self.keyless:
             host = request.client.host if request.client else ""
             if not is_loopback(host):

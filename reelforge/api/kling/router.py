@@ -59,7 +59,9 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
     router = APIRouter(tags=["Kling"])
     service = ctx.generations
     models = models or KlingModels()
-    auth = KlingAuthenticator(ctx.settings.kling_key_pairs, keyless=ctx.auth.open_to_loopback_only)
+    auth = KlingAuthenticator(
+        ctx.settings.kling_key_pairs, keyless=ctx.auth.open_to_loopback_only, managed=ctx.auth
+    )
 
     # The served ids that need an image: what makes a job an image2video task.
     image_models = frozenset(entry.id for entry in ctx.registry if entry.needs_image)
@@ -68,7 +70,7 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
         return [id_ for id_ in ctx.registry.ids if models.kind_of(id_, image_models) == kind]
 
     def add_routes(kind: TaskKind, path: str) -> None:
-        async def create_task(request: Request, tenant: str = Depends(auth)) -> Any:
+        async def create_task(request: Request, tenant: str = Depends(auth.generator)) -> Any:
             body = await read_json_body(request, ctx.settings.max_body_bytes)
             submission = parse_create_request(body, kind, ctx.registry, models)
             view = await service.create(submission, tenant=tenant, dialect=DIALECT)
