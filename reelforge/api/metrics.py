@@ -179,6 +179,15 @@ def _system_families(snap: SystemSnapshot, models: Sequence[str]) -> Iterable[Me
         live.add_metric([state, device], n)
     yield live
 
+    gpu = GaugeMetricFamily(
+        "reelforge_worker_gpu_memory_bytes",
+        "GPU memory each live GPU worker's process holds (torch's allocator), from its heartbeat.",
+        labels=["worker", "device"],
+    )
+    for (worker_id, device), held in sorted(snap.gpu_memory.items()):
+        gpu.add_metric([worker_id, device], held)
+    yield gpu
+
     deliveries = GaugeMetricFamily(
         "reelforge_webhook_deliveries",
         "Webhook deliveries in the database by outcome: pending, sending (an attempt under "

@@ -386,6 +386,9 @@ class HealthWorker(_Strict):
         "back) its current job."
     )
     current_job: str | None = Field(description="The generation it is running.")
+    gpu_memory_bytes: int | None = Field(
+        default=None, description="GPU memory its process holds (None on a CPU)."
+    )
 
 
 class Health(_Strict):

@@ -112,6 +112,7 @@ def _worker_view(worker: WorkerInfo) -> dict[str, Any]:
         "device": worker.device,
         "state": worker.state.value,
         "current_job": worker.current_job_id,
+        "gpu_memory_bytes": worker.gpu_memory_bytes,
     }
 
 

@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -116,6 +117,8 @@ workers = Table(
     Column("device", String(64), nullable=False, server_default=""),
     Column("state", String(16), nullable=False, server_default="idle"),
     Column("current_job_id", String(JOB_ID_MAX_CHARS)),
+    # The GPU memory its process holds, from its heartbeat; NULL on a CPU (revision 0010).
+    Column("gpu_memory_bytes", BigInteger),
 )
 
 tenant_claims = Table(

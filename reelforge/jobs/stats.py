@@ -51,6 +51,8 @@ class SystemSnapshot:
     oldest_queued_at: dict[str, float] = field(default_factory=dict)
     stages: dict[tuple[str, str], StageHistogram] = field(default_factory=dict)
     workers: dict[tuple[str, str], int] = field(default_factory=dict)
+    # GPU memory each live GPU worker's process holds, by (worker id, device).
+    gpu_memory: dict[tuple[str, str], int] = field(default_factory=dict)
     webhook_deliveries: dict[str, int] = field(default_factory=dict)
 
 
@@ -100,6 +102,13 @@ class JobStats:
                 .group_by(workers.c.state, workers.c.device)
             ):
                 snap.workers[(state, device)] = int(n)
+            for worker_id, device, held in conn.execute(
+                select(workers.c.id, workers.c.device, workers.c.gpu_memory_bytes).where(
+                    workers.c.seen_at >= now - live_within_s,
+                    workers.c.gpu_memory_bytes.is_not(None),
+                )
+            ):
+                snap.gpu_memory[(worker_id, device)] = int(held)
             for status, n in conn.execute(
                 select(webhook_deliveries.c.status, func.count()).group_by(
                     webhook_deliveries.c.status

@@ -41,6 +41,7 @@ class WorkerInfo:
     device: str = ""
     state: WorkerState = WorkerState.IDLE
     current_job_id: str | None = None
+    gpu_memory_bytes: int | None = None
 
 
 class WorkerRegistry:
@@ -69,10 +70,13 @@ class WorkerRegistry:
                 )
             )
 
-    def touch_worker(self, worker_id: str) -> None:
+    def touch_worker(self, worker_id: str, gpu_memory_bytes: int | None = None) -> None:
+        """The worker's heartbeat: it is alive, and holds this much GPU memory (None: no GPU)."""
         with self.engine.begin() as conn:
             conn.execute(
-                workers.update().where(workers.c.id == worker_id).values(seen_at=self._now)
+                workers.update()
+                .where(workers.c.id == worker_id)
+                .values(seen_at=self._now, gpu_memory_bytes=gpu_memory_bytes)
             )
 
     def set_worker_state(
@@ -107,6 +111,7 @@ class WorkerRegistry:
                 device=r.device,
                 state=WorkerState(r.state),
                 current_job_id=r.current_job_id,
+                gpu_memory_bytes=r.gpu_memory_bytes,
             )
             for r in rows
         ]

@@ -164,3 +164,19 @@ def pin_process(device: WorkerDevice) -> None:
     starts, so this must run before anything in the process uses CUDA."""
     if device.cuda_visible_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device.cuda_visible_devices
+
+
+def gpu_memory_probe(torch_device: str) -> Callable[[], int | None]:
+    """What the worker's heartbeat reports as its GPU memory: the bytes torch's caching
+    allocator holds on `torch_device` (what `nvidia-smi` shows for the process, less CUDA's
+    own context); None on a CPU, or before CUDA started."""
+    if not torch_device.startswith("cuda"):
+        return lambda: None
+    import torch
+
+    def probe() -> int | None:
+        if not torch.cuda.is_initialized():
+            return None
+        return int(torch.cuda.memory_reserved(torch_device))
+
+    return probe

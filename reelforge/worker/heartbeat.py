@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from reelforge.jobs import JobStore, Lease, WorkerState
 from reelforge.worker.drain import Drain
@@ -28,12 +29,15 @@ class Heartbeat:
         lease_seconds: float,
         interval_s: float,
         drain: Drain | None = None,
+        gpu_memory: Callable[[], int | None] = lambda: None,
     ) -> None:
+        """`gpu_memory()`: the GPU memory this process holds now, reported with each beat."""
         self.store = store
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.interval_s = interval_s
         self.drain = drain
+        self.gpu_memory = gpu_memory
         self.lease_lost = threading.Event()
         self._lease: Lease | None = None
         self._lock = threading.Lock()
@@ -82,7 +86,7 @@ class Heartbeat:
         with self._lock:
             lease = self._lease
         try:
-            self.store.touch_worker(self.worker_id)
+            self.store.touch_worker(self.worker_id, self.gpu_memory())
             if lease is not None and not self.store.renew_lease(lease, self.lease_seconds):
                 log.warning("job %s: lease lost; stopping this run", lease.job_id)
                 self.lease_lost.set()

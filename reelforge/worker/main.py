@@ -18,7 +18,7 @@ from reelforge.jobs.recovery import LeaseRecovery
 from reelforge.logs import configure_logging, job_context
 from reelforge.settings import Settings
 from reelforge.startup import check_weights_present, load_registry, open_configured_storage
-from reelforge.worker.devices import WorkerDevice, pin_device, pin_process
+from reelforge.worker.devices import WorkerDevice, gpu_memory_probe, pin_device, pin_process
 from reelforge.worker.drain import Drain
 from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner, load_engines, wait_for_work
@@ -110,7 +110,12 @@ def worker_loop(
         store.on_enqueue = wake.set
 
     heartbeat = Heartbeat(
-        store, worker_id, settings.lease_seconds, settings.heartbeat_interval_s, drain
+        store,
+        worker_id,
+        settings.lease_seconds,
+        settings.heartbeat_interval_s,
+        drain,
+        gpu_memory=gpu_memory_probe(device.torch_device),
     )
     recovery = LeaseRecovery(store, settings.lease_recovery_interval_s)
     notifications = _listen_for_jobs(settings, store, models)

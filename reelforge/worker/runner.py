@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import logging
@@ -24,7 +25,7 @@ from reelforge.errors import (
     InsufficientStorage,
     ServiceUnavailable,
 )
-from reelforge.jobs import JobStore, Lease, LeaseCheck
+from reelforge.jobs import JobStore, Lease, LeaseCheck, translate_db_error
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.logs import job_context, quiet_libraries
 from reelforge.media import encode_outputs
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 # Share of the progress bar given to the engine; encoding and storing take the rest.
 _ENGINE_SHARE = 0.9
 _PROGRESS_EVERY_S = 0.25
+# Waits between tries to record a result while the database is away (about 7 s in all).
+_COMPLETE_RETRY_S = (0.5, 1.5, 5.0)
 _SCRATCH = "the worker's scratch directory"
 
 
@@ -144,6 +147,19 @@ class JobRunner:
                     "smaller video, or a model configured with offloading, may fit",
                 )
                 return
+            if translate_db_error(exc) is not None:
+                # The database failed mid-run (a cut connection, a failover): not the job's
+                # fault. Back to the queue for another attempt; if even that write fails,
+                # the lease runs out and recovery requeues it.
+                log.warning("job %s: the job database failed during the run: %s", job_id, exc)
+                with contextlib.suppress(Exception):
+                    self.store.fail_job(
+                        lease,
+                        name="database_unavailable",
+                        message="the job database failed while this job ran",
+                        retryable=True,
+                    )
+                return
             log.exception("job %s: internal error in the worker", job_id)
             self.store.fail_job(
                 lease,
@@ -152,7 +168,7 @@ class JobRunner:
                 f"job {job_id}",
             )
         else:
-            if self.store.complete_job(lease, result):
+            if self._complete(lease, result):
                 log.info("job %s: succeeded in %.2f s", job_id, time.monotonic() - started)
             else:
                 log.warning("job %s: finished, but its lease was lost; result dropped", job_id)
@@ -161,6 +177,23 @@ class JobRunner:
                 self._discard(job_id, run, deleted=self.store.get_job(job_id) is None)
         finally:
             self.heartbeat.watch(None)
+
+    def _complete(self, lease: Lease, result: JobResult) -> bool:
+        """Record the result; a database away for a moment is retried (bounded), so a cut
+        connection does not cost the whole run. False: the lease was lost."""
+        for wait_s in _COMPLETE_RETRY_S:
+            try:
+                return self.store.complete_job(lease, result)
+            except Exception as exc:
+                if translate_db_error(exc) is None:
+                    raise
+                log.warning(
+                    "job %s: could not record the result (%s); retrying",
+                    lease.job_id,
+                    exc.__class__.__name__,
+                )
+                time.sleep(wait_s)
+        return self.store.complete_job(lease, result)
 
     def _generate(self, lease: Lease, run: str) -> JobResult:
         spec = lease.job.spec
@@ -188,7 +221,7 @@ class JobRunner:
                 raise _storage_failure(storage_error(exc, _SCRATCH)) from exc
             encode_s = time.monotonic() - mark
             self._check_lease(lease)
-            self.store.report_progress(lease, 0.95)
+            self._report_progress(lease, 0.95)
             mark = time.monotonic()
             stored = self._store_outputs(lease.job_id, run, media)
             store_s = time.monotonic() - mark
@@ -275,9 +308,20 @@ class JobRunner:
             now = time.monotonic()
             if now - last_report >= _PROGRESS_EVERY_S or done >= total:
                 last_report = now
-                self.store.report_progress(lease, share * done / max(1, total))
+                self._report_progress(lease, share * done / max(1, total))
 
         return on_step
+
+    def _report_progress(self, lease: Lease, progress: float) -> None:
+        """Progress is advisory: a database away for a moment must not fail the job."""
+        try:
+            self.store.report_progress(lease, progress)
+        except Exception as exc:
+            if translate_db_error(exc) is None:
+                raise
+            log.warning(
+                "job %s: could not report progress: %s", lease.job_id, exc.__class__.__name__
+            )
 
     def _check_lease(self, lease: Lease) -> None:
         """Stop the run (by raising) if the lease is gone or a cancel was asked for.
@@ -287,7 +331,17 @@ class JobRunner:
         """
         if self.heartbeat.lease_lost.is_set():
             raise LeaseLost(lease.job_id)
-        check = self.store.check_lease(lease)
+        try:
+            check = self.store.check_lease(lease)
+        except Exception as exc:
+            if translate_db_error(exc) is None:
+                raise
+            # The database is away for a moment (a cut connection, a restart): go on; the
+            # heartbeat's renewals decide whether the lease is still ours.
+            log.warning(
+                "job %s: could not check the lease: %s", lease.job_id, exc.__class__.__name__
+            )
+            return
         if check is LeaseCheck.LOST:
             raise LeaseLost(lease.job_id)
         if check is LeaseCheck.CANCEL_REQUESTED:

@@ -19,6 +19,8 @@ from reelforge.jobs.result import JobResult, StageTimings
 from reelforge.jobs.stats import JobStats
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
+from reelforge.worker.devices import gpu_memory_probe
+from reelforge.worker.heartbeat import Heartbeat
 from tests.conftest import make_spec
 from tests.integration.test_api_validation import LOOPBACK, T2V
 from tests.integration.test_job_store import make_result
@@ -148,3 +150,14 @@ def test_who_may_read_the_metrics(
     assert answer.status_code == status, answer.text
     if status == 401:
         assert "API key" in answer.json()["message"]
+
+
+def test_gpu_memory_from_heartbeats_is_in_the_snapshot_and_healthz(store: JobStore) -> None:
+    store.register_worker("gpu-worker", [T2V], "host", 1, "cuda:0")
+    store.register_worker("cpu-worker", [T2V], "host", 2, "cpu")
+    Heartbeat(store, "gpu-worker", 30, 10, gpu_memory=lambda: 3 * 2**30).beat()
+    Heartbeat(store, "cpu-worker", 30, 10, gpu_memory=gpu_memory_probe("cpu")).beat()
+    snap = JobStats(store.engine, STAGE_BUCKETS_S).snapshot(live_within_s=60)
+    assert snap.gpu_memory == {("gpu-worker", "cuda:0"): 3 * 2**30}
+    held = {w.id: w.gpu_memory_bytes for w in store.live_workers(within_s=60)}
+    assert held == {"gpu-worker": 3 * 2**30, "cpu-worker": None}
