@@ -407,6 +407,7 @@ def test_health_lists_each_live_worker(client: TestClient, store: JobStore) -> N
     job = store.create_job(make_spec(model="reelforge/micro"))
     store.set_worker_state("gpu-1", WorkerState.RUNNING, job.id)
     store.set_worker_state("cpu-1", WorkerState.DRAINING, None)
+    store.touch_worker("gpu-1", gpu_memory_bytes=2**30)  # its heartbeat
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
@@ -420,6 +421,7 @@ def test_health_lists_each_live_worker(client: TestClient, store: JobStore) -> N
             "device": "cpu",
             "state": "draining",
             "current_job": None,
+            "gpu_memory_bytes": None,
         },
         {
             "id": "gpu-1",
@@ -429,6 +431,7 @@ def test_health_lists_each_live_worker(client: TestClient, store: JobStore) -> N
             "device": "cuda:1",
             "state": "running",
             "current_job": job.id,
+            "gpu_memory_bytes": 2**30,
         },
     ]
 
