@@ -8,7 +8,6 @@ import contextlib
 import os
 import secrets
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from reelforge.jobs.schema import migrate
 from reelforge.spec import GenerationSpec
 from reelforge.storage import S3Storage
 from tests.fixtures.seaweedfs import BUCKET, ENDPOINT_VARIABLE, SeaweedFS, find_weed, options_for
+from tests.worker_processes import Timeout, wait_until
 
 # Hermetic model lookup: no test sees the developer's Hugging Face cache or pulled models
 # (with Wan2.2-TI2V-5B there, the embedded defaults would serve it), and nothing downloads.
@@ -150,13 +150,10 @@ def s3_target(s3_endpoint: str) -> S3Target:
 
 def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """Poll `condition` until it returns something truthy; fail the test after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    try:
+        return wait_until(condition, timeout_s, what)
+    except Timeout as exc:
+        pytest.fail(str(exc))
 
 
 def make_spec(model: str = "klingai/v2-master-text-to-video", **changes: object) -> GenerationSpec:
