@@ -82,13 +82,17 @@ def test_trickling_image_hosts_do_not_stall_polls(
     for status, text, elapsed in outcomes:
         assert status == 400, text
         assert "image_url" in text and f"within {DEADLINE_S:g} s" in text
-        assert elapsed < DEADLINE_S + 1.0, f"a create took {elapsed:.2f} s"
+        # Bound by the deadline, not by the trickle (120 s) or the client's 30 s timeout. The
+        # margin is wide: 60 creates start at once on a machine that may be busy, and the
+        # clock here starts before the connection is even accepted.
+        assert elapsed < 3 * DEADLINE_S, f"a create took {elapsed:.2f} s"
     latencies = sorted(poll_latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(
         f"\n{len(latencies)} polls during {CREATES} trickling creates: "
         f"p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
     )
-    # Before the fix, polls waited for thread-pool slots held by the downloads: seconds.
-    assert p99 < 0.5
+    # Before the fix, polls waited for thread-pool slots held by the downloads, as long as a
+    # download's whole deadline; a third of it leaves room for a busy machine.
+    assert p99 < DEADLINE_S / 3
     assert "Traceback" not in server.log()
