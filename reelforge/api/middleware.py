@@ -7,7 +7,8 @@ extra task and memory stream (a quarter of a poll's time in a profile).
 from __future__ import annotations
 
 import ipaddress
-import uuid
+import itertools
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +26,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _MAX_REQUEST_ID = 128
 
+# Request ids: a random prefix per process and a counter. As unique as uuid4 for what they
+# are for (finding one request's lines in the logs), without a urandom call per request,
+# whose release and retake of the GIL showed up as 10 % of a poll under load.
+_REQUEST_ID_PREFIX = secrets.token_hex(8)
+_request_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}"
+
 
 class RequestIdMiddleware:
     """Gives each request an id (the client's `x-request-id` if sane) and sends it back."""
@@ -38,7 +49,7 @@ class RequestIdMiddleware:
             return
         given = _header(scope, b"x-request-id")
         ok = 0 < len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable()
-        request_id = given if ok else uuid.uuid4().hex
+        request_id = given if ok else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         encoded = request_id.encode()
 

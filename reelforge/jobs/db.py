@@ -121,12 +121,13 @@ def open_engine(
 
 
 def reading(engine: Engine) -> Connection:
-    """A connection for reads that need no transaction of their own. On PostgreSQL it runs
-    in autocommit, so a read is one round trip (no BEGIN before it, no ROLLBACK after)."""
+    """A connection for reads that need no transaction of their own: each statement runs
+    in autocommit, so a read is one round trip on PostgreSQL (no BEGIN before it, no
+    ROLLBACK after) and one statement on SQLite (the BEGIN was half a poll's database time)."""
     conn = engine.connect()
     if engine.dialect.name == "postgresql":
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-    return conn
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn.execution_options(sqlite_autocommit=True)
 
 
 _UNPOOLED_ACK_TIMEOUT_S = 30.0
@@ -212,8 +213,10 @@ def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "")
-        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+        options = conn.get_execution_options()
+        if options.get("sqlite_autocommit"):
+            return  # `reading`: pysqlite (isolation_level None) runs each statement alone
+        conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', '')}".strip())
 
 
 def db_now(engine: Engine) -> ColumnElement[float]:

@@ -11,6 +11,10 @@ tenant's queue) and is what is answered; deeper
 in the queue the answer is the snapshot's, which may lag by up to `max_age_s` (or twenty
 times the last read's duration, on a very deep queue): jobs claimed in that window still
 count as ahead. So positions near the front, the ones a person watches, are exact.
+
+`position_if_cached` is the event loop's form (`service.generations`): no read at all, from
+a snapshot up to twice its age limit old, while `stale` tells the caller to have `refresh`
+run on a database thread; polls never queue up behind a refresh.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ _HORIZON_MARGIN = 64
 
 
 class QueuePositions:
-    def __init__(self, store: JobStore, *, max_age_s: float = 0.5, exact_below: int = 1000) -> None:
+    def __init__(self, store: JobStore, *, max_age_s: float = 2.0, exact_below: int = 1000) -> None:
         self.store = store
         self.engine: Engine = store.engine
         self.max_age_s = max_age_s
@@ -56,6 +60,26 @@ class QueuePositions:
             if exact is not None:
                 return exact
         return estimate
+
+    def position_if_cached(self, job: Job) -> tuple[bool, int | None]:
+        """`(True, position)` when the answer needs no database read (the job is not queued,
+        or a snapshot at most twice its age limit old places it too far back for an exact
+        count), else `(False, None)`: call `position` on a database thread."""
+        if job.status is not JobStatus.QUEUED:
+            return True, None
+        if time.monotonic() - self._read_at >= 2 * self._valid_for_s:
+            return False, None
+        estimate = self._positions.get(job.seq, len(self._positions))
+        return (False, None) if estimate < self.exact_below else (True, estimate)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the snapshot is past its age limit (`refresh` is due)."""
+        return time.monotonic() - self._read_at >= self._valid_for_s
+
+    def refresh(self) -> None:
+        """Read the snapshot again if it is stale (blocking: on a database thread)."""
+        self._snapshot()
 
     def _snapshot(self) -> dict[int, int]:
         if time.monotonic() - self._read_at < self._valid_for_s:

@@ -18,7 +18,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Row, RowMapping, and_, case, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -71,6 +71,12 @@ class WebhookSubscription:
     events: tuple[str, ...]
 
 
+class ColumnValues(Protocol):
+    """A row's values by column name: SQLAlchemy's `RowMapping`, or a `sqlite3.Row`."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Job:
     """A snapshot of one job row."""
@@ -106,7 +112,11 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Job:
-        m = row._mapping
+        return cls.from_mapping(row._mapping)
+
+    @classmethod
+    def from_mapping(cls, m: ColumnValues) -> Job:
+        """From a row of `jobs` by column name (SQLAlchemy's or `sqlite3.Row`)."""
         return cls(
             id=m["id"],
             seq=m["seq"],
@@ -134,7 +144,7 @@ class Job:
         )
 
 
-def _subscription(m: RowMapping) -> WebhookSubscription | None:
+def _subscription(m: ColumnValues) -> WebhookSubscription | None:
     if not m["webhook_url"]:
         return None
     return WebhookSubscription(m["webhook_url"], tuple(json.loads(m["webhook_events"] or "[]")))
@@ -276,7 +286,7 @@ class JobStore(WorkerRegistry):
         return Job.from_row(row) if row is not None else None
 
     def get_job(self, job_id: str) -> Job | None:
-        if not _could_be_id(job_id):
+        if not could_be_id(job_id):
             return None
         with reading(self.engine) as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
@@ -320,7 +330,7 @@ class JobStore(WorkerRegistry):
         """Cancel a job: a queued one ends as canceled at once; a running one is flagged, and
         its worker stops at the next denoising step (`check_lease`). A finished job is left
         as it is. Returns the job as it now stands, or None if there is no such job."""
-        if not _could_be_id(job_id):
+        if not could_be_id(job_id):
             return None
         queued = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
         running = and_(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
@@ -346,7 +356,7 @@ class JobStore(WorkerRegistry):
 
     def events_after(self, job_id: str, after_seq: int = 0, limit: int = 100) -> list[JobEvent]:
         """The job's events with `seq > after_seq`, oldest first."""
-        if not _could_be_id(job_id):
+        if not could_be_id(job_id):
             return []
         query = (
             select(job_events)
@@ -375,7 +385,7 @@ class JobStore(WorkerRegistry):
         (page-number paging, for dialects that page so)."""
         query = select(jobs).where(jobs.c.tenant == tenant)
         if after is not None:
-            if not _could_be_id(after):
+            if not could_be_id(after):
                 return JobPage([], False)
             cursor = (
                 select(jobs.c.seq)
@@ -400,7 +410,7 @@ class JobStore(WorkerRegistry):
         its `deleted` event; returns the job as it was (its storage keys are the caller's to
         remove), or None if there was no such job. A running job should be canceled first:
         its worker then finds its lease gone and drops its result."""
-        if not _could_be_id(job_id):
+        if not could_be_id(job_id):
             return None
         with self.engine.begin() as conn:
             row = conn.execute(jobs.delete().where(jobs.c.id == job_id).returning(*jobs.c)).first()
@@ -801,7 +811,7 @@ class ExternalIdTaken(Exception):
     """Another job of the tenant already has this external id."""
 
 
-def _could_be_id(job_id: str) -> bool:
+def could_be_id(job_id: str) -> bool:
     """Whether `job_id` could name a row: ids from the outside are checked before a query,
     since PostgreSQL refuses a NUL in any text (an error, not "no such job")."""
     return 0 < len(job_id) <= JOB_ID_MAX_CHARS and "\x00" not in job_id

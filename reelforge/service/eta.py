@@ -82,6 +82,26 @@ class EtaEstimator:
         # earlier attempts too, and the guess runs long until progress catches up.
         return _rounded(running_eta_s(self.store.clock() - job.started_at, job.progress))
 
+    def estimate_if_cached(self, job: Job, queue_position: int | None) -> tuple[bool, float | None]:
+        """`(True, eta)` when `estimate` would read nothing from the database (a finished
+        job, or a queued one whose model's figures are cached), else `(False, None)`."""
+        if job.terminal:
+            return True, 0.0
+        if job.status is not JobStatus.QUEUED:
+            return False, None  # running: the database's clock is read
+        if queue_position is None:
+            return True, None
+        now = self._monotonic()
+        with self._lock:
+            mean = self._mean_run_s.get(job.model)
+            workers = self._workers
+        if mean is None or now - mean[0] >= self.cache_s:
+            return False, None
+        if workers is None or now - workers[0] >= self.cache_s:
+            return False, None
+        eta = queued_eta_s(queue_position, mean[1], workers[1].get(job.model, 0))
+        return True, _rounded(eta)
+
     def mean_run_s(self, model: str) -> float | None:
         now = self._monotonic()
         with self._lock:

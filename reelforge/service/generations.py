@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from reelforge.errors import (
 )
 from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
 from reelforge.jobs.idempotency import IdempotencyKeys
+from reelforge.jobs.loopread import LoopReader
 from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.store import Admission, ExternalIdTaken, WebhookSubscription
 from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, WebhookOutbox
@@ -115,10 +117,15 @@ class Generations:
         worker_problems: Callable[[], list[str]],
         eta: EtaEstimator | None = None,
         admission: Callable[[str], Admission | None] = lambda _tenant: None,
+        loop_reader: LoopReader | None = None,
     ) -> None:
         """`admission`: the check a tenant's create runs before its insert (its quotas, from
-        `tenancy.limits`), or None when it has none."""
+        `tenancy.limits`), or None when it has none.
+
+        `loop_reader`: reads of one job on the event loop itself (`jobs.loopread`, SQLite
+        only), or None: a poll then costs no thread hop."""
         self.store = store
+        self.loop_reader = loop_reader
         self.storage = storage
         self.db = db
         self.images = images
@@ -133,6 +140,7 @@ class Generations:
         )
         self.in_flight_limit_s = in_flight_limit_s
         self.positions = QueuePositions(store)
+        self._positions_refresh: asyncio.Future[None] | None = None
         self.outbox = WebhookOutbox(store.engine)
         self.eta = eta or EtaEstimator(store, live_within_s=lease_seconds)
 
@@ -257,7 +265,43 @@ class Generations:
     # --- read, cancel --------------------------------------------------------------------
 
     async def get(self, generation_id: str, tenant: str) -> GenerationView:
+        view = self._view_on_loop(generation_id, tenant)
+        if view is not None:
+            return view
         return await self.db.run(self.view_owned, generation_id, tenant)
+
+    def _refresh_positions_soon(self) -> None:
+        """Read the queue positions again on a database thread, one refresh at a time."""
+        if self._positions_refresh is not None and not self._positions_refresh.done():
+            return
+        task = asyncio.ensure_future(self.db.run(self.positions.refresh))
+        # Its failure (the database away) is the next poll's to meet and report.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._positions_refresh = task
+
+    def _view_on_loop(self, generation_id: str, tenant: str) -> GenerationView | None:
+        """The view, read on the event loop by `loop_reader` when everything it needs is
+        one row read (a finished job, a queued one deep in the queue); None when a slower
+        read is due (an exact queue position, an expired cache, a running job's clock) or
+        the read failed: the caller then goes through the database thread as usual, which
+        also reports any failure."""
+        if self.loop_reader is None:
+            return None
+        try:
+            job = self.loop_reader.get_job(generation_id)
+        except sqlite3.Error:
+            return None  # locked (it never waits here) or failing: the thread path decides
+        if job is None or job.tenant != tenant:
+            return None  # the thread path answers 404, as for every other read
+        known, position = self.positions.position_if_cached(job)
+        if not known:
+            return None
+        if position is not None and self.positions.stale:
+            self._refresh_positions_soon()
+        known, eta_s = self.eta.estimate_if_cached(job, position)
+        if not known:
+            return None
+        return GenerationView(job, position, eta_s)
 
     async def lookup(self, ref: str, tenant: str) -> GenerationView:
         """The tenant's generation with id `ref`, else the one it named `ref` (its external
