@@ -19,39 +19,37 @@ MODEL = "klingai/v2-master-text-to-video"
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[JobStore]:
-    engine = open_engine(sqlite_url)
-    migrate(engine)
-    yield JobStore(engine, max_attempts=2)
-    engine.dispose()
+def database_url(sqlite_url: str) -> str:
+    """The conftest's `store`, on SQLite only: the reader is SQLite's."""
+    return sqlite_url
 
 
 @pytest.fixture
-def reader(sqlite_store: JobStore) -> Iterator[LoopReader]:
-    reader = LoopReader.for_engine(sqlite_store.engine)
+def reader(store: JobStore) -> Iterator[LoopReader]:
+    reader = LoopReader.for_engine(store.engine)
     assert reader is not None
     yield reader
     reader.close()
 
 
-def test_reads_the_job_the_store_reads(sqlite_store: JobStore, reader: LoopReader) -> None:
-    job = sqlite_store.create_job(make_spec(), priority=3)
-    assert reader.get_job(job.id) == sqlite_store.get_job(job.id)
+def test_reads_the_job_the_store_reads(store: JobStore, reader: LoopReader) -> None:
+    job = store.create_job(make_spec(), priority=3)
+    assert reader.get_job(job.id) == store.get_job(job.id)
     assert reader.get_job("no-such-job") is None
     assert reader.get_job("") is None and reader.get_job("a\x00b") is None
 
 
-def test_every_read_sees_the_latest_commit(sqlite_store: JobStore, reader: LoopReader) -> None:
-    job = sqlite_store.create_job(make_spec())
+def test_every_read_sees_the_latest_commit(store: JobStore, reader: LoopReader) -> None:
+    job = store.create_job(make_spec())
     assert reader.get_job(job.id).status.value == "queued"  # type: ignore[union-attr]
-    lease = sqlite_store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
     assert lease is not None
     assert reader.get_job(job.id).status.value == "running"  # type: ignore[union-attr]
-    assert sqlite_store.complete_job(lease, make_result("loop"))
+    assert store.complete_job(lease, make_result("loop"))
     finished = reader.get_job(job.id)
-    assert finished == sqlite_store.get_job(job.id) and finished is not None
+    assert finished == store.get_job(job.id) and finished is not None
     assert finished.status.value == "succeeded" and finished.result is not None
-    sqlite_store.delete_job(job.id)
+    store.delete_job(job.id)
     assert reader.get_job(job.id) is None
 
 
@@ -82,17 +80,17 @@ def test_only_sqlite_files_get_a_reader(postgres_url: str) -> None:
 
 
 def test_cached_positions_answer_without_a_read_until_twice_their_age(
-    sqlite_store: JobStore,
+    store: JobStore,
 ) -> None:
-    jobs = [sqlite_store.create_job(make_spec()) for _ in range(3)]
-    positions = QueuePositions(sqlite_store, max_age_s=3600, exact_below=0)
+    jobs = [store.create_job(make_spec()) for _ in range(3)]
+    positions = QueuePositions(store, max_age_s=3600, exact_below=0)
     assert positions.position_if_cached(jobs[2]) == (False, None)  # nothing read yet
     positions.refresh()
     assert not positions.stale
     assert positions.position_if_cached(jobs[2]) == (True, 2)
-    near_front = QueuePositions(sqlite_store, max_age_s=3600, exact_below=10)
+    near_front = QueuePositions(store, max_age_s=3600, exact_below=10)
     near_front.refresh()
     assert near_front.position_if_cached(jobs[2]) == (False, None)  # exact: a read
-    never_cached = QueuePositions(sqlite_store, max_age_s=0, exact_below=0)
+    never_cached = QueuePositions(store, max_age_s=0, exact_below=0)
     never_cached.refresh()
     assert never_cached.stale and never_cached.position_if_cached(jobs[2]) == (False, None)
