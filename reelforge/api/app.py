@@ -45,7 +45,7 @@ from reelforge.api.system import build_system_router
 from reelforge.api.usage import build_usage_router
 from reelforge.engines import Registry
 from reelforge.jobs import Job, JobStore, translate_db_error
-from reelforge.jobs.loopread import LoopReader
+from reelforge.jobs.loopread import loop_reader_for
 from reelforge.jobs.recovery import LeaseRecovery
 from reelforge.jobs.store import Admission
 from reelforge.jobs.webhooks import WebhookOutbox
@@ -91,7 +91,10 @@ def build_context(
         )
     )
     db = DatabaseGate(
-        settings.database_timeout_s, settings.api_database_threads, translate_db_error
+        settings.database_timeout_s,
+        settings.api_database_threads,
+        translate_db_error,
+        serialize_writes=store.engine.dialect.name == "sqlite",
     )
     keys = KeyStore(store.engine)
     ring = KeyRing(keys)
@@ -119,7 +122,12 @@ def build_context(
         in_flight_limit_s=settings.image_fetch_timeout_s + 2 * settings.database_timeout_s + 30,
         worker_problems=list,
         admission=quotas,
-        loop_reader=LoopReader.for_engine(store.engine),
+        loop_reader=loop_reader_for(
+            store.engine,
+            deadline_s=settings.database_timeout_s,
+            connect_timeout_s=settings.database_connect_timeout_s,
+            statement_timeout_s=settings.database_statement_timeout_s,
+        ),
     )
     signer = FileSigner(
         load_or_create_secret(settings.url_signing_secret, settings.data_dir),
@@ -220,6 +228,8 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if ctx.generations.loop_reader is not None:
+                await ctx.generations.loop_reader.aclose()
 
     # The docs pages are ours (api/pages.py), from files in the package instead of a CDN.
     app = FastAPI(

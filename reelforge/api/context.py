@@ -48,5 +48,3 @@ class ApiContext:
     def close(self) -> None:
         self.images.close()
         self.db.close()
-        if self.generations.loop_reader is not None:
-            self.generations.loop_reader.close()

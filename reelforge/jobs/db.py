@@ -144,10 +144,19 @@ def connect_unpooled(
     but neither the reply watch nor a statement timeout: waiting for a notification is a
     reply that may take hours, which the watch would cut after a few seconds. Keepalives
     notice a peer that vanished."""
-    cargs, cparams = engine.dialect.create_connect_args(engine.url)
-    params = {**_libpq_params(engine.url, connect_timeout_s, _UNPOOLED_ACK_TIMEOUT_S), **cparams}
+    cargs, params = connect_arguments(engine, connect_timeout_s, _UNPOOLED_ACK_TIMEOUT_S)
     params.setdefault("application_name", application_name)
     return psycopg.connect(*cargs, autocommit=True, **params)
+
+
+def connect_arguments(
+    engine: Engine, connect_timeout_s: float, ack_timeout_s: float
+) -> tuple[list[Any], dict[str, Any]]:
+    """psycopg's `connect` arguments for `engine`'s PostgreSQL database, outside its pool:
+    the URL's parameters (search_path included), the connect timeout, keepalives, and
+    `ack_timeout_s` for sent data a dead peer never acknowledges."""
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    return list(cargs), {**_libpq_params(engine.url, connect_timeout_s, ack_timeout_s), **cparams}
 
 
 def shown_url(url: str | URL) -> str:

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from reelforge.errors import (
 )
 from reelforge.jobs import Job, JobStatus, JobStore, new_job_id
 from reelforge.jobs.idempotency import IdempotencyKeys
-from reelforge.jobs.loopread import LoopReader
+from reelforge.jobs.loopread import LoopReader, LoopReadSkipped
 from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.store import Admission, ExternalIdTaken, WebhookSubscription
 from reelforge.jobs.webhooks import Delivery, DeliveryAttempt, WebhookOutbox
@@ -58,6 +57,10 @@ class DatabaseRunner(Protocol):
     """Runs one function on a database thread under a deadline (`api.dbgate.DatabaseGate`)."""
 
     def run(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]: ...
+
+    def write(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """`run` for a function that writes (SQLite: one writer of this process at a time)."""
+        ...
 
 
 class ImageLoader(Protocol):
@@ -122,8 +125,8 @@ class Generations:
         """`admission`: the check a tenant's create runs before its insert (its quotas, from
         `tenancy.limits`), or None when it has none.
 
-        `loop_reader`: reads of one job on the event loop itself (`jobs.loopread`, SQLite
-        only), or None: a poll then costs no thread hop."""
+        `loop_reader`: reads of one job on the event loop itself (`jobs.loopread`), or
+        None: a poll then costs no thread hop."""
         self.store = store
         self.loop_reader = loop_reader
         self.storage = storage
@@ -162,7 +165,9 @@ class Generations:
         deadline = time.monotonic() + self.in_flight_limit_s
         while True:
             job_id = new_job_id()
-            held = await self.db.run(self.keys.reserve, tenant, key, submission.fingerprint, job_id)
+            held = await self.db.write(
+                self.keys.reserve, tenant, key, submission.fingerprint, job_id
+            )
             if held.request_hash != submission.fingerprint:
                 raise Conflict(
                     f"{IDEMPOTENCY_HEADER} {key[:100]!r} was already used with a different "
@@ -174,7 +179,7 @@ class Generations:
                     return await self._create(submission, tenant, dialect, job_id)
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        await self.db.run(self.keys.release, tenant, key, job_id)
+                        await self.db.write(self.keys.release, tenant, key, job_id)
                     raise
             if held.job_exists:
                 return await self.get(held.job_id, tenant)
@@ -197,7 +202,7 @@ class Generations:
             # A full or read-only store raises 507 / 503 (reelforge.storage.storage_error).
             await run_in_threadpool(self.storage.put_bytes, key, png, "image/png")
             spec = spec.model_copy(update={"image_key": key})
-        return await self.db.run(self._insert, spec, tenant, job_id, dialect, submission)
+        return await self.db.write(self._insert, spec, tenant, job_id, dialect, submission)
 
     def _insert(
         self,
@@ -265,7 +270,7 @@ class Generations:
     # --- read, cancel --------------------------------------------------------------------
 
     async def get(self, generation_id: str, tenant: str) -> GenerationView:
-        view = self._view_on_loop(generation_id, tenant)
+        view = await self._view_on_loop(generation_id, tenant)
         if view is not None:
             return view
         return await self.db.run(self.view_owned, generation_id, tenant)
@@ -279,18 +284,19 @@ class Generations:
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._positions_refresh = task
 
-    def _view_on_loop(self, generation_id: str, tenant: str) -> GenerationView | None:
+    async def _view_on_loop(self, generation_id: str, tenant: str) -> GenerationView | None:
         """The view, read on the event loop by `loop_reader` when everything it needs is
         one row read (a finished job, a queued one deep in the queue); None when a slower
         read is due (an exact queue position, an expired cache, a running job's clock) or
-        the read failed: the caller then goes through the database thread as usual, which
-        also reports any failure."""
+        the reader skipped it: the caller then goes through the database thread as usual,
+        which also reports any failure. A PostgreSQL read past the API's database deadline
+        raises `DatabaseUnavailable` (503) here, as the thread would have."""
         if self.loop_reader is None:
             return None
         try:
-            job = self.loop_reader.get_job(generation_id)
-        except sqlite3.Error:
-            return None  # locked (it never waits here) or failing: the thread path decides
+            job = await self.loop_reader.get_job(generation_id)
+        except LoopReadSkipped:
+            return None  # locked, refused, dropped: the thread path reads and reports it
         if job is None or job.tenant != tenant:
             return None  # the thread path answers 404, as for every other read
         known, position = self.positions.position_if_cached(job)
@@ -309,7 +315,7 @@ class Generations:
         return await self.db.run(self._lookup, ref, tenant)
 
     async def cancel(self, generation_id: str, tenant: str) -> GenerationView:
-        return await self.db.run(self._cancel, generation_id, tenant)
+        return await self.db.write(self._cancel, generation_id, tenant)
 
     async def list(
         self,
@@ -340,7 +346,7 @@ class Generations:
 
     async def delete(self, generation_id: str, tenant: str) -> Job:
         """Cancel the generation if it runs, then remove its row and its files."""
-        job = await self.db.run(self._delete, generation_id, tenant)
+        job = await self.db.write(self._delete, generation_id, tenant)
         await run_in_threadpool(self.remove_files, job.id)
         return job
 

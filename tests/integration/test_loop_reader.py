@@ -1,64 +1,71 @@
-"""The event loop's point reads of SQLite (`jobs.loopread.LoopReader`): the same job as the
-store reads, the latest commit every time, and a locked database refused at once."""
+"""The event loop's point reads (`jobs.loopread`), on SQLite and PostgreSQL: the same job as
+the store reads, the latest commit every time, a locked SQLite refused at once, and a
+PostgreSQL that refuses or black-holes answered within the deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, make_url
 
+from reelforge.errors import DatabaseUnavailable
 from reelforge.jobs import JobStore, open_engine
-from reelforge.jobs.loopread import LoopReader
+from reelforge.jobs.loopread import (
+    LoopReader,
+    LoopReadSkipped,
+    PostgresLoopReader,
+    SqliteLoopReader,
+    loop_reader_for,
+)
 from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.schema import migrate
 from tests.conftest import make_result, make_spec
+from tests.faults import FaultProxy
 
 MODEL = "klingai/v2-master-text-to-video"
+TIMEOUTS = {"deadline_s": 1.0, "connect_timeout_s": 2.0, "statement_timeout_s": 1.0}
 
 
-@pytest.fixture
-def database_url(sqlite_url: str) -> str:
-    """The conftest's `store`, on SQLite only: the reader is SQLite's."""
-    return sqlite_url
-
-
-@pytest.fixture
-def reader(store: JobStore) -> Iterator[LoopReader]:
-    reader = LoopReader.for_engine(store.engine)
+def reader_for(store: JobStore, **timeouts: float) -> LoopReader:
+    reader = loop_reader_for(store.engine, **{**TIMEOUTS, **timeouts})
     assert reader is not None
-    yield reader
-    reader.close()
+    return reader
 
 
-def test_reads_the_job_the_store_reads(store: JobStore, reader: LoopReader) -> None:
-    job = store.create_job(make_spec(), priority=3)
-    assert reader.get_job(job.id) == store.get_job(job.id)
-    assert reader.get_job("no-such-job") is None
-    assert reader.get_job("") is None and reader.get_job("a\x00b") is None
+def test_reads_the_latest_commit_as_the_store_does(store: JobStore) -> None:
+    async def scenario() -> None:
+        reader = reader_for(store)
+        try:
+            job = store.create_job(make_spec(), priority=3)
+            assert await reader.get_job(job.id) == store.get_job(job.id)
+            assert await reader.get_job("no-such-job") is None
+            assert await reader.get_job("") is None and await reader.get_job("a\x00b") is None
+            lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+            assert lease is not None
+            running = await reader.get_job(job.id)
+            assert running is not None and running.status.value == "running"
+            assert store.complete_job(lease, make_result("loop"))
+            finished = await reader.get_job(job.id)
+            assert finished == store.get_job(job.id) and finished is not None
+            assert finished.status.value == "succeeded" and finished.result is not None
+            store.delete_job(job.id)
+            assert await reader.get_job(job.id) is None
+        finally:
+            await reader.aclose()
+
+    asyncio.run(scenario())
 
 
-def test_every_read_sees_the_latest_commit(store: JobStore, reader: LoopReader) -> None:
-    job = store.create_job(make_spec())
-    assert reader.get_job(job.id).status.value == "queued"  # type: ignore[union-attr]
-    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
-    assert lease is not None
-    assert reader.get_job(job.id).status.value == "running"  # type: ignore[union-attr]
-    assert store.complete_job(lease, make_result("loop"))
-    finished = reader.get_job(job.id)
-    assert finished == store.get_job(job.id) and finished is not None
-    assert finished.status.value == "succeeded" and finished.result is not None
-    store.delete_job(job.id)
-    assert reader.get_job(job.id) is None
-
-
-def test_a_locked_database_is_an_error_not_a_wait(sqlite_url: str) -> None:
+def test_a_locked_sqlite_database_is_skipped_not_waited_for(sqlite_url: str) -> None:
     engine = open_engine(sqlite_url)
     migrate(engine)
     engine.dispose()  # in WAL mode an exclusive lock needs every other connection closed
     holder = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
-    reader = LoopReader(engine)
+    reader = SqliteLoopReader(engine)
     try:
         # Exclusive locking mode keeps the write lock after the write, shutting readers out
         # (another process in that mode, or a recovery, does the same).
@@ -66,17 +73,78 @@ def test_a_locked_database_is_an_error_not_a_wait(sqlite_url: str) -> None:
         holder.execute("BEGIN EXCLUSIVE")
         holder.execute("DELETE FROM jobs")
         holder.execute("COMMIT")
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            reader.get_job("any")
+        with pytest.raises(LoopReadSkipped, match="locked"):
+            reader.read("any")
     finally:
         holder.close()
-    assert reader.get_job("any") is None  # the lock gone, it reads again
-    reader.close()
+    assert reader.read("any") is None  # the lock gone, it reads again
+    asyncio.run(reader.aclose())
 
 
-def test_only_sqlite_files_get_a_reader(postgres_url: str) -> None:
-    assert LoopReader.for_engine(create_engine("sqlite://")) is None
-    assert LoopReader.for_engine(open_engine(postgres_url)) is None
+def test_which_databases_get_a_reader(postgres_url: str, sqlite_url: str) -> None:
+    assert loop_reader_for(create_engine("sqlite://"), **TIMEOUTS) is None  # in-memory
+    assert isinstance(loop_reader_for(open_engine(sqlite_url), **TIMEOUTS), SqliteLoopReader)
+    assert isinstance(loop_reader_for(open_engine(postgres_url), **TIMEOUTS), PostgresLoopReader)
+
+
+@pytest.fixture
+def proxied_store(postgres_url: str) -> Iterator[tuple[JobStore, FaultProxy]]:
+    engine = open_engine(postgres_url)
+    migrate(engine)
+    with FaultProxy(make_url(postgres_url).port or 5432) as proxy:
+        proxied = open_engine(proxy.url_for(postgres_url))
+        yield JobStore(proxied), proxy
+        proxied.dispose()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_refused_postgresql_is_skipped_at_once_then_left_alone(
+    proxied_store: tuple[JobStore, FaultProxy],
+) -> None:
+    store, proxy = proxied_store
+    job = store.create_job(make_spec())
+
+    async def scenario() -> None:
+        reader = reader_for(store)
+        try:
+            assert await reader.get_job(job.id) == store.get_job(job.id)
+            proxy.refuse()  # drops the open connection too
+            with pytest.raises(LoopReadSkipped):
+                await reader.get_job(job.id)
+            proxy.heal()
+            # Off for a while after a failure: the database threads read, and report.
+            with pytest.raises(LoopReadSkipped, match="failed recently"):
+                await reader.get_job(job.id)
+        finally:
+            await reader.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_black_holed_postgresql_is_unavailable_at_the_deadline(
+    proxied_store: tuple[JobStore, FaultProxy],
+) -> None:
+    store, proxy = proxied_store
+    job = store.create_job(make_spec())
+
+    async def scenario() -> float:
+        reader = reader_for(store, deadline_s=0.5)
+        try:
+            assert await reader.get_job(job.id) is not None  # a connection is open
+            proxy.blackhole()
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match=r"within 0\.5 s"):
+                await reader.get_job(job.id)
+            return time.monotonic() - started
+        finally:
+            proxy.heal()
+            await reader.aclose()
+
+    # The answer comes at the deadline, not after psycopg's own wait for a cancellation
+    # the black-holed server never confirms (up to 10 s).
+    assert asyncio.run(scenario()) < 5.0
 
 
 def test_cached_positions_answer_without_a_read_until_twice_their_age(

@@ -1,0 +1,60 @@
+"""`api.dbgate.DatabaseGate`: writes one at a time where asked (SQLite), reads beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from reelforge.api.dbgate import DatabaseGate
+
+WRITES = 12
+
+
+class Overlap:
+    """Counts how many calls run at once, each holding its place for a moment."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.most = 0
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def call(self) -> int:
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        threading.Event().wait(0.01)  # work that lets the other threads run
+        with self._lock:
+            self.active -= 1
+            self.done += 1
+            return self.done
+
+
+def test_serialized_writes_never_overlap() -> None:
+    gate = DatabaseGate(10.0, 8, lambda _exc: None, serialize_writes=True)
+    writes = Overlap()
+
+    async def calls() -> list[int]:
+        return list(await asyncio.gather(*(gate.write(writes.call) for _ in range(WRITES))))
+
+    results = asyncio.run(calls())
+    gate.close()
+    assert writes.most == 1
+    assert sorted(results) == list(range(1, WRITES + 1))
+
+
+def test_reads_run_beside_a_serialized_write() -> None:
+    gate = DatabaseGate(10.0, 8, lambda _exc: None, serialize_writes=True)
+    both = Overlap()
+    started = threading.Barrier(3, timeout=10)  # passes only with the write and the read in flight
+
+    def write() -> int:
+        started.wait()
+        return both.call()
+
+    async def calls() -> None:
+        await asyncio.gather(gate.write(write), gate.run(write), asyncio.to_thread(started.wait))
+
+    asyncio.run(calls())
+    gate.close()
+    assert both.done == 2
