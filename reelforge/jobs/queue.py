@@ -13,8 +13,9 @@ times the last read's duration, on a very deep queue): jobs claimed in that wind
 count as ahead. So positions near the front, the ones a person watches, are exact.
 
 `position_if_cached` is the event loop's form (`service.generations`): no read at all, from
-a snapshot up to twice its age limit old, while `stale` tells the caller to have `refresh`
-run on a database thread; polls never queue up behind a refresh.
+a snapshot up to ten times its age limit old, while `stale` tells the caller to have
+`refresh` run on a database thread; polls never queue up behind a refresh. (Only a
+snapshot nobody asked for in that long, or one that cannot be read, is too old.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from reelforge.jobs.states import JobStatus
 from reelforge.jobs.store import Job, JobStore
 
 __all__ = ["QueuePositions"]
+
+_STALE_USABLE = 10
+"""How many age limits old a snapshot may be for `position_if_cached` (while a refresh runs)."""
 
 # How far past the snapshot's answer an exact read looks: jobs created since the snapshot
 # may have gone ahead (a higher priority, a new tenant's turn).

@@ -28,6 +28,11 @@ CACHE_S = 5.0
 many jobs then cost one history query per model every few seconds, not one each."""
 
 
+_STALE_USABLE = 10
+"""How many cache periods old the figures may be for `estimate_if_cached`, while the caller
+has them refreshed (`stale`, `refresh`)."""
+
+
 def queued_eta_s(queue_position: int, mean_run_s: float | None, workers: int) -> float | None:
     """Seconds until a job `queue_position` places from the front (0 = next) is done: it and
     every job ahead, each taking `mean_run_s`, shared among `workers`."""
@@ -83,8 +88,9 @@ class EtaEstimator:
         return _rounded(running_eta_s(self.store.clock() - job.started_at, job.progress))
 
     def estimate_if_cached(self, job: Job, queue_position: int | None) -> tuple[bool, float | None]:
-        """`(True, eta)` when `estimate` would read nothing from the database (a finished
-        job, or a queued one whose model's figures are cached), else `(False, None)`."""
+        """`(True, eta)` when `estimate` would read nothing from the database: a finished job,
+        or a queued one whose model's figures are cached (up to ten cache periods old; see
+        `stale`), else `(False, None)`."""
         if job.terminal:
             return True, 0.0
         if job.status is not JobStatus.QUEUED:
@@ -92,15 +98,29 @@ class EtaEstimator:
         if queue_position is None:
             return True, None
         now = self._monotonic()
+        usable_s = _STALE_USABLE * self.cache_s
         with self._lock:
             mean = self._mean_run_s.get(job.model)
             workers = self._workers
-        if mean is None or now - mean[0] >= self.cache_s:
+        if mean is None or now - mean[0] >= usable_s:
             return False, None
-        if workers is None or now - workers[0] >= self.cache_s:
+        if workers is None or now - workers[0] >= usable_s:
             return False, None
         eta = queued_eta_s(queue_position, mean[1], workers[1].get(job.model, 0))
         return True, _rounded(eta)
+
+    def stale(self, model: str) -> bool:
+        """Whether `model`'s figures are past their cache period: `refresh` is due."""
+        now = self._monotonic()
+        with self._lock:
+            mean = self._mean_run_s.get(model)
+            workers = self._workers
+        return any(cached is None or now - cached[0] >= self.cache_s for cached in (mean, workers))
+
+    def refresh(self, model: str) -> None:
+        """Read `model`'s figures again where stale (blocking: on a database thread)."""
+        self.mean_run_s(model)
+        self.workers(model)
 
     def mean_run_s(self, model: str) -> float | None:
         now = self._monotonic()

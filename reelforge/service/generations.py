@@ -143,7 +143,7 @@ class Generations:
         )
         self.in_flight_limit_s = in_flight_limit_s
         self.positions = QueuePositions(store)
-        self._positions_refresh: asyncio.Future[None] | None = None
+        self._refreshes: dict[object, asyncio.Future[object]] = {}
         self.outbox = WebhookOutbox(store.engine)
         self.eta = eta or EtaEstimator(store, live_within_s=lease_seconds)
 
@@ -275,14 +275,16 @@ class Generations:
             return view
         return await self.db.run(self.view_owned, generation_id, tenant)
 
-    def _refresh_positions_soon(self) -> None:
-        """Read the queue positions again on a database thread, one refresh at a time."""
-        if self._positions_refresh is not None and not self._positions_refresh.done():
+    def _refresh_soon(self, name: object, fn: Callable[..., object], *args: Any) -> None:
+        """Run `fn(*args)` on a database thread, one at a time per `name` (a cache refresh
+        that polls answered on the loop asked for)."""
+        running = self._refreshes.get(name)
+        if running is not None and not running.done():
             return
-        task = asyncio.ensure_future(self.db.run(self.positions.refresh))
+        task = asyncio.ensure_future(self.db.run(fn, *args))
         # Its failure (the database away) is the next poll's to meet and report.
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
-        self._positions_refresh = task
+        self._refreshes[name] = task
 
     async def _view_on_loop(self, generation_id: str, tenant: str) -> GenerationView | None:
         """The view, read on the event loop by `loop_reader` when everything it needs is
@@ -303,10 +305,12 @@ class Generations:
         if not known:
             return None
         if position is not None and self.positions.stale:
-            self._refresh_positions_soon()
+            self._refresh_soon("positions", self.positions.refresh)
         known, eta_s = self.eta.estimate_if_cached(job, position)
         if not known:
             return None
+        if position is not None and self.eta.stale(job.model):
+            self._refresh_soon(("eta", job.model), self.eta.refresh, job.model)
         return GenerationView(job, position, eta_s)
 
     async def lookup(self, ref: str, tenant: str) -> GenerationView:

@@ -23,6 +23,7 @@ from reelforge.jobs.loopread import (
 )
 from reelforge.jobs.queue import QueuePositions
 from reelforge.jobs.schema import migrate
+from reelforge.service.eta import EtaEstimator
 from tests.conftest import make_result, make_spec
 from tests.faults import FaultProxy
 
@@ -162,3 +163,24 @@ def test_cached_positions_answer_without_a_read_until_twice_their_age(
     never_cached = QueuePositions(store, max_age_s=0, exact_below=0)
     never_cached.refresh()
     assert never_cached.stale and never_cached.position_if_cached(jobs[2]) == (False, None)
+
+
+def test_eta_figures_answer_stale_while_a_refresh_is_due(store: JobStore) -> None:
+    now = [1000.0]
+    eta = EtaEstimator(store, live_within_s=60, cache_s=5, monotonic=lambda: now[0])
+    done = store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None and store.complete_job(lease, make_result("eta"))
+    store.register_worker("w1", [MODEL], "host", 1)
+    queued = store.create_job(make_spec())
+    assert eta.estimate_if_cached(queued, 3) == (False, None)  # nothing cached yet
+    assert eta.estimate_if_cached(store.get_job(done.id), None) == (True, 0.0)  # type: ignore[arg-type]
+    assert eta.stale(MODEL)
+    eta.refresh(MODEL)
+    assert not eta.stale(MODEL)
+    known, guess = eta.estimate_if_cached(queued, 3)
+    assert known and guess == eta.estimate(queued, 3) and guess is not None
+    now[0] += 6  # past the cache period: still answered, and a refresh is due
+    assert eta.stale(MODEL) and eta.estimate_if_cached(queued, 3) == (True, guess)
+    now[0] += 60  # ten periods: too old to answer without a read
+    assert eta.estimate_if_cached(queued, 3) == (False, None)
