@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -39,11 +40,16 @@ class DatabaseGate:
         serialize_writes: bool = False,
     ) -> None:
         """`serialize_writes`: let one `write` at a time reach the database (SQLite's one
-        writer): the others wait in this process, in turn, instead of in SQLite's busy
-        handler, which sleeps up to 100 ms between tries and, with a dozen threads writing,
-        left some creates waiting over a second while others went ahead."""
+        writer): the others wait their turn on the event loop, first come first served,
+        instead of in SQLite's busy handler, which sleeps up to 100 ms between tries and,
+        with a dozen threads writing, left some creates waiting over a second while others
+        went ahead. Waiting on the loop also leaves the threads free for reads."""
         self.timeout_s = timeout_s
-        self._write_lock = threading.Lock() if serialize_writes else None
+        self._serialize_writes = serialize_writes
+        # One turn per event loop (a lock belongs to the loop it first waits on; tests run
+        # apps on several).
+        self._write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._write_turns = weakref.WeakKeyDictionary()
         self._translate = translate
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db")
         self._max_waiting = max_waiting
@@ -56,6 +62,36 @@ class DatabaseGate:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a database thread; its result, or its error (database failures
         translated to 503/507 answers, which the error handler logs with the request id)."""
+        return await self._run(fn, args, self.timeout_s)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """`run` for a function that writes (one transaction or a few); with
+        `serialize_writes`, after the writes before it. The wait counts against the same
+        deadline."""
+        if not self._serialize_writes:
+            return await self.run(fn, *args)
+        loop = asyncio.get_running_loop()
+        turn = self._write_turns.get(loop)
+        if turn is None:
+            turn = self._write_turns[loop] = asyncio.Lock()
+        deadline = loop.time() + self.timeout_s
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await turn.acquire()
+        except TimeoutError:
+            raise self._too_late() from None
+        try:
+            return await self._run(fn, args, max(0.0, deadline - loop.time()))
+        finally:
+            turn.release()
+
+    def _too_late(self) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            f"the job database did not answer within {self.timeout_s:g} s; retry shortly",
+            retry_after_s=max(1, round(self.timeout_s)),
+        )
+
+    async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], timeout_s: float) -> T:
         with self._lock:
             if self._in_flight >= self._max_waiting:
                 # Memory, not threads, is what this bounds: queued calls are cheap, but not
@@ -71,12 +107,9 @@ class DatabaseGate:
             raise
         future.add_done_callback(self._finished)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
         except TimeoutError:
-            raise DatabaseUnavailable(
-                f"the job database did not answer within {self.timeout_s:g} s; retry shortly",
-                retry_after_s=max(1, round(self.timeout_s)),
-            ) from None
+            raise self._too_late() from None
         except ReelforgeError:
             raise
         except Exception as exc:
@@ -84,24 +117,6 @@ class DatabaseGate:
             if translated is None:
                 raise
             raise translated from None
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """`run` for a function that writes (one transaction or a few)."""
-        if self._write_lock is None:
-            return await self.run(fn, *args)
-        return await self.run(self._one_writer, fn, *args)
-
-    def _one_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._write_lock is not None
-        # Bounded like the request itself: past its deadline the answer is a 503 anyway.
-        if not self._write_lock.acquire(timeout=self.timeout_s):
-            raise DatabaseUnavailable(
-                "the job database is busy with other writes; retry shortly", retry_after_s=1
-            )
-        try:
-            return fn(*args)
-        finally:
-            self._write_lock.release()
 
     def _finished(self, _future: object) -> None:
         with self._lock:

@@ -13,8 +13,9 @@ times the read itself.
   fails at once.
 - PostgreSQL (`PostgresLoopReader`): psycopg's async connections, a few per process, each
   read under the API's database deadline. A deadline that passes answers 503 at once, as
-  the database thread would have; any other failure (refused, dropped) turns the reader off
-  for a few seconds, so that requests take the database thread, which reports it.
+  the database thread would have; any other failure (refused, dropped) closes its pooled
+  connections and turns the reader off for a few seconds, so that requests take the
+  database thread, which reports it.
 
 A reader raises `LoopReadSkipped` where the caller must take its usual path (the database
 thread) instead.
@@ -137,8 +138,10 @@ class PostgresLoopReader:
         connect_timeout_s: float,
         statement_timeout_s: float,
         connections: int = 4,
+        pause_after_failure_s: float = _OFF_AFTER_FAILURE_S,
     ) -> None:
         self.deadline_s = deadline_s
+        self.pause_after_failure_s = pause_after_failure_s
         # SQLAlchemy's psycopg dialect compiles bound parameters as %(name)s, as psycopg takes.
         self._sql = _select_sql(engine)
         self._args, self._params = connect_arguments(
@@ -170,7 +173,7 @@ class PostgresLoopReader:
         done, _ = await asyncio.wait({read}, timeout=self.deadline_s)
         if not done:
             read.cancel()
-            self._off_until = time.monotonic() + _OFF_AFTER_FAILURE_S
+            self._off_until = time.monotonic() + self.pause_after_failure_s
             raise DatabaseUnavailable(
                 f"the job database did not answer within {self.deadline_s:g} s; retry shortly",
                 retry_after_s=max(1, round(self.deadline_s)),
@@ -178,7 +181,10 @@ class PostgresLoopReader:
         try:
             return read.result()
         except (psycopg.Error, OSError) as exc:
-            self._off_until = time.monotonic() + _OFF_AFTER_FAILURE_S
+            self._off_until = time.monotonic() + self.pause_after_failure_s
+            # The others were opened to the same server and most likely broke with it (a
+            # restart, a failover): reconnect afresh rather than fail once per connection.
+            await self._close_idle()
             raise LoopReadSkipped(str(exc)) from exc
 
     async def _read(self, job_id: str) -> Job | None:
@@ -201,8 +207,11 @@ class PostgresLoopReader:
             await conn.execute(self._set_timeout)
         return conn
 
+    async def _close_idle(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
     async def aclose(self) -> None:
         for task in list(self._abandoned):
             task.cancel()
-        while self._idle:
-            await self._idle.pop().close()
+        await self._close_idle()

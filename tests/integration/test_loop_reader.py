@@ -5,6 +5,7 @@ PostgreSQL that refuses or black-holes answered within the deadline."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -184,3 +185,35 @@ def test_eta_figures_answer_stale_while_a_refresh_is_due(store: JobStore) -> Non
     assert eta.stale(MODEL) and eta.estimate_if_cached(queued, 3) == (True, guess)
     now[0] += 60  # ten periods: too old to answer without a read
     assert eta.estimate_if_cached(queued, 3) == (False, None)
+
+
+@pytest.mark.postgres
+def test_after_a_server_restart_every_pooled_connection_is_replaced(postgres_url: str) -> None:
+    name = f"looptest_{secrets.token_hex(4)}"
+    url = f"{postgres_url}&application_name={name}"
+    engine = open_engine(url)
+    migrate(engine)
+    store = JobStore(engine)
+    job = store.create_job(make_spec())
+    reader = PostgresLoopReader(engine, **TIMEOUTS, pause_after_failure_s=0)
+
+    async def scenario() -> None:
+        try:
+            # Two reads at once: two connections, both pooled afterwards.
+            await asyncio.gather(reader.get_job(job.id), reader.get_job(job.id))
+            with engine.connect() as conn:  # what a restart does to every connection
+                killed = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %(name)s AND pid <> pg_backend_pid()",
+                    {"name": name},
+                ).scalar_one()
+            assert killed >= 2
+            with pytest.raises(LoopReadSkipped):
+                await reader.get_job(job.id)
+            # The other pooled connection went with the first: the next read connects anew.
+            assert await reader.get_job(job.id) == store.get_job(job.id)
+        finally:
+            await reader.aclose()
+
+    asyncio.run(scenario())
+    engine.dispose()

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from reelforge.api.dbgate import DatabaseGate
+from reelforge.errors import DatabaseUnavailable
 
 WRITES = 12
 
@@ -58,3 +59,26 @@ def test_reads_run_beside_a_serialized_write() -> None:
     asyncio.run(calls())
     gate.close()
     assert both.done == 2
+
+
+def test_a_write_that_waits_past_its_deadline_is_unavailable_and_takes_no_turn() -> None:
+    gate = DatabaseGate(10.0, 4, lambda _exc: None, serialize_writes=True)
+    stuck = threading.Event()
+
+    def hang() -> str:
+        stuck.wait(10)
+        return "first"
+
+    async def calls() -> list[object]:
+        first = asyncio.ensure_future(gate.write(hang))
+        await asyncio.sleep(0)  # the first write takes the turn and holds it until `stuck`
+        gate.timeout_s = 0.3  # the next write's deadline passes while it waits
+        queued = await asyncio.gather(gate.write(lambda: "queued"), return_exceptions=True)
+        stuck.set()
+        return [await first, *queued, await gate.write(lambda: "after")]
+
+    first, queued, after = asyncio.run(calls())
+    gate.close()
+    assert first == "first"
+    assert isinstance(queued, DatabaseUnavailable) and "within 0.3 s" in queued.message
+    assert after == "after"  # the turn came free again
