@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 
@@ -41,8 +42,16 @@ _HORIZON_MARGIN = 64
 
 
 class QueuePositions:
-    def __init__(self, store: JobStore, *, max_age_s: float = 2.0, exact_below: int = 1000) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        max_age_s: float = 2.0,
+        exact_below: int = 1000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
+        self._monotonic = monotonic
         self.engine: Engine = store.engine
         self.max_age_s = max_age_s
         self.exact_below = exact_below
@@ -67,11 +76,11 @@ class QueuePositions:
 
     def position_if_cached(self, job: Job) -> tuple[bool, int | None]:
         """`(True, position)` when the answer needs no database read (the job is not queued,
-        or a snapshot at most twice its age limit old places it too far back for an exact
-        count), else `(False, None)`: call `position` on a database thread."""
+        or a snapshot at most ten times its age limit old places it too far back for an
+        exact count), else `(False, None)`: call `position` on a database thread."""
         if job.status is not JobStatus.QUEUED:
             return True, None
-        if time.monotonic() - self._read_at >= 2 * self._valid_for_s:
+        if self._monotonic() - self._read_at >= _STALE_USABLE * self._valid_for_s:
             return False, None
         estimate = self._positions.get(job.seq, len(self._positions))
         return (False, None) if estimate < self.exact_below else (True, estimate)
@@ -79,23 +88,23 @@ class QueuePositions:
     @property
     def stale(self) -> bool:
         """Whether the snapshot is past its age limit (`refresh` is due)."""
-        return time.monotonic() - self._read_at >= self._valid_for_s
+        return self._monotonic() - self._read_at >= self._valid_for_s
 
     def refresh(self) -> None:
         """Read the snapshot again if it is stale (blocking: on a database thread)."""
         self._snapshot()
 
     def _snapshot(self) -> dict[int, int]:
-        if time.monotonic() - self._read_at < self._valid_for_s:
+        if self._monotonic() - self._read_at < self._valid_for_s:
             return self._positions
         with self._lock:  # one reader refreshes; the others wait for its result
-            if time.monotonic() - self._read_at >= self._valid_for_s:
-                started = time.monotonic()
+            if self._monotonic() - self._read_at >= self._valid_for_s:
+                started = self._monotonic()
                 with reading(self.engine) as conn:
                     queues, served = read_queues(conn)
                 order = predicted_order(queues, served)
                 self._positions = {seq: n for n, (_, (_, seq)) in enumerate(order)}
-                self._read_at = time.monotonic()
+                self._read_at = self._monotonic()
                 # A deep queue is read less often, so reading it never dominates; 0 means
                 # never cached (exact, for tests).
                 took = self._read_at - started

@@ -164,6 +164,13 @@ def test_cached_positions_answer_without_a_read_until_twice_their_age(
     never_cached = QueuePositions(store, max_age_s=0, exact_below=0)
     never_cached.refresh()
     assert never_cached.stale and never_cached.position_if_cached(jobs[2]) == (False, None)
+    now = [1000.0]
+    aging = QueuePositions(store, max_age_s=1, exact_below=0, monotonic=lambda: now[0])
+    aging.refresh()
+    now[0] += 5  # past its age limit: still answered, and a refresh is due
+    assert aging.stale and aging.position_if_cached(jobs[2]) == (True, 2)
+    now[0] += 5  # ten age limits: too old to answer without a read
+    assert aging.position_if_cached(jobs[2]) == (False, None)
 
 
 def test_eta_figures_answer_stale_while_a_refresh_is_due(store: JobStore) -> None:
