@@ -158,6 +158,14 @@ class ServiceUnavailable(ServerError):
 class DatabaseUnavailable(ServiceUnavailable):
     """The job database refused a connection, did not answer in time, or dropped it."""
 
+    @classmethod
+    def no_answer_within(cls, deadline_s: float) -> DatabaseUnavailable:
+        """A request's database work passed its deadline."""
+        return cls(
+            f"the job database did not answer within {deadline_s:g} s; retry shortly",
+            retry_after_s=max(1, round(deadline_s)),
+        )
+
 
 class InsufficientStorage(ServerError):
     """The database or the artifact store has no room left; an operator must free some."""

@@ -79,17 +79,11 @@ class DatabaseGate:
             async with asyncio.timeout(self.timeout_s):
                 await turn.acquire()
         except TimeoutError:
-            raise self._too_late() from None
+            raise DatabaseUnavailable.no_answer_within(self.timeout_s) from None
         try:
             return await self._run(fn, args, max(0.0, deadline - loop.time()))
         finally:
             turn.release()
-
-    def _too_late(self) -> DatabaseUnavailable:
-        return DatabaseUnavailable(
-            f"the job database did not answer within {self.timeout_s:g} s; retry shortly",
-            retry_after_s=max(1, round(self.timeout_s)),
-        )
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], timeout_s: float) -> T:
         with self._lock:
@@ -109,7 +103,7 @@ class DatabaseGate:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
         except TimeoutError:
-            raise self._too_late() from None
+            raise DatabaseUnavailable.no_answer_within(self.timeout_s) from None
         except ReelforgeError:
             raise
         except Exception as exc:

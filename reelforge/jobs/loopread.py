@@ -156,9 +156,9 @@ class PostgresLoopReader:
         self._idle: list[psycopg.AsyncConnection[dict[str, Any]]] = []
         self._slots = asyncio.Semaphore(connections)
         self._off_until = 0.0
-        # Reads past their deadline finish (or fail) in the background; held here so that
-        # they are not collected while pending.
-        self._abandoned: set[asyncio.Task[Job | None]] = set()
+        # Every read in flight, held so that one past its deadline, left to finish (or fail)
+        # in the background, is not collected while pending.
+        self._in_flight: set[asyncio.Task[Job | None]] = set()
 
     async def get_job(self, job_id: str) -> Job | None:
         if not could_be_id(job_id):
@@ -166,18 +166,15 @@ class PostgresLoopReader:
         if time.monotonic() < self._off_until:
             raise LoopReadSkipped("the database failed recently")
         read = asyncio.ensure_future(self._read(job_id))
-        self._abandoned.add(read)
-        read.add_done_callback(self._abandoned.discard)
+        self._in_flight.add(read)
+        read.add_done_callback(self._in_flight.discard)
         # Not `wait_for`: cancelling a psycopg query waits up to 10 s for the server to
         # confirm it, which a black-holed server never does. The read is left to end alone.
         done, _ = await asyncio.wait({read}, timeout=self.deadline_s)
         if not done:
             read.cancel()
             self._off_until = time.monotonic() + self.pause_after_failure_s
-            raise DatabaseUnavailable(
-                f"the job database did not answer within {self.deadline_s:g} s; retry shortly",
-                retry_after_s=max(1, round(self.deadline_s)),
-            )
+            raise DatabaseUnavailable.no_answer_within(self.deadline_s)
         try:
             return read.result()
         except (psycopg.Error, OSError) as exc:
@@ -212,6 +209,6 @@ class PostgresLoopReader:
             await self._idle.pop().close()
 
     async def aclose(self) -> None:
-        for task in list(self._abandoned):
+        for task in list(self._in_flight):
             task.cancel()
         await self._close_idle()
