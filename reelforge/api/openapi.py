@@ -243,6 +243,10 @@ class Generation(_Strict):
     thumbnail: GenerationFile | None = Field(description="WebP still, once `completed`.")
     error: GenerationFailure | None = Field(description="Set when `error`.")
     progress: int = Field(ge=0, le=100, description="Percent.")
+    step: int | None = Field(
+        ge=0, description="While generating: the engine's denoising steps done, of `steps`."
+    )
+    steps: int | None = Field(ge=1, description="While generating: the engine's steps in all.")
     queue_position: int | None = Field(ge=0, description="Jobs ahead of this one, if queued.")
     eta_seconds: float | None = Field(
         ge=0,

@@ -73,6 +73,10 @@ jobs = Table(
     Column("lease_expires_at", Float),
     Column("worker_id", String(128)),
     Column("progress", Float, nullable=False, server_default="0"),
+    # The engine's denoising step of the current run and how many it takes (revision
+    # 0011), for "step k of n"; NULL before the first step is reported.
+    Column("step", Integer),
+    Column("steps", Integer),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("error_name", String(64)),
     Column("error_message", Text),

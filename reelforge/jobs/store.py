@@ -105,6 +105,10 @@ class Job:
     expires_at: float | None = None
     external_id: str | None = None
     """The client's own name for the job (Kling's `external_task_id`), unique per tenant."""
+    step: int | None = None
+    """The engine's denoising step the running job has done, of `steps`; None until the
+    run's first step is reported (and again once it is handed back)."""
+    steps: int | None = None
 
     @property
     def terminal(self) -> bool:
@@ -141,6 +145,8 @@ class Job:
             webhook=_subscription(m),
             expires_at=m["expires_at"],
             external_id=m["external_id"],
+            step=m["step"],
+            steps=m["steps"],
         )
 
 
@@ -505,6 +511,8 @@ class JobStore(WorkerRegistry):
                 worker_id=worker_id,
                 attempts=jobs.c.attempts + 1,
                 progress=0.0,
+                step=None,
+                steps=None,
                 started_at=func.coalesce(jobs.c.started_at, self._now),
                 updated_at=self._now,
             )
@@ -548,10 +556,16 @@ class JobStore(WorkerRegistry):
             updated_at=self._now,
         )
 
-    def report_progress(self, lease: Lease, progress: float) -> bool:
-        """Record progress (0..1) of the running job, with a `progress` event each time it
-        crosses a milestone; False if the lease was lost."""
+    def report_progress(
+        self, lease: Lease, progress: float, step: tuple[int, int] | None = None
+    ) -> bool:
+        """Record progress (0..1) of the running job, and `step` (done, total) of its engine
+        when given, with a `progress` event each time it crosses a milestone; False if the
+        lease was lost."""
         progress = max(0.0, min(1.0, progress))
+        values: dict[str, object] = {"progress": progress}
+        if step is not None:
+            values["step"], values["steps"] = step
         fence = self._fence(lease)
         # Read, then write: on SQLite the transaction must take the write lock first. A
         # deferred one that read before another process committed (the API's webhook
@@ -563,7 +577,7 @@ class JobStore(WorkerRegistry):
             if before is None:
                 return False
             row = conn.execute(
-                jobs.update().where(fence).values(progress=progress).returning(*jobs.c)
+                jobs.update().where(fence).values(**values).returning(*jobs.c)
             ).first()
             if row is None:
                 return False
@@ -622,6 +636,8 @@ class JobStore(WorkerRegistry):
             # The claim counted this run as an attempt; it was not the job's fault.
             attempts=jobs.c.attempts - 1,
             progress=0.0,
+            step=None,
+            steps=None,
             lease_token=None,
             lease_expires_at=None,
             worker_id=None,

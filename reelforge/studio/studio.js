@@ -301,7 +301,9 @@ function track(generation) {
     bar.value = current.progress;
     const eta = current.eta_seconds && !TERMINAL.has(current.status)
       ? ` · ETA ${duration(current.eta_seconds)}` : "";
-    figures.textContent = `${current.progress} %${eta}`;
+    const step = current.steps && current.status === "generating"
+      ? `step ${current.step} of ${current.steps} · ` : "";
+    figures.textContent = `${step}${current.progress} %${eta}`;
     if (TERMINAL.has(current.status)) {
       cancel.textContent = "Dismiss";
       cancel.disabled = false;

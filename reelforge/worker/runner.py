@@ -308,14 +308,16 @@ class JobRunner:
             now = time.monotonic()
             if now - last_report >= _PROGRESS_EVERY_S or done >= total:
                 last_report = now
-                self._report_progress(lease, share * done / max(1, total))
+                self._report_progress(lease, share * done / max(1, total), (done, total))
 
         return on_step
 
-    def _report_progress(self, lease: Lease, progress: float) -> None:
+    def _report_progress(
+        self, lease: Lease, progress: float, step: tuple[int, int] | None = None
+    ) -> None:
         """Progress is advisory: a database away for a moment must not fail the job."""
         try:
-            self.store.report_progress(lease, progress)
+            self.store.report_progress(lease, progress, step)
         except Exception as exc:
             if translate_db_error(exc) is None:
                 raise

@@ -153,7 +153,8 @@ def test_every_replica_answers_the_same_system_totals(replicas: Replicas) -> Non
         assert value(a, "reelforge_stage_duration_seconds_count", **labels) == 4
         assert value(a, "reelforge_stage_duration_seconds_bucket", le="+Inf", **labels) == 4
         assert value(a, "reelforge_stage_duration_seconds_sum", **labels) > 0
-    # Both replicas' workers, whatever state each reports.
+    # Both replicas' workers, idle now that every job is done.
+    assert value(a, "reelforge_workers", state="idle", device="cpu") == 2
     assert total(a, "reelforge_workers") == 2
     assert value(a, "reelforge_webhook_deliveries", outcome="delivered") == 0
 
@@ -163,7 +164,10 @@ def test_request_figures_are_each_processes_own_by_route_template(replicas: Repl
     created = {"route": CREATE, "method": "POST", "status": "200"}
     assert value(a, "reelforge_http_requests_total", **created) == 3
     assert value(b, "reelforge_http_requests_total", **created) == 1
-    assert value(a, "reelforge_http_request_duration_seconds_count", route=CREATE, method="POST")
+    latency = {"route": CREATE, "method": "POST"}
+    assert value(a, "reelforge_http_request_duration_seconds_count", **latency) == 3
+    assert value(b, "reelforge_http_request_duration_seconds_count", **latency) == 1
+    assert value(a, "reelforge_http_request_duration_seconds_bucket", le="+Inf", **latency) == 3
     poll = {"route": CREATE + "/{generation_id}", "method": "GET", "status": "200"}
     assert value(a, "reelforge_http_requests_total", **poll) >= 4
     # Labels name templates, never a generation's id.
@@ -174,18 +178,19 @@ def test_request_figures_are_each_processes_own_by_route_template(replicas: Repl
 def test_every_log_line_is_json_with_each_request_and_transition(replicas: Replicas) -> None:
     servers = (replicas.a, replicas.b)
 
-    def access_lines() -> dict[str, dict[str, Any]] | None:
-        found = {
-            record["request_id"]: record
-            for server in servers
-            for record in log_records(server)
-            if record["logger"] == "reelforge.access"
-        }
+    def access_lines() -> dict[str, list[dict[str, Any]]] | None:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for server in servers:
+            for record in log_records(server):
+                if record["logger"] == "reelforge.access":
+                    found.setdefault(record["request_id"], []).append(record)
         wanted = [rid for ids in replicas.request_ids.values() for rid in ids]
         return found if all(rid in found for rid in wanted) else None
 
     # The line is written once the answer is sent: wait for the last ones.
-    access = wait_for(access_lines, 30, "an access line for every request")
+    lines = wait_for(access_lines, 30, "an access line for every request")
+    assert all(len(each) == 1 for each in lines.values()), "a request logged twice"
+    access = {request_id: each[0] for request_id, each in lines.items()}
     for server in servers:
         for request_id in replicas.request_ids[server.base_url]:
             line = access[request_id]
@@ -215,6 +220,9 @@ def test_every_log_line_is_json_with_each_request_and_transition(replicas: Repli
         assert not re.search(r"\d+%\|", text), "a progress bar in the server log"
     startup = " ".join(r["message"] for r in log_records(replicas.a))
     assert "data dir" in startup and "database postgresql+psycopg://" in startup
+    assert "storage " in startup and "artifacts" in startup
+    assert re.search(r"device \w+, 1 worker process\(es\)", startup), startup
+    assert f"model {T2V} -> engine" in startup
     assert f"studio {replicas.a.base_url}/" in startup and f"{replicas.a.base_url}/docs" in startup
 
 

@@ -164,6 +164,21 @@ def play(page: Page, job_id: str) -> dict[str, float]:
     return state
 
 
+def form_follows_the_models_limits(page: Page, server: LiveServer, model: str) -> None:
+    """The form's choices, bounds and defaults are the ones `/v1/models` gives `model`."""
+    cards = httpx.get(f"{server.base_url}/v1/models", timeout=10).json()["data"]
+    limits = next(card for card in cards if card["id"] == model)["parameters"]
+    cfg = limits["cfg_scale"]
+    assert page.get_attribute("#f-cfg_scale", "min") == str(cfg["minimum"])
+    assert page.get_attribute("#f-cfg_scale", "max") == str(cfg["maximum"])
+    assert float(page.input_value("#f-cfg_scale")) == cfg["default"]
+    durations = page.locator("#f-duration option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert durations == [str(d) for d in limits["duration"]["choices"]]
+    assert page.input_value("#f-duration") == str(limits["duration"]["default"])
+    assert page.input_value("#f-aspect_ratio") == limits["aspect_ratio"]["default"]
+    assert page.get_attribute("#f-prompt", "maxlength") == str(limits["prompt"]["max_length"])
+
+
 def test_generate_watch_play_and_delete(
     keyless: LiveServer, open_tab: Callable[[ViewportSize], Tab], tmp_path: Path
 ) -> None:
@@ -172,10 +187,11 @@ def test_generate_watch_play_and_delete(
     load_studio(page, keyless)
     assert page.locator("#key-panel").is_hidden()  # keyless on loopback: no key asked for
     page.select_option("#f-model", T2V)
+    form_follows_the_models_limits(page, keyless, T2V)
     page.fill("#f-prompt", "a red circle drifting right")
     page.fill("#f-negative_prompt", "blur")
     page.select_option("#f-aspect_ratio", "16:9")
-    page.select_option("#f-duration", "5")
+    page.select_option("#f-duration", "10")  # not the default: the form must send it
     page.fill("#f-cfg_scale", "0.6")
     page.select_option("#f-camera_control", "down_back")
     page.fill("#f-seed", "1234")
@@ -189,7 +205,7 @@ def test_generate_watch_play_and_delete(
     expect(image).to_have_attribute("src", re.compile(r"preview\.gif"))
     state = play(page, job_id)
     assert state["readyState"] >= 2
-    assert abs(state["duration"] - 5) < 0.25, state
+    assert abs(state["duration"] - 10) < 0.25, state
     screenshot(page, tmp_path, "studio-viewer.png")
     params = page.locator("#viewer-params").inner_text()
     for shown in ("a red circle drifting right", "blur", "down_back", "1234", "0.6", "16:9"):
@@ -247,8 +263,10 @@ def test_the_queue_shows_position_progress_and_eta_and_cancels(
         jobs[prompt] = page.locator(f'#queue-list li[data-id="{newest.get_attribute("data-id")}"]')
     first, second, third = jobs["first"], jobs["second"], jobs["third"]
     expect(first.locator(".job-status")).to_have_text("Generating")
-    # Percent done and, from 2 % on, the time left.
-    expect(first.locator(".job-figures")).to_have_text(re.compile(r"^[1-9]\d* % · ETA \d"))
+    # The engine's step, percent done and, from 2 % on, the time left.
+    expect(first.locator(".job-figures")).to_have_text(
+        re.compile(r"^step [1-9]\d* of [1-9]\d* · [1-9]\d* % · ETA \d")
+    )
     expect(second.locator(".job-status")).to_have_text("Queued, 0 ahead")
     expect(third.locator(".job-status")).to_have_text("Queued, 1 ahead")
 

@@ -15,7 +15,7 @@ def test_a_handed_back_job_is_queued_again_without_spending_an_attempt(store: Jo
     job = store.create_job(make_spec())
     lease = store.claim_next_job("w1", [MODEL], lease_seconds=60)
     assert lease is not None and lease.job.attempts == 1
-    assert store.report_progress(lease, 0.4)
+    assert store.report_progress(lease, 0.4, (4, 10))
 
     assert store.hand_back(lease, reason="worker_draining")
 
@@ -24,6 +24,7 @@ def test_a_handed_back_job_is_queued_again_without_spending_an_attempt(store: Jo
     assert back.status is JobStatus.QUEUED
     assert back.attempts == 0
     assert back.progress == 0.0 and back.worker_id is None
+    assert (back.step, back.steps) == (None, None)  # the next run counts its own steps
     assert back.error_name is None and back.finished_at is None
     last = store.events_after(job.id)[-1]
     assert last.type is EventType.REQUEUED

@@ -172,6 +172,19 @@ def test_progress_is_recorded_and_clamped(store: JobStore) -> None:
     assert store.get_job(lease.job_id).progress == 1.0  # type: ignore[union-attr]
 
 
+def test_engine_steps_are_recorded_per_run(store: JobStore) -> None:
+    store.create_job(make_spec())
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
+    assert lease is not None and (lease.job.step, lease.job.steps) == (None, None)
+    assert store.report_progress(lease, 0.3, (3, 10))
+    job = store.get_job(lease.job_id)
+    assert job is not None and (job.step, job.steps) == (3, 10)
+    # Progress without a step (the encode stage) keeps the last step reported.
+    assert store.report_progress(lease, 0.95)
+    job = store.get_job(lease.job_id)
+    assert job is not None and (job.step, job.steps, job.progress) == (3, 10, 0.95)
+
+
 def test_enqueue_wakes_workers(store: JobStore) -> None:
     woken = threading.Event()
     store.on_enqueue = woken.set

@@ -17,6 +17,8 @@ from reelforge.engines import Registry
 from reelforge.jobs import JobStore, open_store
 from reelforge.jobs.result import JobResult, StageTimings
 from reelforge.jobs.stats import JobStats
+from reelforge.jobs.store import WebhookSubscription
+from reelforge.jobs.webhooks import WebhookOutbox
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
 from reelforge.worker.devices import gpu_memory_probe
@@ -161,3 +163,50 @@ def test_gpu_memory_from_heartbeats_is_in_the_snapshot_and_healthz(store: JobSto
     assert snap.gpu_memory == {("gpu-worker", "cuda:0"): 3 * 2**30}
     held = {w.id: w.gpu_memory_bytes for w in store.live_workers(within_s=60)}
     assert held == {"gpu-worker": 3 * 2**30, "cpu-worker": None}
+
+
+def test_the_exposition_labels_workers_gpu_memory_deliveries_and_queue_age(
+    tmp_path: Path,
+) -> None:
+    client, store = metrics_client(tmp_path)
+    try:
+        store.register_worker("gpu-worker", [T2V], "host", 1, "cuda:0")
+        store.register_worker("cpu-worker", [T2V], "host", 2, "cpu")
+        Heartbeat(store, "gpu-worker", 30, 10, gpu_memory=lambda: 3 * 2**30).beat()
+        outbox = WebhookOutbox(store.engine)
+        hook = WebhookSubscription("http://127.0.0.1:9/hook", ("started", "completed"))
+        store.create_job(make_spec(T2V), webhook=hook)
+        lease = store.claim_next_job("elsewhere", [T2V], 60)
+        assert lease is not None and store.complete_job(lease, make_result(lease.job_id))
+        [started] = outbox.claim_due(10, 60)
+        assert outbox.record_attempt(
+            started, status_code=200, error=None, duration_s=0.01, delivered=True, retry_in_s=None
+        )
+        [completed] = outbox.claim_due(10, 60)
+        assert outbox.record_attempt(
+            completed, status_code=500, error=None, duration_s=0.01, delivered=False,
+            retry_in_s=None,
+        )  # fmt: skip
+        store.create_job(make_spec(T2V))  # waits: its age is the scrape's time since
+        found = families(client.get("/metrics").text)
+    finally:
+        client.close()
+        store.engine.dispose()
+
+    def by(name: str, *keys: str) -> dict[tuple[str, ...], float]:
+        return {tuple(labels[k] for k in keys): n for labels, n in found[name]}
+
+    assert by("reelforge_workers", "state", "device") == {("idle", "cuda:0"): 1, ("idle", "cpu"): 1}
+    assert by("reelforge_worker_gpu_memory_bytes", "worker", "device") == {
+        ("gpu-worker", "cuda:0"): 3 * 2**30
+    }
+    assert by("reelforge_webhook_deliveries", "outcome") == {
+        ("pending",): 0,
+        ("sending",): 0,
+        ("delivered",): 1,
+        ("failed",): 1,
+    }
+    assert by("reelforge_queue_depth", "model")[(T2V,)] == 1
+    assert by("reelforge_queue_oldest_age_seconds", "model")[(T2V,)] > 0
+    finished = by("reelforge_generations_finished_total", "model", "dialect", "status")
+    assert finished == {(T2V, "aimlapi", "succeeded"): 1}

@@ -97,6 +97,21 @@ def test_completed_video_url_is_the_first_url() -> None:
     assert body["progress"] == 100
 
 
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        (JobStatus.RUNNING, (4, 20)),
+        (JobStatus.QUEUED, (None, None)),
+        (JobStatus.SUCCEEDED, (None, None)),
+    ],
+)
+def test_engine_steps_show_while_generating(
+    status: JobStatus, shown: tuple[object, object]
+) -> None:
+    body = render_generation(make_job(status, step=4, steps=20), None, lambda key: key)
+    assert (body["step"], body["steps"]) == shown
+
+
 @pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED])
 def test_unfinished_or_failed_jobs_carry_no_url(status: JobStatus) -> None:
     body = render_generation(make_job(status, result=RESULT), 3, lambda key: key)

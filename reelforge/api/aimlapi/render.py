@@ -46,6 +46,9 @@ def render_generation(
         "thumbnail": _media(job, result.thumbnail if result else None, link),
         "error": _error(job),
         "progress": round(100 * job.progress),
+        # The engine's step of the running job, of `steps` (None before its first step).
+        "step": job.step if job.status is JobStatus.RUNNING else None,
+        "steps": job.steps if job.status is JobStatus.RUNNING else None,
         "queue_position": queue_position,
         "eta_seconds": eta_seconds,
         "cancel_requested": job.cancel_requested,
