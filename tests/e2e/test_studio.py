@@ -247,7 +247,7 @@ def test_image_to_video_from_an_uploaded_image(
 
 
 def test_the_queue_shows_position_progress_and_eta_and_cancels(
-    gated: tuple[LiveServer, Path], open_tab: Callable[[ViewportSize], Tab]
+    gated: tuple[LiveServer, Path], open_tab: Callable[[ViewportSize], Tab], tmp_path: Path
 ) -> None:
     server, _gate = gated
     tab = open_tab(DESKTOP)
@@ -269,6 +269,7 @@ def test_the_queue_shows_position_progress_and_eta_and_cancels(
     )
     expect(second.locator(".job-status")).to_have_text("Queued, 0 ahead")
     expect(third.locator(".job-status")).to_have_text("Queued, 1 ahead")
+    screenshot(page, tmp_path, "studio-queue.png")
 
     canceled = "canceled: the generation was canceled"
     second.locator("button").click()
