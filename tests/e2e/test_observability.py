@@ -210,6 +210,11 @@ def test_every_log_line_is_json_with_each_request_and_transition(replicas: Repli
     ]
     assert len(about_jobs) >= 2 * len(replicas.job_ids)  # claimed, succeeded in ...
     assert all(r["message"].startswith(f"job {r.get('job_id')}:") for r in about_jobs)
+    # Any worker line that names one of the generations carries that id as its job_id.
+    for r in records:
+        if r["logger"].startswith("reelforge.worker"):
+            named = [job_id for job_id in replicas.job_ids if job_id in r["message"]]
+            assert named in ([], [r.get("job_id")]), r
     # uvicorn speaks through the same format; its own access log is off.
     assert any(r["logger"].startswith("uvicorn") for r in records)
     assert not any(r["logger"] == "uvicorn.access" for r in records)

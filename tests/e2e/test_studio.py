@@ -9,6 +9,7 @@ REELFORGE_UPDATE_SCREENSHOTS=1).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -137,8 +138,11 @@ def load_studio(page: Page, server: LiveServer) -> None:
 
 def generate(page: Page) -> str:
     """Submit the form; wait until the new job's progress reads 100 %; its id."""
+    queue = page.locator("#queue-list li.job")
+    before = queue.count()
     page.click("#generate")
-    job = page.locator("#queue-list li.job").first
+    expect(queue).to_have_count(before + 1)  # the new job is on top
+    job = queue.first
     expect(job).to_have_attribute("data-id", re.compile(r".+"))
     job_id = str(job.get_attribute("data-id"))
     item = page.locator(f'#queue-list li[data-id="{job_id}"]')
@@ -243,6 +247,15 @@ def test_image_to_video_from_an_uploaded_image(
     job_id = generate(page)
     polled = httpx.get(f"{keyless.base_url}/v2/video/generations/{job_id}", timeout=10).json()
     assert polled["model"] == I2V and polled["parameters"]["image_to_video"] is True
+
+    # The URL field instead of a file: a data URI (the API takes http(s), data URIs and base64).
+    page.set_input_files("#f-image_file", [])
+    encoded = base64.b64encode(image.read_bytes()).decode()
+    page.fill("#f-image_url", f"data:image/png;base64,{encoded}")
+    by_url = generate(page)
+    assert by_url != job_id
+    polled = httpx.get(f"{keyless.base_url}/v2/video/generations/{by_url}", timeout=10).json()
+    assert polled["status"] == "completed" and polled["parameters"]["image_to_video"] is True
     assert tab.errors == []
 
 
@@ -369,6 +382,13 @@ def test_phone_sized_and_keyboard_only(
     expect(page.locator("#gallery-list li img").first).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, tmp_path, "studio-phone.png")
+    # A gallery card opens the player from the keyboard, and Escape closes it.
+    page.focus("#gallery-list li button.card")
+    page.keyboard.press("Enter")
+    expect(page.locator("#viewer")).to_be_visible()
+    assert page.evaluate("document.getElementById('viewer').contains(document.activeElement)")
+    page.keyboard.press("Escape")
+    expect(page.locator("#viewer")).to_be_hidden()
     assert tab.errors == []
 
 

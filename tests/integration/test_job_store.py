@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -306,7 +308,10 @@ def event_types(store: JobStore, job_id: str) -> list[str]:
     return [event.type.value for event in store.events_after(job_id)]
 
 
-def test_every_transition_writes_its_event(store: JobStore) -> None:
+def test_every_transition_writes_its_event(
+    store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="reelforge.jobs.store")
     done = store.create_job(make_spec())
     lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
     assert lease is not None
@@ -339,6 +344,15 @@ def test_every_transition_writes_its_event(store: JobStore) -> None:
     store.requeue_expired()  # max_attempts is 2: the lost second run fails the job
     assert event_types(store, retried.id) == ["created", "started", "requeued", "started", "failed"]
     assert store.events_after(retried.id)[-1].data == {"error": "worker_lost"}
+
+    # And one log line per transition (progress only at DEBUG), carrying the job's id.
+    for job in (done, canceled, retried):
+        logged = [
+            getattr(r, "event", None)
+            for r in caplog.records
+            if r.levelno == logging.INFO and getattr(r, "job_id", None) == job.id
+        ]
+        assert logged == [t for t in event_types(store, job.id) if t != "progress"], job.id
 
 
 def test_webhook_deliveries_follow_the_subscription(store: JobStore) -> None:
