@@ -105,9 +105,23 @@ class JobRunner:
         self.drain = drain  # once overdue, the running job is handed back between steps
 
     def run(self, lease: Lease) -> None:
-        """Run one claimed job and record its outcome; never raises for a job's failure."""
+        """Run one claimed job and record its outcome; never raises for a job's failure,
+        nor for a database that fails while the outcome is written."""
         with job_context(lease.job_id):
-            self._run(lease)
+            try:
+                self._run(lease)
+            except Exception as exc:
+                if translate_db_error(exc) is None:
+                    raise
+                # The run is over but its outcome (a failure, a cancel, a hand-back) could
+                # not be written: the job keeps its lease until that runs out, then lease
+                # recovery queues it again. The worker itself goes on to its next claim.
+                log.warning(
+                    "job %s: could not record how the run ended: the job database failed "
+                    "(%s); the job is queued again once its lease runs out",
+                    lease.job_id,
+                    exc.__class__.__name__,
+                )
 
     def _run(self, lease: Lease) -> None:
         job_id = lease.job_id

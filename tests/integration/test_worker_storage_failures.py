@@ -7,17 +7,24 @@ and a real tmpfs that is full to the last byte or mounted read-only.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from sqlalchemy.engine import make_url
 
+from reelforge.engines.base import Clip, OnStep
 from reelforge.engines.registry import ModelEntry, Registry
 from reelforge.engines.testsrc import TestSourceEngine
-from reelforge.jobs import JobStatus, JobStore
+from reelforge.jobs import JobStatus, JobStore, open_engine
+from reelforge.jobs.schema import migrate
+from reelforge.spec import GenerationSpec
 from reelforge.storage import LocalStorage
 from reelforge.worker.heartbeat import Heartbeat
 from reelforge.worker.runner import JobRunner
 from tests.conftest import make_spec
+from tests.fixtures.engines import FailingEngine
 
 MODEL = "klingai/v2-master-text-to-video"
 
@@ -89,3 +96,45 @@ def test_a_broken_scratch_folder_fails_the_job_by_name(
     runner.scratch_dir = tmp_path
     following = _run_one_job(store, runner)
     assert store.get_job(following).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+class _LockingFailingEngine(FailingEngine):
+    """Fails its job, after taking the database's write lock as another process would
+    (a real `BEGIN IMMEDIATE` on the SQLite file), so the failure cannot be written."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__(None)
+        self.holder = sqlite3.connect(database, isolation_level=None)
+
+    def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
+        self.holder.execute("BEGIN IMMEDIATE")
+        return super().generate(spec, image, on_step)
+
+
+def test_a_database_away_when_the_outcome_is_written_leaves_the_worker_running(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = open_engine(sqlite_url, sqlite_busy_timeout_s=0.2)
+    migrate(engine)
+    store = JobStore(engine)
+    failing = _LockingFailingEngine(make_url(sqlite_url).database or "")
+    runner = JobRunner(
+        store,
+        LocalStorage(tmp_path / "artifacts"),
+        Registry([ModelEntry(MODEL, "fixture-failing")]),
+        {MODEL: failing},
+        Heartbeat(store, "w1", lease_seconds=60, interval_s=30),  # never beats here
+    )
+    job = store.create_job(make_spec(MODEL))
+    lease = store.claim_next_job("w1", [MODEL], lease_seconds=60)
+    assert lease is not None
+    try:
+        runner.run(lease)  # the failure cannot be written: no exception out of the runner
+    finally:
+        failing.holder.close()
+    # Unchanged: still the lost run's, until its lease runs out and recovery requeues it.
+    left = store.get_job(job.id)
+    assert left is not None and left.status is JobStatus.RUNNING and left.attempts == 1
+    store.create_job(make_spec(MODEL))
+    assert store.claim_next_job("w1", [MODEL], lease_seconds=60) is not None  # works on
+    engine.dispose()
