@@ -27,7 +27,14 @@ from sqlalchemy.exc import OperationalError
 
 from reelforge.jobs import JobStore, WorkerInfo, open_engine, open_store
 
-__all__ = ["MODEL", "WorkerPool", "WorkerProcess", "wait_until"]
+__all__ = [
+    "MODEL",
+    "WorkerPool",
+    "WorkerProcess",
+    "freeze_between_writes",
+    "job_locked",
+    "wait_until",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "klingai/v2-master-text-to-video"
@@ -145,39 +152,9 @@ class WorkerPool:
         """Let every gated run (now and later) finish its steps."""
         (self.gate / "release").touch()
 
-    def freeze(self, worker: WorkerProcess, job_id: str, attempts: int = 20) -> None:
-        """SIGSTOP the worker at a moment it holds no database lock on the job (between two
-        of its writes): a frozen holder of a lock is another fault, one that would stall
-        every other worker's requeue, not only its own job."""
-        for _ in range(attempts):
-            worker.signal(signal.SIGSTOP)
-            if not self._job_locked(job_id):
-                return
-            worker.signal(signal.SIGCONT)
-            time.sleep(0.01)  # not synchronisation: lets the worker finish its write
-        raise AssertionError(f"worker {worker.pid} held the lock of job {job_id} every time")
-
-    def _job_locked(self, job_id: str) -> bool:
-        """Whether another connection holds a lock that a write to the job's row would wait
-        for (SQLite: the database's write lock; PostgreSQL: the row's lock)."""
-        sqlite = self.database_url.startswith("sqlite")
-        engine = open_engine(self.database_url, sqlite_busy_timeout_s=0.05)
-        try:
-            with engine.connect() as conn:
-                if sqlite:  # BEGIN IMMEDIATE takes the write lock, or fails in 50 ms
-                    with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
-                        pass
-                else:
-                    with conn.begin():
-                        conn.execute(
-                            text("SELECT id FROM jobs WHERE id = :id FOR UPDATE NOWAIT"),
-                            {"id": job_id},
-                        )
-            return False
-        except OperationalError:
-            return True
-        finally:
-            engine.dispose()
+    def freeze(self, worker: WorkerProcess, job_id: str) -> None:
+        """SIGSTOP the worker between two of its writes to the job (`freeze_between_writes`)."""
+        freeze_between_writes(worker.signal, self.database_url, job_id)
 
     def close(self) -> None:
         for worker in self.workers:
@@ -186,3 +163,44 @@ class WorkerPool:
 
     def logs(self) -> str:
         return "\n".join(f"--- worker {w.pid}\n{w.log()}" for w in self.workers)
+
+
+def freeze_between_writes(
+    send_signal: Callable[[signal.Signals], None],
+    database_url: str,
+    job_id: str,
+    attempts: int = 20,
+) -> None:
+    """SIGSTOP a worker (through `send_signal`) at a moment it holds no database lock on the
+    job: a frozen holder of a lock is another fault, one that would stall every other
+    worker's requeue, not only its own job."""
+    for _ in range(attempts):
+        send_signal(signal.SIGSTOP)
+        if not job_locked(database_url, job_id):
+            return
+        send_signal(signal.SIGCONT)
+        time.sleep(0.01)  # not synchronisation: lets the worker finish its write
+    raise AssertionError(f"the worker held the lock of job {job_id} every time")
+
+
+def job_locked(database_url: str, job_id: str) -> bool:
+    """Whether another connection holds a lock that a write to the job's row would wait for
+    (SQLite: the database's write lock; PostgreSQL: the row's lock)."""
+    sqlite = database_url.startswith("sqlite")
+    engine = open_engine(database_url, sqlite_busy_timeout_s=0.05)
+    try:
+        with engine.connect() as conn:
+            if sqlite:  # BEGIN IMMEDIATE takes the write lock, or fails in 50 ms
+                with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+                    pass
+            else:
+                with conn.begin():
+                    conn.execute(
+                        text("SELECT id FROM jobs WHERE id = :id FOR UPDATE NOWAIT"),
+                        {"id": job_id},
+                    )
+        return False
+    except OperationalError:
+        return True
+    finally:
+        engine.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -132,6 +133,34 @@ def test_drain_with_time_to_spare_finishes_the_job_and_claims_no_other(
     untouched = _job(pool, later.id)
     assert untouched.status is JobStatus.QUEUED and untouched.attempts == 0
     assert pool.started() == [worker.pid] and len(list(pool.gate.glob("started-*"))) == 1
+
+
+DRAIN_S = 1.0
+DRAINED_EXIT_S = 15.0
+"""The drain period, then an engine step, the hand-back and deregistering: seconds at most."""
+
+
+def test_a_job_still_running_at_the_drain_deadline_is_handed_back_unspent(
+    sqlite_pool: WorkerPool,
+) -> None:
+    pool = sqlite_pool
+    worker = pool.start(drain_seconds=str(DRAIN_S))
+    job = pool.store.create_job(make_spec())
+    pool.wait_started(worker)  # the gate is never released: the job cannot finish
+
+    signalled = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(DRAINED_EXIT_S) == 0, worker.log()
+    took_s = time.monotonic() - signalled
+    assert took_s >= DRAIN_S, took_s  # it gave the job its grace period first
+
+    back = _job(pool, job.id)
+    assert back.status is JobStatus.QUEUED and back.attempts == 0, back
+    assert back.worker_id is None and back.result is None
+    requeued = [e for e in pool.store.events_after(job.id) if e.type is EventType.REQUEUED]
+    assert [e.data for e in requeued] == [{"reason": "worker_draining"}]
+    assert pool.info(worker) is None  # it deregistered on its way out
+    assert "handed back to the queue" in worker.log()
 
 
 def test_a_worker_killed_mid_job_has_it_rerun_by_the_other_after_the_lease(

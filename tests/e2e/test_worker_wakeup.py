@@ -1,10 +1,12 @@
 """A real `reelforge worker` on PostgreSQL, polling only every 30 s, claims jobs created by
-another process within seconds: only the NOTIFY can wake it that fast. Its LISTEN connection,
-killed by the server, comes back and wakes it again."""
+another process at once: only the NOTIFY can wake it that fast (the issue's target is about
+100 ms; the bound here is a second, for a loaded CI machine). Its LISTEN connection, killed by
+the server, comes back and wakes it again."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from reelforge.jobs import JobStatus, JobStore, open_store
+from reelforge.jobs import JobStatus, JobStore, WorkerState, open_store
 from reelforge.jobs.notify import APPLICATION_NAME, CHANNEL_SQL
 from tests.conftest import make_spec
 from tests.e2e.conftest import REPO_ROOT, START_TIMEOUT_S, TESTSRC_REGISTRY, wait_for
@@ -25,6 +27,9 @@ T2V = "klingai/v2-master-text-to-video"
 POLL_INTERVAL_S = 30
 CLAIM_WITHIN_S = 5.0
 """Far below the poll interval: a claim this fast was woken by the notification."""
+WAKE_UPS = 5
+WAKE_UP_MEDIAN_S = 1.0
+"""The median time from a create to the idle worker's claim (both by the database's clock)."""
 
 
 @dataclass
@@ -111,6 +116,24 @@ def test_an_idle_worker_claims_a_new_job_at_once(worker: Worker) -> None:
     claimed_soon(worker)
     claimed_soon(worker)
     assert worker.log().count("claimed (attempt 1)") == 2
+
+
+def idle(worker: Worker) -> bool:
+    """Whether the worker's row says it waits for a job (written as its last job ended)."""
+    rows = worker.store.live_workers(within_s=60)
+    return len(rows) == 1 and rows[0].state is WorkerState.IDLE and rows[0].current_job_id is None
+
+
+def test_an_idle_worker_claims_within_a_second_of_the_create(worker: Worker) -> None:
+    waited: list[float] = []
+    for _ in range(WAKE_UPS):
+        wait_for(lambda: worker.alive() and idle(worker), 30, "the worker to be idle")
+        job = worker.store.get_job(claimed_soon(worker))
+        assert job is not None and job.started_at is not None
+        waited.append(job.started_at - job.created_at)
+    median = statistics.median(waited)
+    print(f"create to claim: median {median * 1000:.0f} ms of {[round(w * 1000) for w in waited]}")
+    assert median < WAKE_UP_MEDIAN_S, waited
 
 
 def test_the_listen_connection_comes_back_after_the_server_kills_it(worker: Worker) -> None:

@@ -1,9 +1,14 @@
-"""Fair share between tenants: the claim's order, and queue positions that follow it."""
+"""Fair share between tenants: the claim's order, and the queue positions and ETAs that
+follow it."""
 
 from __future__ import annotations
 
+from sqlalchemy import update
+
 from reelforge.jobs.queue import QueuePositions
+from reelforge.jobs.schema import jobs
 from reelforge.jobs.store import Job, JobStore
+from reelforge.service.eta import EtaEstimator
 from tests.conftest import make_result, make_spec
 
 MODEL = "klingai/v2-master-text-to-video"
@@ -72,3 +77,37 @@ def test_one_tenant_keeps_priority_then_age(store: JobStore) -> None:
     jobs = [store.create_job(make_spec(), priority=p) for p in (0, 2, 0, 2)]
     assert [store.queue_position(job) for job in jobs] == [2, 0, 3, 1]
     assert [_run_one(store).id for _ in jobs] == [jobs[i].id for i in (1, 3, 0, 2)]
+
+
+RUN_S = 12.0
+
+
+def _history(store: JobStore, run_s: float) -> None:
+    """One earlier job of the model that took `run_s` from its claim to its end (another
+    tenant's, so the burst's fair share is its own)."""
+    store.create_job(make_spec(), tenant="earlier")
+    done = _run_one(store)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(jobs).where(jobs.c.id == done.id).values(started_at=jobs.c.finished_at - run_s)
+        )
+
+
+def test_the_eta_of_a_tenant_behind_a_burst_follows_its_fair_share_place(
+    store: JobStore,
+) -> None:
+    _history(store, RUN_S)
+    store.register_worker("w1", [MODEL], "host", 1, "cpu")
+    burst = [store.create_job(make_spec(), tenant="a") for _ in range(10)]
+    single = store.create_job(make_spec(), tenant="b")
+    estimator = EtaEstimator(store, live_within_s=60)
+
+    position = store.queue_position(single)
+    assert position == 1  # behind a's first job only, not its whole burst
+    # It and the one job ahead, each of the mean run time, on the one worker.
+    assert estimator.estimate(single, position) == 2 * RUN_S
+    last = store.queue_position(burst[-1])
+    assert last == 10 and estimator.estimate(burst[-1], last) == 11 * RUN_S
+    store.register_worker("w2", [MODEL], "host", 2, "cpu")
+    fresh = EtaEstimator(store, live_within_s=60)
+    assert fresh.estimate(single, position) == RUN_S  # two workers share the two jobs

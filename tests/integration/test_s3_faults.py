@@ -1,6 +1,7 @@
 """S3 storage when its server fails, against a real SeaweedFS of this module's own (started,
 killed and restarted here): every failure is ServiceUnavailable naming the artifact store and
-the cause, never the endpoint or a secret; an upload cut off midway leaves no half object."""
+the cause, never the endpoint or a secret; an upload cut off midway leaves no half object.
+Credentials left out of reelforge's settings come from the standard AWS variables."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from reelforge.engines import Registry
 from reelforge.errors import ServiceUnavailable
 from reelforge.jobs import open_store
 from reelforge.settings import Settings
-from reelforge.storage import S3Storage
+from reelforge.startup import open_configured_storage
+from reelforge.storage import S3Storage, Storage
 from tests.conftest import weed_or_skip
-from tests.fixtures.seaweedfs import BUCKET, SECRET_KEY, SeaweedFS
+from tests.fixtures.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 
 KEY = "jobs/abc/video.mp4"
 _UPLOAD_MIB = 64  # eight multipart parts: seconds to upload here, so it is cut midway
@@ -148,3 +150,65 @@ def test_the_api_answers_503_naming_the_store_while_it_is_down_and_serves_once_b
             weed.start()
         ctx.close()
         store.engine.dispose()
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No S3 key in reelforge's own settings, and none of the AWS variables this machine may
+    have: each test sets the ones it means."""
+    for name in (
+        "REELFORGE_S3_ACCESS_KEY_ID",
+        "REELFORGE_S3_SECRET_ACCESS_KEY",
+        "REELFORGE_S3_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return monkeypatch
+
+
+def _configured_storage(weed: SeaweedFS, tmp_path: Path) -> Storage:
+    """The store `serve` and `worker` open from their settings: endpoint only, no key."""
+    settings = Settings(
+        data_dir=tmp_path,
+        storage_url=f"s3://{BUCKET}/aws-variables",
+        s3_endpoint_url=weed.endpoint,
+        s3_allow_http=True,
+    )
+    assert settings.s3_access_key_id == settings.s3_secret_access_key == ""
+    return open_configured_storage(settings)
+
+
+def test_the_standard_aws_variables_give_the_credentials_and_region(
+    weed: SeaweedFS, storage: S3Storage, aws_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    aws_environment.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    configured = _configured_storage(weed, tmp_path)
+    source = tmp_path / "video.mp4"
+    source.write_bytes(b"\x02" * 70_000)
+    assert configured.put_file(KEY, source, "video/mp4").size == 70_000
+    assert b"".join(configured.open_stream(KEY).chunks) == source.read_bytes()
+    found = configured.stat(KEY)
+    assert found is not None and found.size == 70_000
+    configured.delete(KEY)
+    assert configured.stat(KEY) is None
+
+
+def test_a_wrong_aws_secret_is_refused_access_without_naming_it(
+    weed: SeaweedFS, storage: S3Storage, aws_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wrong = "not-" + SECRET_KEY
+    aws_environment.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    configured = _configured_storage(weed, tmp_path)
+    for call in (
+        lambda: configured.put_bytes(KEY, b"x", "video/mp4"),
+        lambda: configured.get_bytes(KEY),
+    ):
+        with pytest.raises(ServiceUnavailable) as raised:
+            call()
+        message = raised.value.message
+        assert message.startswith("the artifact store refused access: HTTP 403"), message
+        assert message.endswith("check its credentials")
+        assert wrong not in message and ACCESS_KEY not in message

@@ -3,7 +3,9 @@ machine's device list injected: no GPU is needed, and none is touched."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from reelforge.worker.devices import (
     parse_nvidia_smi,
     parse_visible,
     pin_device,
+    pin_process,
     worker_devices,
 )
 
@@ -90,6 +93,41 @@ def test_cuda_n_that_is_not_visible_or_not_a_number_is_a_configuration_error() -
     assert hidden.value.field == "device"
     with pytest.raises(ConfigurationError, match="expected cuda:N"):
         pin_device("cuda:first", None)
+
+
+def test_pinning_a_process_shows_it_its_one_gpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    pin_process(WorkerDevice("cuda:2", "cuda", "2"))
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    mig = "MIG-aaaaaaaa-1111-2222-3333-444455556666"
+    pin_process(auto_devices(None, [mig])[0])
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == mig
+
+
+def test_pinning_a_cpu_or_unpinned_device_leaves_the_variable_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    for device in (CPU, pin_device("cuda", "1,3"), pin_device("auto", "1,3")):
+        pin_process(device)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1,3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    pin_process(CPU)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_child_started_after_pinning_sees_only_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variable is the process's environment, which the processes it starts inherit (a
+    library's helper process, or CUDA's own tools)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    pin_process(pin_device("cuda:1", "2,3"))
+    seen = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert seen.stdout.strip() == "3"
 
 
 def test_a_number_of_workers_shares_the_configured_device() -> None:
