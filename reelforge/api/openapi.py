@@ -15,7 +15,7 @@ A keyless server (loopback clients only) documents the bearer as optional.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Literal
 
@@ -430,18 +430,24 @@ def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def install_openapi(app: FastAPI, model_ids: Iterable[str], *, key_required: bool) -> None:
+def install_openapi(
+    app: FastAPI, model_ids: Iterable[str], *, key_required: Callable[[], bool]
+) -> None:
     """Serve the document with the fixes of the module docstring; `model_ids` are the models
-    this server serves; without `key_required` (a keyless server) the bearer is optional."""
+    this server serves; while `key_required()` is false (a keyless server) the bearer is
+    optional. Asked at each request: a keyless server's first managed key makes it keyed."""
     served = list(model_ids)
+    documents: dict[bool, dict[str, Any]] = {}  # built once for each answer of key_required
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        required = key_required()
+        if required not in documents:
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            _fix(document, served, key_required)
-            app.openapi_schema = document
+            _fix(document, served, required)
+            documents[required] = document
+        app.openapi_schema = documents[required]
         return app.openapi_schema
 
     setattr(app, "openapi", openapi)  # noqa: B010 (mypy refuses assigning to a method)

@@ -25,6 +25,7 @@ from tests.conftest import make_result
 T2V = "klingai/v2-master-text-to-video"
 TESTSRC = Path(__file__).resolve().parents[1] / "fixtures" / "testsrc.toml"
 REMOTE = ("203.0.113.9", 50000)  # keyed servers serve any address
+LOOPBACK = ("127.0.0.1", 50000)
 
 
 @pytest.fixture
@@ -168,17 +169,42 @@ def test_the_admin_api_manages_keys_and_every_call_is_audited(
     assert created["secret"] not in str(entries)
 
 
-def test_a_server_with_a_managed_key_requires_keys(
+def test_a_key_made_while_a_keyless_server_runs_closes_every_dialect_to_keyless_callers(
     parts: tuple[Settings, JobStore, KeyStore],
 ) -> None:
     settings, store, keys = parts
-    ctx, _client = _app(settings, store)
+    ctx, _remote = _app(settings, store)
+    local = TestClient(create_app(ctx), client=LOOPBACK, base_url="http://127.0.0.1")
+    kling_create = ("POST", "/v1/videos/text2video", {"prompt": "a fox"})
+    kling_list = ("GET", "/v1/videos/text2video", None)
+    aimlapi_list = ("GET", "/v2/video/generations", None)
+    # Keyless: loopback callers need no key, in every dialect; the document says so.
+    for method, path, body in (kling_create, kling_list, aimlapi_list):
+        assert local.request(method, path, json=body).status_code == 200, path
+    create = local.get("/openapi.json").json()["paths"]["/v2/video/generations"]["post"]
+    assert {} in create["security"]
     assert ctx.auth.open_to_loopback_only
-    keys.create("first")
-    assert ctx.auth.ring is not None and ctx.auth.ring.refresh()
+
+    key, secret = keys.create("first")
+    assert ctx.auth.ring is not None and ctx.auth.ring.refresh()  # the ring loop's round
     assert not ctx.auth.open_to_loopback_only
-    local = TestClient(create_app(ctx), base_url="http://127.0.0.1")
+    before = _job_count(store)
     assert local.get("/v2/video/generations").status_code == 401
+    for method, path, body in (kling_create, kling_list):
+        refused = local.request(method, path, json=body)
+        assert refused.status_code == 401, (path, refused.text)
+        assert refused.json()["code"] == 1001 and "Authorization" in refused.json()["message"]
+    assert _job_count(store) == before
+    # The same app takes the key in each dialect, from any address and under any host name
+    # (the keyless mode's browser guard stepped aside), and documents it as required.
+    keyed = TestClient(local.app, client=REMOTE, base_url="http://videos.example.com")
+    made = keyed.post("/v1/videos/text2video", json={"prompt": "a fox"}, headers=_bearer(secret))
+    assert made.status_code == 200, made.text
+    job = store.get_job(made.json()["data"]["task_id"])
+    assert job is not None and job.tenant == key.tenant
+    assert keyed.get("/v2/video/generations", headers=_bearer(secret)).status_code == 200
+    document = keyed.get("/openapi.json", headers=_bearer(secret)).json()
+    assert document["paths"]["/v2/video/generations"]["post"]["security"] == [{"HTTPBearer": []}]
 
 
 def _job_count(store: JobStore) -> int:

@@ -59,8 +59,11 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
     router = APIRouter(tags=["Kling"])
     service = ctx.generations
     models = models or KlingModels()
+    # Keyless asked at each request, not now: a key made later closes these routes too.
     auth = KlingAuthenticator(
-        ctx.settings.kling_key_pairs, keyless=ctx.auth.open_to_loopback_only, managed=ctx.auth
+        ctx.settings.kling_key_pairs,
+        keyless=lambda: ctx.auth.open_to_loopback_only,
+        managed=ctx.auth,
     )
 
     # The served ids that need an image: what makes a job an image2video task.
