@@ -169,6 +169,42 @@ def test_the_admin_api_manages_keys_and_every_call_is_audited(
     assert created["secret"] not in str(entries)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/admin/keys"), ("PATCH", "/v1/admin/keys/{key_id}")]
+)
+def test_admin_bodies_are_read_under_the_api_s_body_limits(
+    parts: tuple[Settings, JobStore, KeyStore], method: str, path: str
+) -> None:
+    settings, store, keys = parts
+    admin_key, admin_secret = keys.create("ops", scopes=list(Scope))
+    _ctx, client = _app(settings.model_copy(update={"max_body_bytes": 4096}), store)
+    url = path.format(key_id=admin_key.id)
+    headers = _bearer(admin_secret)
+    name = '"name": "n", ' if method == "POST" else ""  # a new key's; a change has none
+
+    def send(raw: str, content_type: str = "application/json") -> Any:
+        return client.request(
+            method, url, content=raw, headers={**headers, "content-type": content_type}
+        )
+
+    oversized = send("{" + name + '"limits": {}, "x": "' + "x" * 5000 + '"}')
+    assert oversized.status_code == 413, oversized.text
+    assert "larger than 4096 bytes" in oversized.json()["message"]
+    deep = send("{" + name + '"limits": ' + "[" * 40 + "]" * 40 + "}")
+    assert deep.status_code == 400, deep.text
+    assert "nested more than 32 levels deep" in deep.json()["message"]
+    twice = send("{" + name + '"limits": {}, "limits": {}}')
+    assert twice.status_code == 400 and "more than once" in twice.json()["message"]
+    not_json = send("name=n", content_type="application/x-www-form-urlencoded")
+    assert not_json.status_code == 415, not_json.text
+    invalid = send("{" + name + '"limits": {"max_queued": 0}}')
+    assert invalid.status_code == 400, invalid.text
+    assert [e["field"] for e in invalid.json()["errors"]] == ["limits.max_queued"]
+    # Nothing was made or changed.
+    assert [key.name for key in keys.list_keys()] == ["ops"]
+    assert keys.get(admin_key.id) == admin_key
+
+
 def test_a_key_made_while_a_keyless_server_runs_closes_every_dialect_to_keyless_callers(
     parts: tuple[Settings, JobStore, KeyStore],
 ) -> None:
