@@ -1,9 +1,12 @@
-"""Managed API keys: hashed at rest, scoped, revoked and rotated without a restart; the admin
-API and the audit log."""
+"""Managed API keys: hashed at rest, scoped, revoked and rotated without a restart; quotas
+and rate limits; tenant isolation; the admin API and the audit log. Each test runs on real
+SQLite and real PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +32,10 @@ LOOPBACK = ("127.0.0.1", 50000)
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[Settings, JobStore, KeyStore]]:
-    settings = Settings(data_dir=tmp_path)
+def parts(tmp_path: Path, database_url: str) -> Iterator[tuple[Settings, JobStore, KeyStore]]:
+    """The server's settings, job store and key store, once on SQLite and once on PostgreSQL
+    (where quotas take their per-tenant advisory lock)."""
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
     store = open_store(settings.resolved_database_url)
     yield settings, store, KeyStore(store.engine)
     store.engine.dispose()
@@ -269,6 +274,34 @@ def test_each_quota_refuses_with_429_and_creates_nothing(
     )
     assert openai.status_code == 429
     assert openai.json()["error"]["type"] == "insufficient_quota"
+
+
+def test_two_replicas_creating_at_once_admit_no_job_past_a_quota(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    settings, store, keys = parts
+    _key, secret = keys.create("burst", limits=KeyLimits(max_queued=3))
+    # Two API processes' apps, each with its own engine (its own connections) on one database.
+    other_store = open_store(settings.resolved_database_url)
+    apps = [_app(settings, store)[1].app, _app(settings, other_store)[1].app]
+    creates = 8
+    start = threading.Barrier(creates)
+
+    def create(client: TestClient) -> int:
+        start.wait(timeout=30)  # every create sent at once, half through each replica
+        return int(_create(client, secret).status_code)
+
+    try:
+        with (
+            TestClient(apps[0], client=REMOTE) as one,
+            TestClient(apps[1], client=REMOTE) as two,
+            ThreadPoolExecutor(creates) as pool,
+        ):
+            statuses = list(pool.map(create, [one, two] * (creates // 2)))
+    finally:
+        other_store.engine.dispose()
+    assert sorted(statuses) == [200] * 3 + [429] * (creates - 3)
+    assert _job_count(store) == 3
 
 
 def test_a_key_at_its_concurrent_limit_gets_its_next_job_in_once_one_finishes(
