@@ -115,7 +115,7 @@ _Body = TypeVar("_Body", bound=BaseModel)
 def build_admin_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])
     keys = ctx.keys
-    refused = error_responses(400, 401, 403, 503)
+    refused = error_responses(400, 401, 403, 429, 503)
 
     async def read_body(request: Request, model: type[_Body]) -> _Body:
         return _validated(model, await read_json_body(request, ctx.settings.max_body_bytes))
@@ -135,7 +135,7 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         "/keys",
         status_code=201,
         response_model=KeyWithSecret,
-        responses=error_responses(400, 401, 403, 413, 415, 503),
+        responses=error_responses(400, 401, 403, 413, 415, 429, 503),
         openapi_extra=json_request_body(KeyCreate),
     )
     async def create_key(request: Request, _tenant: str = Depends(ctx.auth.admin)) -> Any:
@@ -158,7 +158,7 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
     @router.post(
         "/keys/{key_id}/rotate",
         response_model=KeyWithSecret,
-        responses=error_responses(400, 401, 403, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def rotate_key(
         key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)
@@ -173,7 +173,7 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
     @router.patch(
         "/keys/{key_id}",
         response_model=KeyView,
-        responses=error_responses(400, 401, 403, 404, 413, 415, 503),
+        responses=error_responses(400, 401, 403, 404, 413, 415, 429, 503),
         openapi_extra=json_request_body(KeyChange),
     )
     async def change_key(
@@ -188,7 +188,9 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         return key.public()
 
     @router.delete(
-        "/keys/{key_id}", response_model=KeyView, responses=error_responses(400, 401, 403, 404, 503)
+        "/keys/{key_id}",
+        response_model=KeyView,
+        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def revoke_key(
         key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)

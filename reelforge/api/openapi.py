@@ -27,6 +27,7 @@ from pydantic.json_schema import SkipJsonSchema
 from reelforge.service.generations import IDEMPOTENCY_HEADER
 
 __all__ = [
+    "RETRY_AFTER_STATUSES",
     "ErrorBody",
     "Generation",
     "GenerationDeleted",
@@ -52,11 +53,16 @@ _STATUS_DESCRIPTIONS = {
     409: "The generation has already ended; there is nothing to cancel.",
     413: "The request body is larger than REELFORGE_MAX_BODY_BYTES.",
     415: "The request body is not declared as JSON.",
+    429: "Over the API key's rate limit (`rate_per_minute`) or, for a create, one of its "
+    "quotas (`max_concurrent`, `max_queued`, `daily_video_seconds`): the message names it; "
+    "nothing was done. Retry after Retry-After.",
     503: "Try again later (see Retry-After): the job database is busy or away, no worker "
     "can serve the model (its reason in the message), or this server serves as many event "
     "streams as it may.",
     507: "The job database or the artifact store is full.",
 }
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""The error statuses answered with `Retry-After`."""
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying.",
@@ -149,7 +155,7 @@ def error_responses(
         code: {
             "model": model or ErrorBody,
             "description": _STATUS_DESCRIPTIONS[code],
-            **({"headers": _RETRY_AFTER} if code == 503 else {}),
+            **({"headers": _RETRY_AFTER} if code in RETRY_AFTER_STATUSES else {}),
         }
         for code in status_codes
     }

@@ -46,7 +46,9 @@ class Usage(BaseModel):
 def build_usage_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["usage"])
 
-    @router.get("/v1/usage", response_model=Usage, responses=error_responses(400, 401, 403, 503))
+    @router.get(
+        "/v1/usage", response_model=Usage, responses=error_responses(400, 401, 403, 429, 503)
+    )
     async def get_usage(request: Request, tenant: str = Depends(ctx.auth.reader)) -> Any:
         principal: Principal = request.state.principal
         days = bounded_int("days", request.query_params.get("days"), default=30, maximum=MAX_DAYS)

@@ -304,6 +304,36 @@ def test_two_replicas_creating_at_once_admit_no_job_past_a_quota(
     assert _job_count(store) == 3
 
 
+def test_every_route_a_key_s_limits_can_refuse_documents_its_429(
+    parts: tuple[Settings, JobStore, KeyStore],
+) -> None:
+    # The rate limit counts every request a key authenticates, so every route that takes a
+    # key can answer 429: the fuzzer (tests/e2e/test_fuzz.py) would count an undocumented one.
+    settings, store, keys = parts
+    _admin, admin_secret = keys.create("ops", scopes=list(Scope))
+    _ctx, client = _app(settings, store)
+    document = client.get("/openapi.json", headers=_bearer(admin_secret)).json()
+    keyed = [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if operation.get("security")
+    ]
+    assert len(keyed) > 30  # every dialect's routes, the admin API, usage, models, metrics
+    for method, path, operation in keyed:
+        answer = operation["responses"].get("429")
+        assert answer is not None, (method, path)
+        assert "Retry-After" in answer["headers"], (method, path)
+        # In the dialect's own error body, as its 401 is.
+        assert answer["content"] == operation["responses"]["401"]["content"], (method, path)
+    creates = [("post", "/v2/video/generations"), ("post", "/v1/videos")]
+    creates += [("post", "/v1/videos/text2video"), ("post", "/v1/videos/image2video")]
+    for method, path in creates:
+        assert "quotas" in document["paths"][path][method]["responses"]["429"]["description"]
+    openai_error = document["components"]["schemas"]["OpenAIError"]["properties"]["type"]
+    assert {"requests", "insufficient_quota"} <= set(openai_error["enum"])
+
+
 def test_a_key_at_its_concurrent_limit_gets_its_next_job_in_once_one_finishes(
     parts: tuple[Settings, JobStore, KeyStore],
 ) -> None:

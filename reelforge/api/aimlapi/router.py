@@ -163,7 +163,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             create_generation,
             methods=["POST"],
             response_model=None,
-            responses=answers(*generation, 400, 401, 403, 409, 413, 415, 503, 507),
+            responses=answers(*generation, 400, 401, 403, 409, 413, 415, 429, 503, 507),
             openapi_extra={
                 **json_request_body(CreateVideoRequest),
                 "parameters": [idempotency_key_parameter("generation")],
@@ -182,6 +182,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
                 401,
                 403,
                 404,
+                429,
                 503,
             ),
             openapi_extra={"parameters": _LIST_PARAMETERS},
@@ -191,7 +192,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             get_generation,
             methods=["GET"],
             response_model=None,
-            responses=answers(*generation, 401, 403, 404, 503),
+            responses=answers(*generation, 401, 403, 404, 429, 503),
         )
         router.add_api_route(
             path + "/{generation_id}",
@@ -199,7 +200,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             methods=["DELETE"],
             response_model=None,
             responses=answers(
-                GenerationDeleted, "Deleted, with its files.", 401, 403, 404, 503, 507
+                GenerationDeleted, "Deleted, with its files.", 401, 403, 404, 429, 503, 507
             ),
         )
         router.add_api_route(
@@ -207,7 +208,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             cancel_generation,
             methods=["POST"],
             response_model=None,
-            responses=answers(*generation, 401, 403, 404, 409, 503, 507),
+            responses=answers(*generation, 401, 403, 404, 409, 429, 503, 507),
         )
         router.add_api_route(
             path + "/{generation_id}/webhooks",
@@ -220,6 +221,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
                 401,
                 403,
                 404,
+                429,
                 503,
             ),
         )
@@ -229,7 +231,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             methods=["GET"],
             response_model=None,
             response_class=EventSourceResponse,
-            responses=event_stream_responses(400, 401, 403, 404, 503),
+            responses=event_stream_responses(400, 401, 403, 404, 429, 503),
             openapi_extra={"parameters": [_LAST_EVENT_ID_PARAMETER]},
         )
     return router

@@ -168,7 +168,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         create_video,
         methods=["POST"],
         response_model=None,
-        responses=openai_answers(*video, 400, 401, 403, 409, 413, 415, 503, 507),
+        responses=openai_answers(*video, 400, 401, 403, 409, 413, 415, 429, 503, 507),
         openapi_extra={
             **VIDEO_CREATE_REQUEST_BODY,
             "parameters": [idempotency_key_parameter("video")],
@@ -179,7 +179,9 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         list_videos,
         methods=["GET"],
         response_model=None,
-        responses=openai_answers(VideoList, "A page of the caller's videos.", 400, 401, 403, 503),
+        responses=openai_answers(
+            VideoList, "A page of the caller's videos.", 400, 401, 403, 429, 503
+        ),
         openapi_extra={"parameters": _LIST_PARAMETERS},
     )
     router.add_api_route(
@@ -187,14 +189,16 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         retrieve_video,
         methods=["GET"],
         response_model=None,
-        responses=openai_answers(*video, 401, 403, 404, 503),
+        responses=openai_answers(*video, 401, 403, 404, 429, 503),
     )
     router.add_api_route(
         PREFIX + "/{video_id}",
         delete_video,
         methods=["DELETE"],
         response_model=None,
-        responses=openai_answers(VideoDeleted, "Deleted, with its files.", 401, 403, 404, 503, 507),
+        responses=openai_answers(
+            VideoDeleted, "Deleted, with its files.", 401, 403, 404, 429, 503, 507
+        ),
     )
     router.add_api_route(
         PREFIX + "/{video_id}/content",
@@ -202,7 +206,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         methods=["GET"],
         response_model=None,
         response_class=Response,
-        responses=openai_content_answers(400, 401, 403, 404, 503, 507),
+        responses=openai_content_answers(400, 401, 403, 404, 429, 503, 507),
         openapi_extra={"parameters": [_VARIANT_PARAMETER]},
     )
     router.add_api_route(
@@ -210,7 +214,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         remix_video,
         methods=["POST"],
         response_model=None,
-        responses=openai_answers(*video, 400, 401, 403, 404, 409, 413, 415, 503, 507),
+        responses=openai_answers(*video, 400, 401, 403, 404, 409, 413, 415, 429, 503, 507),
         openapi_extra={**REMIX_REQUEST_BODY, "parameters": [idempotency_key_parameter("video")]},
     )
     return router
