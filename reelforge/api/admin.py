@@ -39,10 +39,13 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_concurrent: int | None = Field(
-        default=None, ge=1, le=_MAX_COUNT, description="Jobs in flight (queued or running)."
+        default=None,
+        ge=1,
+        le=_MAX_COUNT,
+        description="Jobs in flight at once: queued or running.",
     )
     max_queued: int | None = Field(
-        default=None, ge=1, le=_MAX_COUNT, description="Jobs waiting at once."
+        default=None, ge=1, le=_MAX_COUNT, description="Jobs waiting to start, at once."
     )
     daily_video_seconds: float | None = Field(
         default=None, gt=0, le=_MAX_DAILY_S, description="Seconds of video per day (UTC)."

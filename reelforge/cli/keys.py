@@ -135,8 +135,15 @@ def _action(
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-concurrent", type=int, metavar="N", help="running jobs at once")
-    parser.add_argument("--max-queued", type=int, metavar="N", help="jobs waiting at once")
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        help="jobs in flight at once, queued or running (a create past it is a 429)",
+    )
+    parser.add_argument(
+        "--max-queued", type=int, metavar="N", help="jobs waiting to start, at once"
+    )
     parser.add_argument(
         "--daily-video-seconds", type=float, metavar="S", help="seconds of video per day"
     )

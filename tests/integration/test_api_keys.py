@@ -7,15 +7,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from sqlalchemy import MetaData, select
 
 from reelforge.api.app import build_context, create_app
 from reelforge.api.context import ApiContext
+from reelforge.api.kling.openapi import KlingErrorBody
+from reelforge.api.openai.schema import OpenAIErrorBody
+from reelforge.api.openapi import ErrorBody
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore, open_store
 from reelforge.jobs.schema import rate_windows
@@ -252,28 +257,101 @@ def _job_count(store: JobStore) -> int:
     return sum(store.count_by_status().values())
 
 
-def test_each_quota_refuses_with_429_and_creates_nothing(
+@dataclass(frozen=True)
+class Dialect:
+    """How a dialect creates a job and what its 429 body says."""
+
+    path: str
+    body: dict[str, Any]
+    seconds: float  # of video the body asks for
+    error_body: type[BaseModel]
+
+    def message(self, answer: Any) -> str:
+        body = answer.json()
+        return str(body["error"]["message"] if "error" in body else body["message"])
+
+
+DIALECTS = {
+    "aimlapi": Dialect(
+        "/v2/video/generations", {"model": T2V, "prompt": "a red circle"}, 5, ErrorBody
+    ),
+    "openai": Dialect("/v1/videos", {"prompt": "a red circle", "seconds": "4"}, 4, OpenAIErrorBody),
+    "kling": Dialect(
+        "/v1/videos/text2video", {"prompt": "a red circle", "duration": "5"}, 5, KlingErrorBody
+    ),
+}
+# Each limit, set so that one create fits and the next does not.
+LIMITS = {
+    "max_concurrent": KeyLimits(max_concurrent=1),
+    "max_queued": KeyLimits(max_queued=1),
+    "daily_video_seconds": KeyLimits(daily_video_seconds=6),
+    "rate_per_minute": KeyLimits(rate_per_minute=1),
+}
+
+
+@pytest.mark.parametrize("limit", list(LIMITS))
+@pytest.mark.parametrize("dialect", list(DIALECTS))
+def test_each_limit_refuses_a_create_in_each_dialect_with_429_and_creates_nothing(
+    parts: tuple[Settings, JobStore, KeyStore], dialect: str, limit: str
+) -> None:
+    settings, store, keys = parts
+    _key, secret = keys.create(f"{dialect}-{limit}", limits=LIMITS[limit])
+    _ctx, client = _app(settings, store)
+    speaks = DIALECTS[dialect]
+
+    def create() -> Any:
+        return client.post(speaks.path, json=speaks.body, headers=_bearer(secret))
+
+    first = create()
+    assert first.status_code == 200, first.text
+    before = _job_count(store)
+    over = create()
+    if limit == "rate_per_minute" and over.status_code == 200:
+        # The minute turned between the two: that create was the new minute's one.
+        before, over = _job_count(store), create()
+    assert over.status_code == 429, over.text
+    retry_after = int(over.headers["retry-after"])
+    assert 1 <= retry_after <= (60 if limit == "rate_per_minute" else 86400)
+    speaks.error_body.model_validate(over.json())  # the dialect's documented error body
+    assert speaks.message(over).startswith(f"{limit}:"), over.text
+    quota = limit != "rate_per_minute"
+    if dialect == "aimlapi":
+        assert over.json()["statusCode"] == 429
+    elif dialect == "openai":
+        error = over.json()["error"]
+        assert error["type"] == ("insufficient_quota" if quota else "requests")
+        assert error["code"] == ("quota_exceeded" if quota else "rate_limited")
+    else:
+        assert over.json()["code"] == (1303 if quota else 1302)
+    assert _job_count(store) == before
+
+
+def test_max_concurrent_counts_jobs_in_flight_and_max_queued_those_not_started(
     parts: tuple[Settings, JobStore, KeyStore],
 ) -> None:
     settings, store, keys = parts
-    _q, queued_secret = keys.create("q", limits=KeyLimits(max_queued=2))
-    _d, daily_secret = keys.create("d", limits=KeyLimits(daily_video_seconds=8))
+    _key, secret = keys.create("c", limits=KeyLimits(max_concurrent=3, max_queued=1))
     _ctx, client = _app(settings, store)
-    assert [_create(client, queued_secret).status_code for _ in range(2)] == [200, 200]
-    before = _job_count(store)
-    over = _create(client, queued_secret)
-    assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
-    assert over.json()["message"].startswith("max_queued:") and over.json()["statusCode"] == 429
-    assert _job_count(store) == before
-    assert _create(client, daily_secret).status_code == 200  # 5 s of the 8
-    spent = _create(client, daily_secret)
-    assert spent.status_code == 429 and "daily_video_seconds" in spent.json()["message"]
-    assert 1 <= int(spent.headers["retry-after"]) <= 86400
-    openai = client.post(
-        "/v1/videos", json={"prompt": "x", "seconds": "4"}, headers=_bearer(daily_secret)
-    )
-    assert openai.status_code == 429
-    assert openai.json()["error"]["type"] == "insufficient_quota"
+
+    def create() -> Any:
+        return _create(client, secret)
+
+    def start() -> None:
+        assert store.claim_next_job("w1", [T2V], lease_seconds=30) is not None
+
+    assert create().status_code == 200
+    start()  # 1 running
+    assert create().status_code == 200  # 1 running, 1 queued
+    waiting = create()
+    assert waiting.status_code == 429 and waiting.json()["message"].startswith("max_queued:")
+    start()  # 2 running: the queue is free again
+    assert create().status_code == 200
+    start()  # 3 running, none queued
+    in_flight = create()
+    assert in_flight.status_code == 429, in_flight.text
+    assert in_flight.json()["message"].startswith("max_concurrent:")
+    assert "queued or running" in in_flight.json()["message"]
+    assert _job_count(store) == 3
 
 
 def test_two_replicas_creating_at_once_admit_no_job_past_a_quota(
