@@ -20,7 +20,7 @@ from reelforge.api.context import ApiContext
 from reelforge.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from reelforge.tenancy.keys import Scope
 
-__all__ = ["ALL_TENANTS", "TENANT_PARAMETER", "on_the_record", "tenant_asked"]
+__all__ = ["ALL_TENANTS", "TENANT_PARAMETER", "jobs_read_by", "on_the_record", "tenant_asked"]
 
 ALL_TENANTS = "all"
 _MAX_TENANT = 255
@@ -50,6 +50,16 @@ async def on_the_record(ctx: ApiContext, request: Request, action: str, whose: s
     source = request.client.host if request.client else "unknown"
     target = ALL_TENANTS if whose is None else whose
     await ctx.db.run(ctx.keys.audit, principal.actor, action, target, source)
+
+
+async def jobs_read_by(ctx: ApiContext, request: Request, tenant: str) -> str | None:
+    """Whose jobs a poll or a list reads: the caller's own (`tenant`) unless it asks for
+    another's (a tenant id) or every tenant's (None), on the record."""
+    if "tenant" not in request.query_params:  # the common case, on every poll: nothing to do
+        return tenant
+    whose = tenant_asked(request)
+    await on_the_record(ctx, request, "admin.jobs", whose)
+    return whose
 
 
 TENANT_PARAMETER: dict[str, Any] = {

@@ -23,8 +23,9 @@ _DESCRIPTION = """\
 Create, list, rotate and revoke the server's API keys. Keys live in the job database, hashed
 (the secret is printed once, at create or rotate, and stored nowhere); every API replica
 refuses a revoked key within a second, without a restart. Each key is its own tenant: it sees
-only its own generations (an admin key sees all). Scopes: read (polls, lists, downloads),
-generate (create, cancel, delete), admin (keys, every tenant's jobs, usage, the audit log)."""
+only its own generations (an admin key may ask for any tenant's). Scopes: read (polls, lists,
+downloads), generate (create, cancel, delete), admin (keys, every tenant's jobs, usage, the
+audit log)."""
 
 
 _ENVIRONMENT = [

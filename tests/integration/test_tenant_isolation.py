@@ -149,3 +149,65 @@ def test_a_bootstrap_key_is_an_admin(parts: Parts) -> None:
     assert made.status_code == 201, made.text
     assert ("bootstrap", "key.create") in [(e.actor, e.action) for e in keys.audit_entries()]
     assert client.get("/v1/admin/keys", headers=bearer("not-the-key")).status_code == 401
+
+
+def test_an_admin_key_reads_every_tenants_jobs_when_it_asks_and_on_the_record(
+    parts: Parts,
+) -> None:
+    settings, store, keys = parts
+    key_a, secret_a = keys.create("a")
+    key_b, secret_b = keys.create("b")
+    admin_key, admin_secret = keys.create("ops", scopes=list(Scope))
+    _ctx, client = app_for(settings, store)
+    a_jobs = [_made(create(client, secret_a))["id"] for _ in range(2)]
+    b_job = _made(client.post("/v1/videos", json={"prompt": "b's"}, headers=bearer(secret_b)))["id"]
+    admin = bearer(admin_secret)
+
+    def ids(path: str, **params: str) -> list[str]:
+        return [job["id"] for job in _made(client.get(path, params=params, headers=admin))["data"]]
+
+    for listing in (AIMLAPI_PATHS[0], "/v1/videos"):
+        assert ids(listing) == []  # unasked, an admin key lists its own, as any key does
+        assert ids(listing, tenant=key_a.tenant) == a_jobs[::-1]
+        assert ids(listing, tenant=key_b.tenant) == [b_job]
+        assert ids(listing, tenant="all") == [b_job, *a_jobs[::-1]]
+    # Every tenant's, a page at a time.
+    first = _made(
+        client.get(AIMLAPI_PATHS[0], params={"tenant": "all", "limit": "2"}, headers=admin)
+    )
+    assert first["has_more"] and [job["id"] for job in first["data"]] == [b_job, a_jobs[1]]
+    assert ids(AIMLAPI_PATHS[0], tenant="all", after=first["last_id"]) == [a_jobs[0]]
+
+    polls = [
+        (AIMLAPI_PATHS[0], {"generation_id": b_job}),
+        (f"{AIMLAPI_PATHS[1]}/{b_job}", {}),
+        (f"/v1/videos/{b_job}", {}),
+    ]
+    for path, params in polls:
+        unasked = client.get(path, params=params, headers=admin)
+        assert unasked.status_code == 404, path  # its own only, unless it asks
+        for tenant in ("all", key_b.tenant):
+            asked = client.get(path, params={**params, "tenant": tenant}, headers=admin)
+            assert asked.status_code == 200 and asked.json()["id"] == b_job, (path, tenant)
+        elsewhere = client.get(path, params={**params, "tenant": key_a.tenant}, headers=admin)
+        assert elsewhere.status_code == 404, path
+
+    # A key without the admin scope: another tenant's is a 404, every tenant's a 403, and its
+    # own tenant named is its own.
+    a = bearer(secret_a)
+    for path, params in [(AIMLAPI_PATHS[0], {}), ("/v1/videos", {}), *polls]:
+        theirs = client.get(path, params={**params, "tenant": key_b.tenant}, headers=a)
+        assert theirs.status_code == 404, (path, theirs.text)
+        everyone = client.get(path, params={**params, "tenant": "all"}, headers=a)
+        assert everyone.status_code == 403 and "admin" in everyone.text, path
+    own = client.get(AIMLAPI_PATHS[0], params={"tenant": key_a.tenant}, headers=a)
+    assert [job["id"] for job in own.json()["data"]] == a_jobs[::-1]
+
+    audited = {(e.actor, e.action, e.target) for e in keys.audit_entries(limit=1000)}
+    assert (admin_key.id, "admin.jobs", "all") in audited
+    assert (admin_key.id, "admin.jobs", key_b.tenant) in audited
+    assert not any(actor == key_a.id for actor, _action, _target in audited)
+    document = client.get("/openapi.json", headers=admin).json()
+    for path, method in [(AIMLAPI_PATHS[0], "get"), ("/v1/videos", "get")]:
+        parameters = document["paths"][path][method]["parameters"]
+        assert "tenant" in [parameter["name"] for parameter in parameters], path
