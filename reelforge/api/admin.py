@@ -1,20 +1,24 @@
 """The admin API (`/v1/admin/...`, admin scope): managed keys and the audit log, the same
 operations as `reelforge keys`. Every call is written to the audit log with the caller's key
-and address; a new or rotated secret is in the answer once and nowhere else."""
+and address; a new or rotated secret is in the answer once and nowhere else.
+
+Bodies are read as every dialect's are (`api.body.read_json_body`: declared JSON, at most
+REELFORGE_MAX_BODY_BYTES, strict and shallow), then validated against the models below."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reelforge.api.auth import Principal
+from reelforge.api.body import read_json_body
 from reelforge.api.context import ApiContext
-from reelforge.api.openapi import error_responses
+from reelforge.api.openapi import error_responses, json_request_body
 from reelforge.api.query import bounded_int
-from reelforge.errors import NotFound
+from reelforge.errors import FieldError, InvalidRequest, NotFound
 from reelforge.tenancy.keys import DEFAULT_SCOPES, KeyLimits, Scope
 
 __all__ = ["ADMIN_PREFIX", "build_admin_router"]
@@ -35,10 +39,13 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_concurrent: int | None = Field(
-        default=None, ge=1, le=_MAX_COUNT, description="Jobs in flight (queued or running)."
+        default=None,
+        ge=1,
+        le=_MAX_COUNT,
+        description="Jobs in flight at once: queued or running.",
     )
     max_queued: int | None = Field(
-        default=None, ge=1, le=_MAX_COUNT, description="Jobs waiting at once."
+        default=None, ge=1, le=_MAX_COUNT, description="Jobs waiting to start, at once."
     )
     daily_video_seconds: float | None = Field(
         default=None, gt=0, le=_MAX_DAILY_S, description="Seconds of video per day (UTC)."
@@ -105,10 +112,16 @@ class AuditList(BaseModel):
     data: list[AuditView]
 
 
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
 def build_admin_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])
     keys = ctx.keys
-    refused = error_responses(400, 401, 403, 503)
+    refused = error_responses(400, 401, 403, 429, 503)
+
+    async def read_body(request: Request, model: type[_Body]) -> _Body:
+        return _validated(model, await read_json_body(request, ctx.settings.max_body_bytes))
 
     def who(request: Request) -> tuple[str, str]:
         principal: Principal = request.state.principal
@@ -121,10 +134,15 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         await ctx.db.run(keys.audit, actor, "admin.keys.list", None, source)
         return {"data": [key.public() for key in listed]}
 
-    @router.post("/keys", status_code=201, response_model=KeyWithSecret, responses=refused)
-    async def create_key(
-        body: KeyCreate, request: Request, _tenant: str = Depends(ctx.auth.admin)
-    ) -> Any:
+    @router.post(
+        "/keys",
+        status_code=201,
+        response_model=KeyWithSecret,
+        responses=error_responses(400, 401, 403, 413, 415, 429, 503),
+        openapi_extra=json_request_body(KeyCreate),
+    )
+    async def create_key(request: Request, _tenant: str = Depends(ctx.auth.admin)) -> Any:
+        body = await read_body(request, KeyCreate)
         actor, source = who(request)
 
         def create() -> dict[str, Any]:
@@ -143,7 +161,7 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
     @router.post(
         "/keys/{key_id}/rotate",
         response_model=KeyWithSecret,
-        responses=error_responses(400, 401, 403, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def rotate_key(
         key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)
@@ -156,11 +174,15 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         return {**key.public(), "secret": secret}
 
     @router.patch(
-        "/keys/{key_id}", response_model=KeyView, responses=error_responses(400, 401, 403, 404, 503)
+        "/keys/{key_id}",
+        response_model=KeyView,
+        responses=error_responses(400, 401, 403, 404, 413, 415, 429, 503),
+        openapi_extra=json_request_body(KeyChange),
     )
     async def change_key(
-        key_id: KeyId, body: KeyChange, request: Request, _tenant: str = Depends(ctx.auth.admin)
+        key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)
     ) -> Any:
+        body = await read_body(request, KeyChange)
         actor, source = who(request)
         limits = body.limits.to_limits()
         key = await ctx.db.run(lambda: keys.set_limits(key_id, limits, actor=actor, source=source))
@@ -169,7 +191,9 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         return key.public()
 
     @router.delete(
-        "/keys/{key_id}", response_model=KeyView, responses=error_responses(400, 401, 403, 404, 503)
+        "/keys/{key_id}",
+        response_model=KeyView,
+        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def revoke_key(
         key_id: KeyId, request: Request, _tenant: str = Depends(ctx.auth.admin)
@@ -189,3 +213,18 @@ def build_admin_router(ctx: ApiContext) -> APIRouter:
         return {"data": [entry.public() for entry in entries]}
 
     return router
+
+
+def _validated(model: type[_Body], body: Any) -> _Body:
+    """`body` as `model`, or a 400 naming each offending field (dotted: `limits.max_queued`)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(FieldError("body", "must be a JSON object"))
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            [
+                FieldError(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
+                for error in exc.errors()
+            ]
+        ) from None

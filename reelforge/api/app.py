@@ -275,12 +275,15 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
             (OPENAI_PREFIX, openai_error_body),
         ],
     )
-    install_openapi(app, ctx.registry.ids, key_required=not ctx.auth.open_to_loopback_only)
+    install_openapi(app, ctx.registry.ids, key_required=lambda: not ctx.auth.open_to_loopback_only)
+    # Keyless now: the guard, for as long as the server stays keyless (a managed key made
+    # while it runs ends that mode for good: revoked keys count too).
     if ctx.auth.open_to_loopback_only:
         public_host = urlsplit(ctx.settings.public_base_url).hostname
         app.add_middleware(
             LoopbackBrowserGuard,
             allowed_hosts=frozenset([public_host] if public_host else []),
+            active=lambda: ctx.auth.open_to_loopback_only,
         )
     # Outside the guard, so that its refusals are counted and logged too.
     app.add_middleware(AccessMiddleware, metrics=http_metrics, log=ctx.settings.access_log)

@@ -2,6 +2,9 @@
 
 The hosted API hands out CDN links that need no API key; reelforge does the same with an
 HMAC signature over the key and expiry, so links can be shared but not forged or guessed.
+A link is a capability: it alone fetches its one file, for whoever holds it, whatever their
+tenant, until it expires. It is bound to its job through the file: deleting the job (or the
+retention sweep) removes the files, and the link answers 404.
 With `REELFORGE_PUBLIC_LINKS=presigned` (an S3 store only) the links are the store's own
 presigned GET URLs instead, and clients download from the store directly.
 

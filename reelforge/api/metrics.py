@@ -248,7 +248,7 @@ def build_metrics_router(ctx: ApiContext, http: HttpMetrics) -> APIRouter:
                 "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
                 "description": "The metrics, in Prometheus' text format.",
             },
-            **(error_responses(401, 403) if dependencies else {}),
+            **(error_responses(401, 403, 429) if dependencies else {}),
         },
     )
     async def metrics() -> Response:

@@ -74,12 +74,20 @@ class LoopbackBrowserGuard:
     or `none` (typed in the address bar). Non-browser clients send neither header.
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: frozenset[str] = frozenset(),
+        active: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """`active`: whether the server is still keyless, asked at each request (once it
+        has keys, every request is authenticated and the guard steps aside)."""
         self.app = app
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.active = active
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not self.active():
             await self.app(scope, receive, send)
             return
         problem = self._problem(scope)

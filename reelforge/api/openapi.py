@@ -15,7 +15,7 @@ A keyless server (loopback clients only) documents the bearer as optional.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from pydantic.json_schema import SkipJsonSchema
 from reelforge.service.generations import IDEMPOTENCY_HEADER
 
 __all__ = [
+    "RETRY_AFTER_STATUSES",
     "ErrorBody",
     "Generation",
     "GenerationDeleted",
@@ -52,11 +53,16 @@ _STATUS_DESCRIPTIONS = {
     409: "The generation has already ended; there is nothing to cancel.",
     413: "The request body is larger than REELFORGE_MAX_BODY_BYTES.",
     415: "The request body is not declared as JSON.",
+    429: "Over the API key's rate limit (`rate_per_minute`) or, for a create, one of its "
+    "quotas (`max_concurrent`, `max_queued`, `daily_video_seconds`): the message names it; "
+    "nothing was done. Retry after Retry-After.",
     503: "Try again later (see Retry-After): the job database is busy or away, no worker "
     "can serve the model (its reason in the message), or this server serves as many event "
     "streams as it may.",
     507: "The job database or the artifact store is full.",
 }
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""The error statuses answered with `Retry-After`."""
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying.",
@@ -149,7 +155,7 @@ def error_responses(
         code: {
             "model": model or ErrorBody,
             "description": _STATUS_DESCRIPTIONS[code],
-            **({"headers": _RETRY_AFTER} if code == 503 else {}),
+            **({"headers": _RETRY_AFTER} if code in RETRY_AFTER_STATUSES else {}),
         }
         for code in status_codes
     }
@@ -434,18 +440,24 @@ def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def install_openapi(app: FastAPI, model_ids: Iterable[str], *, key_required: bool) -> None:
+def install_openapi(
+    app: FastAPI, model_ids: Iterable[str], *, key_required: Callable[[], bool]
+) -> None:
     """Serve the document with the fixes of the module docstring; `model_ids` are the models
-    this server serves; without `key_required` (a keyless server) the bearer is optional."""
+    this server serves; while `key_required()` is false (a keyless server) the bearer is
+    optional. Asked at each request: a keyless server's first managed key makes it keyed."""
     served = list(model_ids)
+    documents: dict[bool, dict[str, Any]] = {}  # built once for each answer of key_required
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        required = key_required()
+        if required not in documents:
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            _fix(document, served, key_required)
-            app.openapi_schema = document
+            _fix(document, served, required)
+            documents[required] = document
+        app.openapi_schema = documents[required]
         return app.openapi_schema
 
     setattr(app, "openapi", openapi)  # noqa: B010 (mypy refuses assigning to a method)

@@ -54,7 +54,7 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
     @router.get(
         "/v1/models",
         response_model=None,
-        responses=answers(ModelList, "The served models.", 401, 403, 503),
+        responses=answers(ModelList, "The served models.", 401, 403, 429, 503),
     )
     async def list_models(_tenant: str = Depends(ctx.auth.reader)) -> dict[str, Any]:
         live = await ctx.db.run(ctx.store.live_workers, ctx.settings.lease_seconds)

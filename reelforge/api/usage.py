@@ -1,5 +1,5 @@
 """`GET /v1/usage`: what a key used, per day and model; an admin key may ask for any tenant's
-or every tenant's (`tenant=all`)."""
+or every tenant's (`tenant=all`, `api.tenants`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from reelforge.api.auth import Principal
 from reelforge.api.context import ApiContext
 from reelforge.api.openapi import error_responses
 from reelforge.api.query import bounded_int
-from reelforge.errors import Forbidden
-from reelforge.tenancy.keys import Scope
+from reelforge.api.tenants import ALL_TENANTS, TENANT_PARAMETER, on_the_record, tenant_asked
 from reelforge.tenancy.usage import usage
 
 __all__ = ["build_usage_router"]
@@ -46,17 +44,16 @@ class Usage(BaseModel):
 def build_usage_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(tags=["usage"])
 
-    @router.get("/v1/usage", response_model=Usage, responses=error_responses(400, 401, 403, 503))
-    async def get_usage(request: Request, tenant: str = Depends(ctx.auth.reader)) -> Any:
-        principal: Principal = request.state.principal
+    @router.get(
+        "/v1/usage",
+        response_model=Usage,
+        responses=error_responses(400, 401, 403, 404, 429, 503),
+        openapi_extra={"parameters": [_DAYS_PARAMETER, TENANT_PARAMETER]},
+    )
+    async def get_usage(request: Request, _tenant: str = Depends(ctx.auth.reader)) -> Any:
         days = bounded_int("days", request.query_params.get("days"), default=30, maximum=MAX_DAYS)
-        asked = request.query_params.get("tenant")
-        if asked is not None and asked != tenant and Scope.ADMIN not in principal.scopes:
-            raise Forbidden("only an admin key may read another tenant's usage", field="tenant")
-        whose = tenant if asked is None else None if asked == "all" else asked
-        if whose != tenant:  # the admin scope used: on the record
-            source = request.client.host if request.client else "unknown"
-            await ctx.db.run(ctx.keys.audit, principal.actor, "admin.usage", asked, source)
+        whose = tenant_asked(request)
+        await on_the_record(ctx, request, "admin.usage", whose)
         rows = await ctx.db.run(usage, ctx.store.engine, whose, days)
         totals: dict[str, Any] = {"jobs": {}, "video_seconds": 0.0, "engine_seconds": 0.0}
         for row in rows:
@@ -67,10 +64,19 @@ def build_usage_router(ctx: ApiContext) -> APIRouter:
         totals["video_seconds"] = round(totals["video_seconds"], 3)
         totals["engine_seconds"] = round(totals["engine_seconds"], 3)
         return {
-            "tenant": "all" if whose is None else whose,
+            "tenant": ALL_TENANTS if whose is None else whose,
             "days": days,
             "totals": totals,
             "data": [row.public() for row in rows],
         }
 
     return router
+
+
+_DAYS_PARAMETER = {
+    "name": "days",
+    "in": "query",
+    "required": False,
+    "description": f"The last N days (UTC), today included: 1 to {MAX_DAYS} (default 30).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS},
+}

@@ -15,7 +15,7 @@ from reelforge.cli import common, parsing
 if TYPE_CHECKING:
     from reelforge.tenancy.keys import ApiKey, KeyStore
 
-__all__ = ["add_command"]
+__all__ = ["add_command", "format_keys"]
 
 _SCOPES = ("read", "generate", "admin")
 
@@ -23,8 +23,9 @@ _DESCRIPTION = """\
 Create, list, rotate and revoke the server's API keys. Keys live in the job database, hashed
 (the secret is printed once, at create or rotate, and stored nowhere); every API replica
 refuses a revoked key within a second, without a restart. Each key is its own tenant: it sees
-only its own generations (an admin key sees all). Scopes: read (polls, lists, downloads),
-generate (create, cancel, delete), admin (keys, every tenant's jobs, usage, the audit log)."""
+only its own generations (an admin key may ask for any tenant's). Scopes: read (polls, lists,
+downloads), generate (create, cancel, delete), admin (keys, every tenant's jobs, usage, the
+audit log)."""
 
 
 _ENVIRONMENT = [
@@ -76,7 +77,9 @@ def add_command(commands: Any) -> None:
         actions,
         "list",
         "every key, without secrets",
-        "Every key: id, name, secret prefix, scopes, state and when it was last used.",
+        "Every key: id, name, secret prefix, scopes, state (active, expired, revoked), when "
+        "it was made and last used (local time; last use is written every 30 s), and its "
+        "limits.",
         ["reelforge keys list --json"],
     )
     listing.set_defaults(handler=_run_list)
@@ -135,8 +138,15 @@ def _action(
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-concurrent", type=int, metavar="N", help="running jobs at once")
-    parser.add_argument("--max-queued", type=int, metavar="N", help="jobs waiting at once")
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        help="jobs in flight at once, queued or running (a create past it is a 429)",
+    )
+    parser.add_argument(
+        "--max-queued", type=int, metavar="N", help="jobs waiting to start, at once"
+    )
     parser.add_argument(
         "--daily-video-seconds", type=float, metavar="S", help="seconds of video per day"
     )
@@ -235,12 +245,7 @@ def _run_list(args: argparse.Namespace) -> int:
     if not keys:
         print("no keys yet: reelforge keys create --name NAME")
         return common.EXIT_OK
-    print(f"{'ID':12}  {'NAME':20}  {'PREFIX':17}  {'SCOPES':22}  {'STATE':8}  LAST USED")
-    for key in keys:
-        print(
-            f"{key.id:12}  {key.name[:20]:20}  {key.prefix:17}  "
-            f"{','.join(sorted(key.scopes)):22}  {_state(key):8}  {_when(key.last_used_at)}"
-        )
+    print(format_keys(keys, time.time()))
     return common.EXIT_OK
 
 
@@ -299,10 +304,40 @@ def _run_limits(args: argparse.Namespace) -> int:
     return common.EXIT_OK
 
 
-def _state(key: ApiKey) -> str:
+def format_keys(keys: list[ApiKey], now: float) -> str:
+    """`keys list`'s table: one key a line, its limits last (the only column of no set width).
+    Times are local, to the minute."""
+    lines = [
+        f"{'ID':12}  {'NAME':20}  {'PREFIX':16}  {'SCOPES':20}  {'STATE':7}  "
+        f"{'CREATED':16}  {'LAST USED':16}  LIMITS"
+    ]
+    for key in keys:
+        lines.append(
+            f"{key.id:12}  {key.name[:20]:20}  {key.prefix:16}  "
+            f"{','.join(sorted(key.scopes)):20}  {_state(key, now):7}  "
+            f"{_when(key.created_at):16}  {_when(key.last_used_at):16}  {_limits_text(key)}"
+        )
+    return "\n".join(lines)
+
+
+def _limits_text(key: ApiKey) -> str:
+    limits = key.limits
+    parts = []
+    if limits.max_concurrent is not None:
+        parts.append(f"{limits.max_concurrent} in flight")
+    if limits.max_queued is not None:
+        parts.append(f"{limits.max_queued} queued")
+    if limits.daily_video_seconds is not None:
+        parts.append(f"{limits.daily_video_seconds:g} s/day")
+    if limits.rate_per_minute is not None:
+        parts.append(f"{limits.rate_per_minute}/min")
+    return ", ".join(parts) or "none"
+
+
+def _state(key: ApiKey, now: float) -> str:
     if key.revoked_at is not None:
         return "revoked"
-    if key.expires_at is not None and key.expires_at <= time.time():
+    if key.expires_at is not None and key.expires_at <= now:
         return "expired"
     return "active"
 

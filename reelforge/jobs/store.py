@@ -375,7 +375,7 @@ class JobStore(WorkerRegistry):
 
     def list_jobs(
         self,
-        tenant: str,
+        tenant: str | None,
         *,
         limit: int,
         after: str | None = None,
@@ -385,19 +385,16 @@ class JobStore(WorkerRegistry):
         offset: int = 0,
         oldest_first: bool = False,
     ) -> JobPage:
-        """The tenant's jobs, newest first (or oldest first); `after` is the id of the last job
-        of the previous page (an id that is not the tenant's, or no longer exists, gives an
-        empty page); `models` keeps jobs of any of these models; `offset` skips that many
-        (page-number paging, for dialects that page so)."""
-        query = select(jobs).where(jobs.c.tenant == tenant)
+        """The tenant's jobs (None: every tenant's), newest first (or oldest first); `after`
+        is the id of the last job of the previous page (an id that is not the tenant's, or no
+        longer exists, gives an empty page); `models` keeps jobs of any of these models;
+        `offset` skips that many (page-number paging, for dialects that page so)."""
+        mine = [] if tenant is None else [jobs.c.tenant == tenant]
+        query = select(jobs).where(*mine)
         if after is not None:
             if not could_be_id(after):
                 return JobPage([], False)
-            cursor = (
-                select(jobs.c.seq)
-                .where(jobs.c.id == after, jobs.c.tenant == tenant)
-                .scalar_subquery()
-            )
+            cursor = select(jobs.c.seq).where(jobs.c.id == after, *mine).scalar_subquery()
             query = query.where(jobs.c.seq > cursor if oldest_first else jobs.c.seq < cursor)
         if status:
             query = query.where(jobs.c.status.in_([s.value for s in status]))

@@ -269,7 +269,8 @@ class Generations:
 
     # --- read, cancel --------------------------------------------------------------------
 
-    async def get(self, generation_id: str, tenant: str) -> GenerationView:
+    async def get(self, generation_id: str, tenant: str | None) -> GenerationView:
+        """The tenant's generation (None: any tenant's, for the admin scope); else 404."""
         view = await self._view_on_loop(generation_id, tenant)
         if view is not None:
             return view
@@ -286,7 +287,7 @@ class Generations:
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._refreshes[name] = task
 
-    async def _view_on_loop(self, generation_id: str, tenant: str) -> GenerationView | None:
+    async def _view_on_loop(self, generation_id: str, tenant: str | None) -> GenerationView | None:
         """The view, read on the event loop by `loop_reader` when everything it needs is
         one row read (a finished job, a queued one deep in the queue); None when a slower
         read is due (an exact queue position, an expired cache, a running job's clock) or
@@ -299,7 +300,7 @@ class Generations:
             job = await self.loop_reader.get_job(generation_id)
         except LoopReadSkipped:
             return None  # locked, refused, dropped: the thread path reads and reports it
-        if job is None or job.tenant != tenant:
+        if job is None or not _owned_by(job, tenant):
             return None  # the thread path answers 404, as for every other read
         known, position = self.positions.position_if_cached(job)
         if not known:
@@ -323,7 +324,7 @@ class Generations:
 
     async def list(
         self,
-        tenant: str,
+        tenant: str | None,
         *,
         limit: int,
         after: str | None = None,
@@ -333,9 +334,9 @@ class Generations:
         offset: int = 0,
         oldest_first: bool = False,
     ) -> tuple[list[GenerationView], bool]:
-        """A page of the tenant's generations, newest first (or oldest first), and whether
-        more follow; `models`: only these models; `offset`: skip that many (page-number
-        paging)."""
+        """A page of the tenant's generations (None: every tenant's, for the admin scope),
+        newest first (or oldest first), and whether more follow; `models`: only these models;
+        `offset`: skip that many (page-number paging)."""
         return await self.db.run(
             self._list, tenant, limit, after, status, model, models, offset, oldest_first
         )
@@ -389,10 +390,10 @@ class Generations:
     # Each function below is one trip to a database thread (`self.db.run`): a request's
     # reads and writes together, under one deadline.
 
-    def _owned(self, generation_id: str, tenant: str) -> Job:
+    def _owned(self, generation_id: str, tenant: str | None) -> Job:
         job = self.store.get_job(generation_id)
         # Another tenant's job is answered exactly like a missing one.
-        if job is None or job.tenant != tenant:
+        if job is None or not _owned_by(job, tenant):
             raise NotFound(f"generation {generation_id[:100]!r} not found")
         return job
 
@@ -406,7 +407,7 @@ class Generations:
         position = self.positions.position(job)
         return GenerationView(job, position, self.eta.estimate(job, position))
 
-    def view_owned(self, generation_id: str, tenant: str) -> GenerationView:
+    def view_owned(self, generation_id: str, tenant: str | None) -> GenerationView:
         return self.view(self._owned(generation_id, tenant))
 
     def _lookup(self, ref: str, tenant: str) -> GenerationView:
@@ -434,7 +435,7 @@ class Generations:
 
     def _list(
         self,
-        tenant: str,
+        tenant: str | None,
         limit: int,
         after: str | None,
         status: Sequence[JobStatus],
@@ -463,6 +464,11 @@ class Generations:
         if job is None:
             raise NotFound(f"generation {generation_id[:100]!r} not found")
         return job
+
+
+def _owned_by(job: Job, tenant: str | None) -> bool:
+    """Whether `tenant` may read `job`: its own, or any job for None (the admin scope)."""
+    return tenant is None or job.tenant == tenant
 
 
 def _external_id_taken(submission: Submission) -> InvalidRequest:

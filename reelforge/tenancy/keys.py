@@ -59,12 +59,12 @@ ALL_SCOPES = frozenset(Scope)
 
 @dataclass(frozen=True)
 class KeyLimits:
-    """What a key may use; None: no limit."""
+    """What a key may use; None: no limit (`tenancy.limits` enforces them)."""
 
-    max_concurrent: int | None = None
-    max_queued: int | None = None
-    daily_video_seconds: float | None = None
-    rate_per_minute: int | None = None
+    max_concurrent: int | None = None  # jobs in flight: queued or running
+    max_queued: int | None = None  # jobs waiting to start
+    daily_video_seconds: float | None = None  # seconds of video made since 00:00 UTC
+    rate_per_minute: int | None = None  # requests, of any route
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -5,8 +5,13 @@ Quotas are checked when a job is created, inside the insert's own transaction
 (`JobStore.create_job(admit=...)`), under a lock per tenant (PostgreSQL: an advisory lock;
 SQLite: the write lock), so two replicas cannot both admit the job that goes over:
 
-    max_concurrent        jobs in flight (queued or running)
-    max_queued            jobs waiting
+    max_concurrent        jobs in flight (queued or running): what a client may have
+                          unfinished, as Kling's concurrency limit (1303) counts them
+    max_queued            jobs waiting, of those (so max_concurrent 5 with max_queued 2:
+                          at most 5 unfinished, at most 2 of them not started)
+
+Both are refused at the create (a 429 with Retry-After the client can back off on), not
+held back at the claim: a job admitted is a job the workers may start.
     daily_video_seconds   seconds of video created since 00:00 UTC (failed and canceled
                           jobs do not count)
 
@@ -67,7 +72,8 @@ def admission(tenant: str, limits: KeyLimits) -> Admission | None:
         if limits.max_concurrent is not None and queued + running >= limits.max_concurrent:
             raise TooManyRequests(
                 f"max_concurrent: this key may have {limits.max_concurrent} generation(s) in "
-                f"flight at once, and has {queued + running}; try again once one finishes",
+                f"flight (queued or running) at once, and has {queued + running}; try again "
+                "once one finishes",
                 retry_after_s=_IN_FLIGHT_RETRY_S,
                 code="quota_exceeded",
             )

@@ -1,5 +1,5 @@
 """Fixtures for integration tests: the tiny random-weight Wan checkpoints by task; real full
-and read-only filesystems."""
+and read-only filesystems; a keyed API's parts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from reelforge.jobs import open_store
+from reelforge.settings import Settings
+from reelforge.tenancy.keys import KeyStore
 from tests.conftest import TinyCheckpoints
 from tests.fixtures.filesystems import fill, mounted_tmpfs, remount_read_only
+from tests.integration.keyed_api import Parts
 
 # The Wan layouts (`reelforge.testing.tiny.TinyTask`) and the architectures that have them.
 WAN_TASKS = {
@@ -46,3 +50,13 @@ def read_only_filesystem(tmp_path: Path) -> Iterator[Path]:
     with mounted_tmpfs(tmp_path / "read-only") as mount_point:
         remount_read_only(mount_point)
         yield mount_point
+
+
+@pytest.fixture
+def parts(tmp_path: Path, database_url: str) -> Iterator[Parts]:
+    """A keyed API's settings, job store and key store (tests/integration/keyed_api.py), once
+    on SQLite and once on PostgreSQL (where quotas take their per-tenant advisory lock)."""
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
+    store = open_store(settings.resolved_database_url)
+    yield settings, store, KeyStore(store.engine)
+    store.engine.dispose()

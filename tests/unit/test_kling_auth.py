@@ -20,7 +20,7 @@ OTHER_ACCESS, OTHER_SECRET = "AK-other", "o" * 40
 
 @pytest.fixture
 def auth() -> KlingAuthenticator:
-    return KlingAuthenticator({ACCESS: SECRET, OTHER_ACCESS: OTHER_SECRET}, keyless=False)
+    return KlingAuthenticator({ACCESS: SECRET, OTHER_ACCESS: OTHER_SECRET}, keyless=lambda: False)
 
 
 def token(secret: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:

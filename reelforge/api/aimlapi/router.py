@@ -18,6 +18,8 @@ Beyond the hosted API (whose clients ignore what they do not know):
   each carrying the poll body (event name: its status word, or `deleted`); resumable with
   `Last-Event-ID`.
 - `eta_seconds` in the generation object (`service.eta`).
+- `tenant=<id>|all` on the poll and the list: an admin key reads another tenant's jobs, or
+  every tenant's (`api.tenants`; each such read is in the audit log).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from reelforge.api.openapi import (
     json_request_body,
 )
 from reelforge.api.query import bounded_int
+from reelforge.api.tenants import TENANT_PARAMETER, jobs_read_by
 from reelforge.errors import FieldError, InvalidRequest
 from reelforge.jobs import JobStatus
 from reelforge.service import GenerationView, Submission
@@ -100,14 +103,15 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         # validation of them was a fifth of a poll's time, and each is a plain string here.
         # The OpenAPI document declares them (`_LIST_PARAMETERS`).
         query = request.query_params
+        whose = await jobs_read_by(ctx, request, tenant)
         generation_id = query.get("generation_id")
         if generation_id is not None:
             if not generation_id:
                 raise InvalidRequest(FieldError("generation_id", "must not be empty"))
-            view = await service.get(generation_id, tenant)
+            view = await service.get(generation_id, whose)
             return JSONResponse(render_view(ctx, view, str(request.base_url)))
         views, has_more = await service.list(
-            tenant,
+            whose,
             limit=bounded_int("limit", query.get("limit"), LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
             after=query.get("after") or None,
             status=_statuses(query.get("status")),
@@ -123,7 +127,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     async def get_generation(
         request: Request, generation_id: str, tenant: str = Depends(ctx.auth.reader)
     ) -> Any:
-        view = await service.get(generation_id, tenant)
+        view = await service.get(generation_id, await jobs_read_by(ctx, request, tenant))
         # A response, not a dict: FastAPI's `jsonable_encoder` walk of the body (a tenth of a
         # poll) is not needed for what `render_generation` builds, plain JSON values only.
         return JSONResponse(render_view(ctx, view, str(request.base_url)))
@@ -163,7 +167,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             create_generation,
             methods=["POST"],
             response_model=None,
-            responses=answers(*generation, 400, 401, 403, 409, 413, 415, 503, 507),
+            responses=answers(*generation, 400, 401, 403, 409, 413, 415, 429, 503, 507),
             openapi_extra={
                 **json_request_body(CreateVideoRequest),
                 "parameters": [idempotency_key_parameter("generation")],
@@ -177,11 +181,13 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             responses=answers(
                 Generation | GenerationList,
                 "With `generation_id`: that generation. Without: a page of the caller's "
-                "generations, newest first.",
+                "generations (an admin's `tenant`: another tenant's, or every tenant's), "
+                "newest first.",
                 400,
                 401,
                 403,
                 404,
+                429,
                 503,
             ),
             openapi_extra={"parameters": _LIST_PARAMETERS},
@@ -191,7 +197,8 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             get_generation,
             methods=["GET"],
             response_model=None,
-            responses=answers(*generation, 401, 403, 404, 503),
+            responses=answers(*generation, 400, 401, 403, 404, 429, 503),
+            openapi_extra={"parameters": [TENANT_PARAMETER]},
         )
         router.add_api_route(
             path + "/{generation_id}",
@@ -199,7 +206,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             methods=["DELETE"],
             response_model=None,
             responses=answers(
-                GenerationDeleted, "Deleted, with its files.", 401, 403, 404, 503, 507
+                GenerationDeleted, "Deleted, with its files.", 401, 403, 404, 429, 503, 507
             ),
         )
         router.add_api_route(
@@ -207,7 +214,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             cancel_generation,
             methods=["POST"],
             response_model=None,
-            responses=answers(*generation, 401, 403, 404, 409, 503, 507),
+            responses=answers(*generation, 401, 403, 404, 409, 429, 503, 507),
         )
         router.add_api_route(
             path + "/{generation_id}/webhooks",
@@ -220,6 +227,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
                 401,
                 403,
                 404,
+                429,
                 503,
             ),
         )
@@ -229,7 +237,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
             methods=["GET"],
             response_model=None,
             response_class=EventSourceResponse,
-            responses=event_stream_responses(400, 401, 403, 404, 503),
+            responses=event_stream_responses(400, 401, 403, 404, 429, 503),
             openapi_extra={"parameters": [_LAST_EVENT_ID_PARAMETER]},
         )
     return router
@@ -328,4 +336,5 @@ _LIST_PARAMETERS = [
         "description": "Only generations of this model.",
         "schema": {"type": "string"},
     },
+    TENANT_PARAMETER,
 ]

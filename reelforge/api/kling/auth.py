@@ -14,7 +14,7 @@ Each refusal carries the reason's Kling code (`KLING_AUTH_CODES`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated
 
 import jwt
@@ -67,14 +67,16 @@ class KlingAuthenticator:
         self,
         keys: Mapping[str, str],
         *,
-        keyless: bool,
+        keyless: Callable[[], bool],
         managed: Authenticator | None = None,
         scope: Scope = Scope.READ,
     ) -> None:
-        """`keys`: access key -> secret key; `keyless`: the server has no credentials of any
-        kind (loopback clients need none); `managed`: the server's own authenticator, so a
-        managed key (`Bearer rf_...`) works here too, with its scopes and limits; `scope`:
-        what such a key needs for these routes (`generator` is the one for creates)."""
+        """`keys`: access key -> secret key; `keyless`: whether the server has no credentials
+        of any kind now (loopback clients need none), asked at every request: the first
+        managed key, made while the server runs, ends the keyless mode at once; `managed`:
+        the server's own authenticator, so a managed key (`Bearer rf_...`) works here too,
+        with its scopes and limits; `scope`: what such a key needs for these routes
+        (`generator` is the one for creates)."""
         self._secrets = {access: secret.encode() for access, secret in keys.items()}
         self.keyless = keyless
         self.managed = managed
@@ -99,7 +101,7 @@ class KlingAuthenticator:
             if self.managed.rate_limit is not None and principal.limits is not None:
                 await self.managed.rate_limit(principal)
             return principal.tenant
-        if self.keyless:
+        if self.keyless():
             host = request.client.host if request.client else ""
             if not is_loopback(host):
                 raise Forbidden(

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from reelforge.api.openapi import RETRY_AFTER_STATUSES
+
 __all__ = ["KlingErrorBody", "KlingTask", "KlingTaskList", "kling_answers"]
 
 
@@ -27,7 +29,8 @@ class KlingErrorBody(_Strict):
         ge=1000,
         description="1000-1004: authentication (1001 no header, 1002 malformed token, 1003 "
         "not valid yet, 1004 expired); 1103: refused; 1200: the request as a whole; 1201: a "
-        "field (named in `message`); 1202: method; 1203: no such task; 5000-5002: server.",
+        "field (named in `message`); 1202: method; 1203: no such task; 1302: over the rate "
+        "limit; 1303: over a quota; 5000-5002: server.",
     )
     message: str
     request_id: str = Field(description="Also sent as `x-request-id`; quote it in reports.")
@@ -90,6 +93,9 @@ _STATUS_DESCRIPTIONS = {
     404: "No such task of the caller (1203).",
     413: "The request body is larger than REELFORGE_MAX_BODY_BYTES (1200).",
     415: "The request body is not declared as JSON (1200).",
+    429: "Over the API key's rate limit (1302) or, for a create, one of its quotas (1303: "
+    "max_concurrent, max_queued, daily_video_seconds): the message names it; nothing was "
+    "done. Retry after Retry-After.",
     503: "Try again later (see Retry-After; 5001): the job database is busy or away, or no "
     "worker can serve the model.",
     507: "The job database or the artifact store is full (5000).",
@@ -105,7 +111,7 @@ def kling_answers(
         code: {
             "model": KlingErrorBody,
             "description": _STATUS_DESCRIPTIONS[code],
-            **({"headers": _RETRY_AFTER} if code == 503 else {}),
+            **({"headers": _RETRY_AFTER} if code in RETRY_AFTER_STATUSES else {}),
         }
         for code in error_codes
     }

@@ -59,8 +59,11 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
     router = APIRouter(tags=["Kling"])
     service = ctx.generations
     models = models or KlingModels()
+    # Keyless asked at each request, not now: a key made later closes these routes too.
     auth = KlingAuthenticator(
-        ctx.settings.kling_key_pairs, keyless=ctx.auth.open_to_loopback_only, managed=ctx.auth
+        ctx.settings.kling_key_pairs,
+        keyless=lambda: ctx.auth.open_to_loopback_only,
+        managed=ctx.auth,
     )
 
     # The served ids that need an image: what makes a job an image2video task.
@@ -103,7 +106,7 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
             methods=["POST"],
             response_model=None,
             responses=kling_answers(
-                KlingTask, "The task, submitted.", 400, 401, 403, 413, 415, 503, 507
+                KlingTask, "The task, submitted.", 400, 401, 403, 413, 415, 429, 503, 507
             ),
             openapi_extra=json_request_body(_BODIES[kind]),
         )
@@ -113,7 +116,13 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
             methods=["GET"],
             response_model=None,
             responses=kling_answers(
-                KlingTaskList, "A page of the caller's tasks, newest first.", 400, 401, 403, 503
+                KlingTaskList,
+                "A page of the caller's tasks, newest first.",
+                400,
+                401,
+                403,
+                429,
+                503,
             ),
             openapi_extra={"parameters": _PAGE_PARAMETERS},
         )
@@ -122,7 +131,7 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
             query_task,
             methods=["GET"],
             response_model=None,
-            responses=kling_answers(KlingTask, "The task, as it stands.", 401, 403, 404, 503),
+            responses=kling_answers(KlingTask, "The task, as it stands.", 401, 403, 404, 429, 503),
         )
 
     for kind, path in KIND_PATHS.items():

@@ -12,6 +12,8 @@ remix. Thin: parse, call the service layer (`reelforge.service.Generations`), re
 - `POST /v1/videos/{video_id}/remix`: a new generation with the video's spec (size, seconds,
   seed, input image) and a new prompt; `remixed_from_video_id` names the original.
 - `Idempotency-Key` works on creates and remixes as on the AI/ML API routes.
+- `tenant=<id>|all` on retrieve and list: an admin key reads another tenant's videos, or
+  every tenant's (`api.tenants`).
 
 Kling's official API shares the prefix (`/v1/videos/text2video`, `/v1/videos/image2video`):
 its routes are literal paths registered before this router, so `/v1/videos/{video_id}`
@@ -48,6 +50,7 @@ from reelforge.api.openai.schema import (
 )
 from reelforge.api.openapi import idempotency_key_parameter
 from reelforge.api.query import bounded_int
+from reelforge.api.tenants import TENANT_PARAMETER, jobs_read_by
 from reelforge.errors import (
     FieldError,
     InvalidRequest,
@@ -92,10 +95,14 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
             view = await service.create(submission, tenant=tenant, dialect=DIALECT)
         return _video_response(view)
 
-    async def retrieve_video(video_id: str, tenant: str = Depends(ctx.auth.reader)) -> Any:
-        return _video_response(await service.get(video_id, tenant))
+    async def retrieve_video(
+        request: Request, video_id: str, tenant: str = Depends(ctx.auth.reader)
+    ) -> Any:
+        whose = await jobs_read_by(ctx, request, tenant)
+        return _video_response(await service.get(video_id, whose))
 
     async def list_videos(
+        request: Request,
         after: str | None = Query(default=None, include_in_schema=False),
         limit: str | None = Query(default=None, include_in_schema=False),
         order: str | None = Query(default=None, include_in_schema=False),
@@ -104,7 +111,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         if order not in (None, "asc", "desc"):
             raise InvalidRequest(FieldError("order", "must be asc or desc"))
         views, has_more = await service.list(
-            tenant,
+            await jobs_read_by(ctx, request, tenant),
             limit=bounded_int("limit", limit, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
             after=after or None,
             oldest_first=order == "asc",
@@ -168,7 +175,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         create_video,
         methods=["POST"],
         response_model=None,
-        responses=openai_answers(*video, 400, 401, 403, 409, 413, 415, 503, 507),
+        responses=openai_answers(*video, 400, 401, 403, 409, 413, 415, 429, 503, 507),
         openapi_extra={
             **VIDEO_CREATE_REQUEST_BODY,
             "parameters": [idempotency_key_parameter("video")],
@@ -179,7 +186,9 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         list_videos,
         methods=["GET"],
         response_model=None,
-        responses=openai_answers(VideoList, "A page of the caller's videos.", 400, 401, 403, 503),
+        responses=openai_answers(
+            VideoList, "A page of the caller's videos.", 400, 401, 403, 404, 429, 503
+        ),
         openapi_extra={"parameters": _LIST_PARAMETERS},
     )
     router.add_api_route(
@@ -187,14 +196,17 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         retrieve_video,
         methods=["GET"],
         response_model=None,
-        responses=openai_answers(*video, 401, 403, 404, 503),
+        responses=openai_answers(*video, 400, 401, 403, 404, 429, 503),
+        openapi_extra={"parameters": [TENANT_PARAMETER]},
     )
     router.add_api_route(
         PREFIX + "/{video_id}",
         delete_video,
         methods=["DELETE"],
         response_model=None,
-        responses=openai_answers(VideoDeleted, "Deleted, with its files.", 401, 403, 404, 503, 507),
+        responses=openai_answers(
+            VideoDeleted, "Deleted, with its files.", 401, 403, 404, 429, 503, 507
+        ),
     )
     router.add_api_route(
         PREFIX + "/{video_id}/content",
@@ -202,7 +214,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         methods=["GET"],
         response_model=None,
         response_class=Response,
-        responses=openai_content_answers(400, 401, 403, 404, 503, 507),
+        responses=openai_content_answers(400, 401, 403, 404, 429, 503, 507),
         openapi_extra={"parameters": [_VARIANT_PARAMETER]},
     )
     router.add_api_route(
@@ -210,7 +222,7 @@ def build_openai_router(ctx: ApiContext) -> APIRouter:
         remix_video,
         methods=["POST"],
         response_model=None,
-        responses=openai_answers(*video, 400, 401, 403, 404, 409, 413, 415, 503, 507),
+        responses=openai_answers(*video, 400, 401, 403, 404, 409, 413, 415, 429, 503, 507),
         openapi_extra={**REMIX_REQUEST_BODY, "parameters": [idempotency_key_parameter("video")]},
     )
     return router
@@ -384,4 +396,5 @@ _LIST_PARAMETERS = [
         "description": "`desc` (newest first, the default) or `asc`.",
         "schema": {"type": "string", "enum": ["asc", "desc"]},
     },
+    TENANT_PARAMETER,
 ]

@@ -31,7 +31,9 @@ class _Strict(BaseModel):
 
 class OpenAIError(_Strict):
     message: str
-    type: Literal["invalid_request_error", "server_error"]
+    type: Literal["invalid_request_error", "requests", "insufficient_quota", "server_error"] = (
+        Field(description="`requests`: over the rate limit; `insufficient_quota`: a quota.")
+    )
     param: str | None = Field(description="The offending field, if one is.")
     code: str
 
