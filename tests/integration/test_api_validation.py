@@ -116,6 +116,17 @@ def test_bad_text_to_video_field_is_named(
     assert_rejected(client.post("/v2/video/generations", json=body), 400, field, store)
 
 
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_text_over_2500_characters_is_named_and_2500_is_taken(
+    client: TestClient, store: JobStore, field: str
+) -> None:
+    body = {"model": T2V, "prompt": "a raccoon", field: "x" * 2501}
+    error = assert_rejected(client.post("/v2/video/generations", json=body), 400, field, store)
+    assert error["message"].startswith(f"{field}: ") and "2500 characters" in error["message"]
+    at_limit = client.post("/v2/video/generations", json={**body, field: "x" * 2500})
+    assert at_limit.status_code == 200, at_limit.text
+
+
 @pytest.mark.parametrize(
     ("image_url", "field_problem"),
     [
