@@ -10,6 +10,7 @@ import http.client
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
+import httpx
 import pytest
 
 from reelforge.api.files import FileSigner
@@ -29,9 +30,22 @@ def server(
     # Beside the data dir and inside it, next to the artifacts folder (and the database).
     (live.data_dir / "sentinel.txt").write_bytes(SENTINEL)
     (live.data_dir.parent / "sentinel.txt").write_bytes(SENTINEL)
-    (live.data_dir / "artifacts" / "jobs" / "abc").mkdir(parents=True, exist_ok=True)
-    (live.data_dir / "artifacts" / "jobs" / "abc" / "video.mp4").write_bytes(b"inside")
     return live
+
+
+@pytest.fixture(scope="module")
+def job(server: LiveServer) -> str:
+    """A queued generation (no worker runs here) with a file: links are bound to a job."""
+    created = httpx.post(
+        server.base_url + "/v2/video/generations",
+        json={"model": "klingai/v2-master-text-to-video", "prompt": "x"},
+    )
+    assert created.status_code == 200, created.text
+    job_id: str = created.json()["id"]
+    folder = server.data_dir / "artifacts" / "jobs" / job_id
+    folder.mkdir(parents=True)
+    (folder / "video.mp4").write_bytes(b"inside")
+    return job_id
 
 
 def get_raw(server: LiveServer, raw_key: str, *, signed: bool = True) -> tuple[int, bytes]:
@@ -50,14 +64,14 @@ def get_raw(server: LiveServer, raw_key: str, *, signed: bool = True) -> tuple[i
         connection.close()
 
 
-def test_a_signed_key_inside_the_store_is_served(server: LiveServer) -> None:
-    assert get_raw(server, "jobs/abc/video.mp4") == (200, b"inside")
+def test_a_signed_key_inside_the_store_is_served(server: LiveServer, job: str) -> None:
+    assert get_raw(server, f"jobs/{job}/video.mp4") == (200, b"inside")
 
 
 ESCAPES = [
     "../sentinel.txt",
     "../../sentinel.txt",
-    "jobs/abc/../../../sentinel.txt",
+    "jobs/{job}/../../../sentinel.txt",
     "./../sentinel.txt",
     "%2e%2e/sentinel.txt",
     "%2e%2e%2fsentinel.txt",
@@ -69,8 +83,8 @@ ESCAPES = [
     "..\\sentinel.txt",
     "..%5csentinel.txt",
     "jobs\\..\\..\\..\\sentinel.txt",
-    "jobs/abc%00/../../../sentinel.txt",
-    "jobs/abc/video.mp4%00",
+    "jobs/{job}%00/../../../sentinel.txt",
+    "jobs/{job}/video.mp4%00",
     "jobs//../../sentinel.txt",
     "../reelforge.db",
 ]
@@ -80,9 +94,9 @@ SQLITE = b"SQLite format 3"
 @pytest.mark.parametrize("raw_key", ESCAPES)
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 def test_a_key_that_leaves_the_store_is_refused(
-    server: LiveServer, raw_key: str, signed: bool
+    server: LiveServer, job: str, raw_key: str, signed: bool
 ) -> None:
-    status, body = get_raw(server, raw_key, signed=signed)
+    status, body = get_raw(server, raw_key.format(job=job), signed=signed)
     assert 400 <= status < 500, (status, body[:200])
     if signed:  # a valid signature leaves the key's own check to refuse it
         assert status in (400, 404), (status, body[:200])

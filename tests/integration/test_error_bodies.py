@@ -101,6 +101,7 @@ def answers(client: TestClient, ctx: ApiContext) -> dict[str, Any]:
     image = png_bytes()
     created = client.post("/v2/video/generations", json={"model": T2V, "prompt": "x"}, headers=KEY)
     assert created.status_code == 200, created.text
+    job_id = created.json()["id"]
     return {
         "aimlapi create": client.post(
             "/v2/video/generations",
@@ -118,8 +119,8 @@ def answers(client: TestClient, ctx: ApiContext) -> dict[str, Any]:
             json={"model_name": "kling-v2-master", "image": base64.b64encode(image).decode()},
             headers=kling_headers(),
         ),
-        "download": client.get(ctx.signer.url("http://127.0.0.1", "jobs/abc/video.mp4")),
-        "delete": client.delete(f"/v2/video/generations/{created.json()['id']}", headers=KEY),
+        "download": client.get(ctx.signer.url("http://127.0.0.1", f"jobs/{job_id}/video.mp4")),
+        "delete": client.delete(f"/v2/video/generations/{job_id}", headers=KEY),
     }
 
 
