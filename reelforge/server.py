@@ -121,6 +121,7 @@ def _configure_http_limits(settings: Settings) -> None:
         header_timeout_s=settings.http_header_timeout_s,
         max_header_bytes=settings.http_max_header_bytes,
         body_timeout_s=settings.http_body_timeout_s,
+        body_deadline_s=settings.http_body_deadline_s,
     )
 
 

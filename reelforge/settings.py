@@ -333,8 +333,14 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="How long a request body may stall between two chunks before the "
-        "connection is closed.",
+        description="How long a request body may stall between two chunks; then 408 and "
+        "the connection is closed.",
+    )
+    http_body_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="The most time a request body may take in all, from the end of its "
+        "headers, however steadily it trickles in; then 408 and the connection is closed.",
     )
     docs: Literal["keyed", "public", "off"] = Field(
         default="keyed",

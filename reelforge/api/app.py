@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -211,6 +211,15 @@ def webhook_envelopes() -> dict[str, Envelope]:
     return {OPENAI: render_webhook_event, KLING: whole_body}
 
 
+def _job_exists(ctx: ApiContext) -> Callable[[str], Awaitable[bool]]:
+    """Whether a generation still exists (the files route binds links to it)."""
+
+    async def exists(job_id: str) -> bool:
+        return await ctx.db.run(lambda: ctx.store.get_job(job_id) is not None)
+
+    return exists
+
+
 def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
     """The app of one API process; `metrics_dir`: the multiprocess-mode folder its request
     metrics share with the other API processes on its port (see `api.metrics`)."""
@@ -255,7 +264,7 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
         build_system_router(ctx),
         build_admin_router(ctx),
         build_usage_router(ctx),
-        build_files_router(ctx.storage, ctx.signer),
+        build_files_router(ctx.storage, ctx.signer, job_exists=_job_exists(ctx)),
         build_pages_router(
             key_required=lambda: not ctx.auth.open_to_loopback_only,
             title=app.title,

@@ -145,7 +145,7 @@ async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
-    """The client went away (or stalled past `http_body_timeout_s`) while sending its body:
+    """The client went away (or ran past `http_body_timeout_s` / `_deadline_s`) sending its body:
     nothing was done, and nobody is left to answer; one line, not a traceback."""
     log.info("request %s: the client went away before its body was complete", request_id(request))
     return error_response(request, 400, "the request body was not complete")

@@ -11,6 +11,11 @@ presigned GET URLs instead, and clients download from the store directly.
 Whatever the store, a download is streamed: a local file as a file response, an object in
 S3 a chunk at a time (`Storage.open_stream`), with a single byte range if one is asked for;
 no video is ever read whole into the API's memory.
+
+A link is bound to its generation: once a signature checks out, the job its key belongs to
+must still exist (one read by primary key), so a deleted generation's links answer 404 even
+where its files outlived it (a store that failed during the delete, a worker that stored
+files after it), until the sweeper removes them.
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ import mimetypes
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from reelforge.api.openapi import error_responses
 from reelforge.errors import ConfigurationError, Forbidden, NotFound
-from reelforge.storage import S3Storage, Storage, validate_key
+from reelforge.storage import S3Storage, Storage, keys, validate_key
 
 __all__ = [
     "FileLinks",
@@ -130,7 +137,10 @@ _DOWNLOAD_ANSWER: dict[str, Any] = {
 }
 
 
-def build_files_router(storage: Storage, signer: FileSigner) -> APIRouter:
+def build_files_router(
+    storage: Storage, signer: FileSigner, job_exists: Callable[[str], Awaitable[bool]]
+) -> APIRouter:
+    """`GET /files/{key}`; `job_exists(job_id)` says whether a generation still exists."""
     router = APIRouter()
 
     @router.get(
@@ -139,7 +149,7 @@ def build_files_router(storage: Storage, signer: FileSigner) -> APIRouter:
         response_class=Response,
         responses={200: _DOWNLOAD_ANSWER, **error_responses(400, 403, 404)},
     )
-    def download(
+    async def download(
         request: Request, key: str, expires: int = Query(...), signature: str = Query(...)
     ) -> Response:
         """An artifact, by a signed link from a generation object (no API key needed);
@@ -148,9 +158,13 @@ def build_files_router(storage: Storage, signer: FileSigner) -> APIRouter:
             validate_key(key)
         except ValueError:
             raise NotFound("no such file") from None
-        signer.check(key, expires, signature)
+        signer.check(key, expires, signature)  # before any read: no forged key costs one
+        job_id = keys.job_of(key)
+        if job_id is None or not await job_exists(job_id):
+            raise NotFound("no such file")
         media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        return stored_response(
+        return await run_in_threadpool(
+            stored_response,
             storage,
             key,
             media_type,

@@ -1,5 +1,6 @@
 """uvicorn's HTTP protocol with the limits it leaves out: how long a client may take to send
-a request's headers, how many header bytes it may send, and how long its body may stall.
+a request's headers, how many header bytes it may send, and how long its body may stall and
+take in all.
 
 Written by hand because neither uvicorn nor Starlette bounds these (uvicorn's keep-alive
 timeout runs only between requests, and its httptools parser takes headers of any size),
@@ -9,12 +10,17 @@ arming timers at the points that protocol already calls:
 
     connection made, or a request begun   the headers must be complete within
                                           `header_timeout_s` and `max_header_bytes`
-    headers complete                      the body must not stall for `body_timeout_s`
-                                          between two chunks, until it is complete
+    headers complete                      the body must be complete within
+                                          `body_deadline_s`, and not stall for
+                                          `body_timeout_s` between two chunks
 
-A request over the header limit is answered 431, one whose headers time out 408 (plain
-text, as uvicorn answers a malformed request: no route, hence no dialect, has been chosen
-yet); a stalled body ends the connection, and the route sees the client as gone.
+(The stall timer alone, re-armed by every chunk, let a body trickled a byte per
+`body_timeout_s - ε` run for ever; the deadline is fixed when the headers end.)
+
+A request over the header limit is answered 431, one whose headers or body time out 408
+(plain text, as uvicorn answers a malformed request: whichever route the request was for
+has not answered yet, and no longer can; a route that already answered only loses the
+connection). The route waiting on such a body sees the client as gone.
 """
 
 from __future__ import annotations
@@ -29,17 +35,27 @@ __all__ = ["GuardedHttpProtocol", "configure_limits"]
 
 log = logging.getLogger(__name__)
 
-_limits = {"header_timeout_s": 10.0, "max_header_bytes": 65536, "body_timeout_s": 30.0}
+_limits = {
+    "header_timeout_s": 10.0,
+    "max_header_bytes": 65536,
+    "body_timeout_s": 30.0,
+    "body_deadline_s": 300.0,
+}
 
 
 def configure_limits(
-    *, header_timeout_s: float, max_header_bytes: int, body_timeout_s: float
+    *,
+    header_timeout_s: float,
+    max_header_bytes: int,
+    body_timeout_s: float,
+    body_deadline_s: float,
 ) -> None:
     """Set the limits every connection of this process gets (from `Settings`, at start)."""
     _limits.update(
         header_timeout_s=header_timeout_s,
         max_header_bytes=max_header_bytes,
         body_timeout_s=body_timeout_s,
+        body_deadline_s=body_deadline_s,
     )
 
 
@@ -48,6 +64,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes: int | None = 0  # None: not reading headers now
+        self._body_due = 0.0  # loop time by which the body must be complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -72,11 +89,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._header_bytes = None
-        self._arm(_limits["body_timeout_s"], self._body_stalled)
+        self._body_due = self.loop.time() + _limits["body_deadline_s"]
+        self._expect_body()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        self._arm(_limits["body_timeout_s"], self._body_stalled)
+        self._expect_body()
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -86,6 +104,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _expect_headers(self) -> None:
         self._header_bytes = 0
         self._arm(_limits["header_timeout_s"], self._headers_timed_out)
+
+    def _expect_body(self) -> None:
+        """The next chunk within the stall limit, and the whole body by its deadline."""
+        left_s = self._body_due - self.loop.time()
+        if left_s <= _limits["body_timeout_s"]:
+            self._arm(max(left_s, 0.0), self._body_overdue)
+        else:
+            self._arm(_limits["body_timeout_s"], self._body_stalled)
 
     def _arm(self, delay_s: float, callback: Any) -> None:
         self._cancel()
@@ -101,11 +127,26 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refuse(408, "Request Timeout")
 
     def _body_stalled(self) -> None:
-        log.info("a client stalled its request body for %.0f s; closing", _limits["body_timeout_s"])
+        log.info("a client stalled its request body for %g s; 408", _limits["body_timeout_s"])
+        self._body_timed_out()
+
+    def _body_overdue(self) -> None:
+        deadline_s = _limits["body_deadline_s"]
+        log.info("a client took over %g s to send its request body; 408", deadline_s)
+        self._body_timed_out()
+
+    def _body_timed_out(self) -> None:
+        # The route reading the body sees the client gone (`http.disconnect`); whatever it
+        # answers then is dropped by uvicorn, so the 408 is the one answer on the wire.
+        answered = self.cycle is not None and self.cycle.response_started
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
-        self.transport.close()
+        if answered:
+            self._cancel()
+            self.transport.close()
+        else:
+            self._refuse(408, "Request Timeout")
 
     def _refuse(self, status: int, reason: str) -> None:
         self._cancel()

@@ -14,6 +14,7 @@ import base64
 import binascii
 import copy
 import io
+import re
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -146,13 +147,25 @@ def _decode_base64(payload: str, policy: ImagePolicy) -> bytes:
 
 
 def _open(data: bytes, policy: ImagePolicy) -> Image.Image:
+    """The image with its header read, nothing decoded (`Image.open` is lazy)."""
     try:
         with warnings.catch_warnings():
-            # Pillow warns, then raises, on decompression bombs; we check pixels ourselves.
+            # Pillow warns on decompression bombs; we check pixels ourselves (`_pixels`).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses from the header alone past twice its own limit (179 Mpx): a bomb,
+        # to be named as one rather than as an undecodable file.
+        raise policy.invalid(_declared_too_large(exc, policy)) from None
+    except (UnidentifiedImageError, OSError, ValueError):
         raise policy.invalid("is not a decodable image (PNG, JPEG, WebP, ...)") from None
+
+
+def _declared_too_large(exc: Image.DecompressionBombError, policy: ImagePolicy) -> str:
+    # Pillow's message carries the declared count ("Image size (N pixels) exceeds ...").
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    declared = f"declares {found[1]} pixels" if found else "declares too many pixels"
+    return f"image {declared}, more than the limit of {policy.max_pixels}; it was not decoded"
 
 
 def _pixels(data: bytes, policy: ImagePolicy) -> int:

@@ -5,6 +5,8 @@ never trips them; the deadline here is on the whole fetch (waiting for a slot, D
 redirects, every byte), enforced by `asyncio.timeout`, which cancels the fetch wherever it
 is. Fetches run on the event loop, not in the thread pool that other requests need, and at
 most `limiter`'s count at once, so slow peers cost sockets, not the server's responsiveness.
+Every connection, the first and each redirect hop's, goes through the guarded transport
+(`reelforge.net.transport`): no byte is sent to an address the policy has not allowed.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import certifi
 import httpx
 
 from reelforge.net.guard import OutboundPolicy, OutboundRefused
+from reelforge.net.transport import GuardedTransport
 
-__all__ = ["FetchFailed", "FetchTooLarge", "check_peer", "fetch_bytes", "tls_context"]
+__all__ = ["FetchFailed", "FetchTooLarge", "fetch_bytes", "tls_context"]
 
 MAX_REDIRECTS = 3
 
@@ -58,15 +61,13 @@ async def _fetch(url: str, policy: OutboundPolicy, max_bytes: int, deadline_s: f
         timeout=httpx.Timeout(deadline_s),
         follow_redirects=False,
         trust_env=False,
-        verify=tls_context(),
+        transport=GuardedTransport(policy, ssl_context=tls_context()),
     )
     async with client:
         for _ in range(MAX_REDIRECTS + 1):
-            target = policy.parse(url)
-            await policy.resolve(target)
+            target = policy.parse(url)  # the form; the address is checked on connecting
             try:
                 async with client.stream("GET", target.url) as response:
-                    check_peer(response, policy)
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(target.url, response.headers["location"])
                         continue
@@ -100,11 +101,3 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             raise FetchTooLarge(f"is larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def check_peer(response: httpx.Response, policy: OutboundPolicy) -> None:
-    """Check the address actually connected to, in case DNS changed since `resolve`."""
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if peer:
-        policy.check_address(str(peer[0]).split("%", 1)[0])

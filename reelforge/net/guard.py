@@ -6,9 +6,10 @@ CIDR. Opening `private` does not open link-local space or the cloud metadata add
 (169.254.169.254 and its kin): those answer with credentials, so only a CIDR that names them
 exactly opens them. Unspecified, multicast and reserved addresses are never reached.
 
-A URL is checked twice: every address its host resolves to before connecting (`resolve`),
-and the address actually connected to afterwards (`check_address` on the peer), since DNS
-may answer differently the second time (rebinding).
+A host is resolved once per connection and every address of the answer is checked before
+any is connected to; the connection is then made to a checked address, never through a
+second lookup, which DNS may answer differently (rebinding). `reelforge.net.transport` does
+this for httpx; `resolve` alone serves checks at submit time.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import idna
 
-__all__ = ["NAMED_NETWORKS", "OutboundPolicy", "OutboundRefused", "Target"]
+__all__ = ["NAMED_NETWORKS", "OutboundPolicy", "OutboundRefused", "Resolver", "Target"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,6 +41,15 @@ _METADATA = tuple(
     for cidr in ("169.254.169.254/32", "fd00:ec2::254/128", "100.100.100.200/32")
 )
 _LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""The addresses a host name (and port) resolves to; raises OSError if it does not."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's answer (getaddrinfo, off the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 class OutboundRefused(Exception):
@@ -62,10 +72,14 @@ class OutboundPolicy:
 
     `allow`: keywords of `NAMED_NETWORKS` and CIDRs, e.g. ("loopback", "10.20.0.0/16").
     `setting` names the configuration that opens networks, for refusal messages.
+    `resolver` answers DNS questions (the system's by default; tests name hosts with it).
     """
 
-    def __init__(self, allow: Iterable[str] = (), *, setting: str = "") -> None:
+    def __init__(
+        self, allow: Iterable[str] = (), *, setting: str = "", resolver: Resolver | None = None
+    ) -> None:
         self.setting = setting
+        self._resolver = resolver or system_resolver
         self._explicit: list[IPNetwork] = []
         self._named: list[IPNetwork] = []
         for item in allow:
@@ -129,21 +143,25 @@ class OutboundPolicy:
 
     async def resolve(self, target: Target) -> list[str]:
         """Every address `target.host` resolves to, each checked; raise `OutboundRefused`."""
+        return await self.addresses_of(target.host, target.port)
+
+    async def addresses_of(self, host: str, port: int) -> list[str]:
+        """Every address `host` resolves to, all checked before any is returned (an IPv6
+        zone id kept, for connecting); raise `OutboundRefused` if one is forbidden or there
+        is none."""
         try:
-            literal = ipaddress.ip_address(target.host)
+            literal = ipaddress.ip_address(host)
         except ValueError:
             literal = None
         if literal is not None:
             self.check_address(literal)
             return [str(literal)]
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            addresses = [str(address) for address in await self._resolver(host, port)]
         except (OSError, UnicodeError):
-            raise OutboundRefused(
-                f"could not be downloaded: host {target.host!r} not found"
-            ) from None
-        addresses = [str(info[4][0]) for info in infos]
+            addresses = []
+        if not addresses:
+            raise OutboundRefused(f"could not be downloaded: host {host!r} not found")
         for address in addresses:
             self.check_address(address.split("%", 1)[0])  # drop an IPv6 zone id
         return addresses

@@ -52,9 +52,16 @@ class ObjectStream:
 
 
 def validate_key(key: str) -> str:
-    """Refuse keys that could escape the store (absolute, `..`, empty parts)."""
+    """Refuse keys that could escape the store (absolute, `..`, empty parts, backslashes)
+    or that no file system takes (control characters: a NUL made the path calls raise)."""
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+    if (
+        not key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in key
+        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key)
+    ):
         raise ValueError(f"invalid storage key {key!r}")
     return key
 

@@ -14,8 +14,9 @@ One attempt: the body (fixed at the first attempt, stored, the same bytes on eve
 dialect answers, as it stood at the event (a dialect whose receivers expect another
 envelope, as OpenAI's `{"id", "object": "event", "type", "created_at", "data"}`, names its
 own in `envelopes`); it is POSTed with fresh signature headers
-(`webhooks.signing`) through the outbound guard: every address the host resolves to and the
-peer actually connected to are checked, and redirects are not followed. A 2xx answer
+(`webhooks.signing`) through the outbound guard's transport (`net.transport`): every address
+the host resolves to is checked and the connection made to a checked one, before a byte is
+sent; redirects are not followed. A 2xx answer
 delivers it; any other answer, a timeout or a connection error is retried on the
 `RetrySchedule`, after which the delivery is `failed` and the job's next one goes.
 """
@@ -40,7 +41,8 @@ from reelforge.jobs.events import JobEvent
 from reelforge.jobs.store import Job
 from reelforge.jobs.webhooks import Delivery, WebhookOutbox
 from reelforge.net import OutboundPolicy, OutboundRefused
-from reelforge.net.fetch import check_peer, tls_context
+from reelforge.net.fetch import tls_context
+from reelforge.net.transport import GuardedTransport
 from reelforge.webhooks.schedule import RetrySchedule
 from reelforge.webhooks.signing import WebhookSigner
 
@@ -95,7 +97,11 @@ class _Outcome:
 
 
 class WebhookDispatcher:
-    """Sends the outbox's due deliveries; `run` is an `ApiContext.background` loop."""
+    """Sends the outbox's due deliveries; `run` is an `ApiContext.background` loop.
+
+    `transport` replaces the network, guard included, for tests that play the receiver; by
+    default sends go through `GuardedTransport` under `policy`.
+    """
 
     def __init__(
         self,
@@ -132,9 +138,8 @@ class WebhookDispatcher:
         client = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,
-            verify=tls_context(),
             timeout=httpx.Timeout(self.timeout_s),
-            transport=self._transport,
+            transport=self._transport or GuardedTransport(self.policy, ssl_context=tls_context()),
         )
         try:
             async with client:
@@ -224,11 +229,9 @@ class WebhookDispatcher:
         error: str | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
-                target = self.policy.parse(delivery.url)
-                await self.policy.resolve(target)
+                target = self.policy.parse(delivery.url)  # the address: checked on connecting
                 request = client.stream("POST", target.url, content=body.encode(), headers=headers)
                 async with request as response:
-                    check_peer(response, self.policy)
                     status_code = response.status_code
                     # Read a little of the answer (a receiver's "ok"), never a flood of it.
                     read = 0

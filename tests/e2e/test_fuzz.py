@@ -1,5 +1,6 @@
-"""Schemathesis against a live server's own OpenAPI document: no 5xx, and every answer (status,
-content type, headers, body) as the document says.
+"""Schemathesis against a live server's own OpenAPI document: no 5xx, every answer (status,
+content type, headers, body) as the document says, and none carrying a stack trace or one of
+the server's secrets (`fuzz_checks.py`, a check of our own).
 
 It reads the document, so a route added later is fuzzed without a line here. The fuzzer lives
 in its own pinned environment (`make fuzz-env`, which `make test` runs).
@@ -24,8 +25,10 @@ from tests.e2e.test_service import T2V, create, wait_terminal
 pytestmark = pytest.mark.slow
 
 SCHEMATHESIS = REPO_ROOT / ".venv-schemathesis" / "bin" / "schemathesis"
+OWN_CHECKS = Path(__file__).with_name("fuzz_checks.py")
 CHECKS = (
     "not_a_server_error",
+    "no_secret_or_stack_trace",
     "status_code_conformance",
     "content_type_conformance",
     "response_headers_conformance",
@@ -38,13 +41,20 @@ SEED = 1
 FUZZ_TIMEOUT_S = 240
 # A request that takes this long is a hang: schemathesis reports it and exits non-zero.
 REQUEST_TIMEOUT_S = 10
+# Secrets both fuzzed servers are configured with, which no answer may carry.
+SIGNING_SECRET = "fuzz-url-signing-secret-7f3a9c"
+WEBHOOK_SECRET = "whsec_ZnV6ei13ZWJob29rLXNlY3JldC0xMjM0NQ=="
+SECRETS = {
+    "REELFORGE_URL_SIGNING_SECRET": SIGNING_SECRET,
+    "REELFORGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+}
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A keyless server (loopback clients only): the browser guard is in the way of every
     request, as in the default set-up."""
-    server = LiveServer(tmp_path_factory.mktemp("fuzz") / "data", {})
+    server = LiveServer(tmp_path_factory.mktemp("fuzz") / "data", dict(SECRETS))
     try:
         yield server.start()
     finally:
@@ -94,7 +104,7 @@ def keyed_fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
     server = LiveServer(
         tmp_path_factory.mktemp("fuzz-keyed") / "data",
         # The document public, so the fuzzer (and `document`) load it without the key.
-        {"REELFORGE_API_KEYS": FUZZ_KEY, "REELFORGE_DOCS": "public"},
+        {"REELFORGE_API_KEYS": FUZZ_KEY, "REELFORGE_DOCS": "public", **SECRETS},
     )
     try:
         yield server.start()
@@ -129,6 +139,10 @@ def run_schemathesis(
         *extra,
     ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["SCHEMATHESIS_HOOKS"] = str(OWN_CHECKS)
+    env["REELFORGE_FUZZ_SECRETS"] = ",".join(
+        [SIGNING_SECRET, WEBHOOK_SECRET, *server.env.get("REELFORGE_API_KEYS", "").split(",")]
+    )
     try:
         run = subprocess.run(
             command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=FUZZ_TIMEOUT_S

@@ -1,6 +1,6 @@
 """Clients that hold connections: a real server answers 408 to one that sends no headers or
-trickles them, 431 to one whose headers are too large, closes on one whose body stalls, and
-keeps serving everyone else, with no traceback in its log."""
+trickles them, 431 to one whose headers are too large, 408 to one whose body stalls or
+trickles past its deadline, and keeps serving everyone else, with no traceback in its log."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.e2e.conftest import LiveServer
 
 pytestmark = pytest.mark.slow
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
-WAIT_S = 15.0  # far above both limits: a server that never times out fails the test
+BODY_DEADLINE_S = 3.0
+TRICKLE_S = 0.25  # well inside BODY_TIMEOUT_S: only the body's deadline can cut it off
+WAIT_S = 15.0  # far above every limit: a server that never times out fails the test
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +28,7 @@ def server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
     return module_server_factory(
         http_header_timeout_s=HEADER_TIMEOUT_S,
         http_body_timeout_s=BODY_TIMEOUT_S,
+        http_body_deadline_s=BODY_DEADLINE_S,
         http_max_header_bytes=16384,
     )
 
@@ -85,7 +89,36 @@ def test_a_stalled_body_is_cut_off_and_the_server_keeps_serving(server: LiveServ
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
         started = time.monotonic()
-        read_all(sock)  # returns once the server closes the connection
+        answer = read_all(sock)  # returns once the server closes the connection
     assert time.monotonic() - started < WAIT_S
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert httpx.get(server.base_url + "/v2/video/generations", timeout=10).status_code == 200
+    assert "Traceback" not in server.log()
+
+
+def test_a_trickled_body_is_cut_off_at_its_deadline(server: LiveServer) -> None:
+    """A byte every TRICKLE_S never stalls, yet the body as a whole is 408 at its deadline."""
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v2/video/generations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+        )
+        started = time.monotonic()
+        answer, sent = b"", 0
+        sock.settimeout(TRICKLE_S)
+        while not answer and time.monotonic() - started < WAIT_S:
+            try:
+                sock.sendall(b" ")
+                sent += 1
+            except OSError:  # closed by the server before its answer was read
+                break
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                continue
+        took_s = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), (answer, sent, took_s)
+    assert BODY_DEADLINE_S <= took_s + 0.1 < WAIT_S  # 0.1: our clock started a little late
+    wait_for(lambda: "to send its request body" in server.log(), 10, "the deadline's log line")
     assert httpx.get(server.base_url + "/v2/video/generations", timeout=10).status_code == 200
     assert "Traceback" not in server.log()

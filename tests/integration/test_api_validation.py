@@ -21,6 +21,7 @@ from reelforge.jobs import JobStatus, JobStore, WorkerState, open_store
 from reelforge.settings import Settings
 from reelforge.storage import open_storage
 from tests.conftest import make_spec
+from tests.fixtures.peers import Answer, peer_pair
 
 T2V = "klingai/v2-master-text-to-video"
 I2V = "klingai/v2-master-image-to-video"
@@ -113,6 +114,17 @@ def test_bad_text_to_video_field_is_named(
     body = {"model": T2V, "prompt": "a raccoon in a forest", **changes}
     body = {k: v for k, v in body.items() if v is not None}
     assert_rejected(client.post("/v2/video/generations", json=body), 400, field, store)
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_text_over_2500_characters_is_named_and_2500_is_taken(
+    client: TestClient, store: JobStore, field: str
+) -> None:
+    body = {"model": T2V, "prompt": "a raccoon", field: "x" * 2501}
+    error = assert_rejected(client.post("/v2/video/generations", json=body), 400, field, store)
+    assert error["message"].startswith(f"{field}: ") and "2500 characters" in error["message"]
+    at_limit = client.post("/v2/video/generations", json={**body, field: "x" * 2500})
+    assert at_limit.status_code == 200, at_limit.text
 
 
 @pytest.mark.parametrize(
@@ -343,6 +355,28 @@ def test_downloaded_image_is_stored_as_input(
     assert job is not None and job.spec.image_key == f"inputs/{job.id}/image.png"
     stored = tmp_path / "artifacts" / job.spec.image_key
     assert Image.open(stored).size == (32, 24)
+
+
+@pytest.mark.parametrize("hop", ["redirect", "localhost"])
+def test_image_url_reaching_a_forbidden_address_is_refused_unsent(
+    app_parts: tuple[Settings, JobStore], hop: str
+) -> None:
+    """Only 127.0.0.2 is open: a redirect from it to 127.0.0.1, or the name `localhost`
+    (127.0.0.1), is a 400 naming image_url, and 127.0.0.1 never gets a connection."""
+    settings, store = app_parts
+    opened = settings.model_copy(update={"outbound_allow_networks": ["127.0.0.2/32"]})
+    client = make_client(opened, store)
+    with peer_pair() as (allowed, forbidden):
+        forbidden.answers["/cat.png"] = Answer(body=png_bytes())
+        allowed.answers["/cat.png"] = Answer(302, headers={"location": forbidden.url("/cat.png")})
+        named = forbidden.url("/cat.png", host="localhost")
+        url = allowed.url("/cat.png") if hop == "redirect" else named
+        body = {"model": I2V, "image_url": url}
+        error = assert_rejected(
+            client.post("/v2/video/generations", json=body), 400, "image_url", store
+        )
+        assert forbidden.connections == 0
+    assert "non-public address (" in error["message"]
 
 
 def test_remote_client_without_keys_is_forbidden(app_parts: tuple[Settings, JobStore]) -> None:

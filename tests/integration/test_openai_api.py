@@ -211,6 +211,22 @@ def test_bad_multipart_fields_are_named(client: TestClient, ctx: ApiContext) -> 
     assert sum(ctx.store.count_by_status().values()) == 0
 
 
+@pytest.mark.parametrize("form", ["json", "multipart"])
+def test_a_prompt_over_2500_characters_is_named_and_2500_is_taken(
+    client: TestClient, ctx: ApiContext, form: str
+) -> None:
+    def send(prompt: str) -> Any:
+        if form == "json":
+            return client.post("/v1/videos", json={"prompt": prompt}, headers=A)
+        return client.post("/v1/videos", files={"prompt": (None, prompt)}, headers=A)
+
+    error = assert_openai_error(send("x" * 2501), 400, "prompt")["error"]
+    assert error["message"].startswith("prompt: ") and "2500 characters" in error["message"]
+    assert sum(ctx.store.count_by_status().values()) == 0
+    at_limit = send("x" * 2500)
+    assert at_limit.status_code == 200, at_limit.text
+
+
 def test_other_content_types_and_unauthenticated_calls_get_openais_error(
     client: TestClient,
 ) -> None:

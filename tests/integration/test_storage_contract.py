@@ -12,7 +12,7 @@ from reelforge.storage.base import STREAM_CHUNK_BYTES
 from tests.conftest import S3Target
 
 KEY = "jobs/abc/video.mp4"
-INVALID_KEYS = ["", "/abs", "a/../b", "a//b", "./a", "a\\b", "jobs/.."]
+INVALID_KEYS = ["", "/abs", "a/../b", "a//b", "./a", "a\\b", "jobs/..", "jobs/a\x00b", "a\nb"]
 
 
 @pytest.fixture(params=["local", "s3"])

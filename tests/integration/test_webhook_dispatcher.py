@@ -1,5 +1,6 @@
 """The webhook dispatcher over a real job store, with receivers played by an httpx mock
-transport: bodies, signatures, retries, timeouts, redirects and the outbound guard."""
+transport (bodies, signatures, retries, timeouts, redirects) or, for the outbound guard,
+by real loopback servers: 127.0.0.2 allowed, 127.0.0.1 forbidden."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from reelforge.jobs.webhooks import DeliveryStatus, WebhookOutbox
 from reelforge.net import OutboundPolicy
 from reelforge.webhooks import RetrySchedule, WebhookDispatcher, WebhookSigner
 from tests.conftest import make_spec
+from tests.fixtures.peers import Answer, peer_pair
 from tests.integration.test_job_store import MODEL, make_result
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -45,7 +47,10 @@ def dispatcher(
     delays_s: tuple[float, ...] = (0, 0, 0),
     policy: OutboundPolicy | None = None,
     timeout_s: float = 5.0,
+    network: bool = False,
 ) -> WebhookDispatcher:
+    """A dispatcher whose receiver is `handler`, or with `network` the real (guarded)
+    network, `handler` unused."""
     return WebhookDispatcher(
         WebhookOutbox(store.engine),
         renderers={"aimlapi": render},
@@ -54,12 +59,14 @@ def dispatcher(
         schedule=RetrySchedule(delays_s, jitter=0),
         timeout_s=timeout_s,
         poll_interval_s=0.02,
-        transport=httpx.MockTransport(handler),
+        transport=None if network else httpx.MockTransport(handler),
     )
 
 
-def finished_job(store: JobStore, events: tuple[str, ...] = ("completed",)) -> str:
-    job = store.create_job(make_spec(), webhook=WebhookSubscription(HOOK_URL, events))
+def finished_job(
+    store: JobStore, events: tuple[str, ...] = ("completed",), url: str = HOOK_URL
+) -> str:
+    job = store.create_job(make_spec(), webhook=WebhookSubscription(url, events))
     lease = store.claim_next_job("w1", [MODEL], lease_seconds=30)
     assert lease is not None
     store.complete_job(lease, make_result(job.id))
@@ -184,13 +191,83 @@ def test_redirects_are_not_followed(sqlite_store: JobStore) -> None:
 
 
 def test_the_outbound_guard_refuses_at_send_time(sqlite_store: JobStore) -> None:
-    job_id = finished_job(sqlite_store)
-    handler, seen = answers(200)
+    handler, _ = answers(200)
     closed = OutboundPolicy([], setting="REELFORGE_ALLOW_PRIVATE_URLS")
-    run_until(
-        dispatcher(sqlite_store, handler, delays_s=(), policy=closed),
-        settled(sqlite_store, job_id),
-    )
-    assert seen == []
+    with peer_pair() as (_, receiver):
+        job_id = finished_job(sqlite_store, url=receiver.url("/hook"))
+        run_until(
+            dispatcher(sqlite_store, handler, delays_s=(), policy=closed, network=True),
+            settled(sqlite_store, job_id),
+        )
+        assert receiver.connections == 0
     [(_, [attempt])] = WebhookOutbox(sqlite_store.engine).deliveries_of(job_id)
     assert attempt.error is not None and "non-public address" in attempt.error
+
+
+def _resolving(host: str, *answers: list[str]) -> OutboundPolicy:
+    queue = list(answers)
+
+    async def resolve(name: str, port: int) -> list[str]:
+        if name != host:
+            raise OSError(f"{name} not found")
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return OutboundPolicy(["127.0.0.2/32"], resolver=resolve)
+
+
+def test_a_delivery_connects_to_the_address_the_guard_checked(sqlite_store: JobStore) -> None:
+    handler, _ = answers(200)
+    with peer_pair() as (receiver, forbidden):
+        receiver.answers["/hook"] = Answer(204)
+        job_id = finished_job(sqlite_store, url=receiver.url("/hook", host="hooks.example"))
+        policy = _resolving("hooks.example", ["127.0.0.2"])
+        run_until(
+            dispatcher(sqlite_store, handler, policy=policy, network=True),
+            settled(sqlite_store, job_id),
+        )
+        assert receiver.requests == [("POST", "/hook", f"hooks.example:{receiver.port}")]
+        assert forbidden.connections == 0
+    [(delivery, _)] = WebhookOutbox(sqlite_store.engine).deliveries_of(job_id)
+    assert delivery.status is DeliveryStatus.DELIVERED
+
+
+def test_a_receiver_name_that_rebinds_to_a_forbidden_address_is_not_reached(
+    sqlite_store: JobStore,
+) -> None:
+    handler, _ = answers(200)
+    with peer_pair() as (receiver, forbidden):
+        receiver.answers["/hook"] = Answer(500)  # retried, by then under another answer
+        job_id = finished_job(sqlite_store, url=receiver.url("/hook", host="hooks.example"))
+        policy = _resolving("hooks.example", ["127.0.0.2"], ["127.0.0.1"])
+        run_until(
+            dispatcher(sqlite_store, handler, delays_s=(0,), policy=policy, network=True),
+            settled(sqlite_store, job_id),
+        )
+        assert len(receiver.requests) == 1
+        assert forbidden.connections == 0
+    [(_, attempts)] = WebhookOutbox(sqlite_store.engine).deliveries_of(job_id)
+    assert [a.status_code for a in attempts] == [500, None]
+    assert "non-public address (127.0.0.1)" in (attempts[1].error or "")
+
+
+def test_a_receiver_redirecting_to_a_forbidden_address_is_not_followed(
+    sqlite_store: JobStore,
+) -> None:
+    handler, _ = answers(200)
+    with peer_pair() as (receiver, forbidden):
+        receiver.answers["/hook"] = Answer(307, headers={"location": forbidden.url("/hook")})
+        job_id = finished_job(sqlite_store, url=receiver.url("/hook"))
+        run_until(
+            dispatcher(
+                sqlite_store,
+                handler,
+                delays_s=(),
+                policy=OutboundPolicy(["127.0.0.2/32"]),
+                network=True,
+            ),
+            settled(sqlite_store, job_id),
+        )
+        assert forbidden.connections == 0
+    [(delivery, [attempt])] = WebhookOutbox(sqlite_store.engine).deliveries_of(job_id)
+    assert delivery.status is DeliveryStatus.FAILED
+    assert attempt.status_code == 307 and "redirect" in (attempt.error or "")
