@@ -92,6 +92,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_due = self.loop.time() + _limits["body_deadline_s"]
         self._expect_body()
         super().on_headers_complete()
+        if self.pipeline:
+            self._cancel()  # queued: see _expect_body
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        cycle = self.cycle
+        if (
+            self._deadline is None
+            and self._header_bytes is None
+            and cycle is not None
+            and cycle.more_body
+            and not cycle.response_started
+            and not self.transport.is_closing()
+        ):
+            # A pipelined request has just started, reading again: its body is due from now.
+            self._body_due = self.loop.time() + _limits["body_deadline_s"]
+            self._expect_body()
 
     def on_body(self, body: bytes) -> None:
         self._expect_body()
@@ -106,7 +123,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._arm(_limits["header_timeout_s"], self._headers_timed_out)
 
     def _expect_body(self) -> None:
-        """The next chunk within the stall limit, and the whole body by its deadline."""
+        """The next chunk within the stall limit, and the whole body by its deadline; not
+        while the request is queued behind a response still being sent (HTTP pipelining):
+        uvicorn reads nothing more until that response ends, so the wait is the server's,
+        and a 408 then would land inside that response. It is timed once it starts."""
+        if self.pipeline:
+            self._cancel()
+            return
         left_s = self._body_due - self.loop.time()
         if left_s <= _limits["body_timeout_s"]:
             self._arm(max(left_s, 0.0), self._body_overdue)

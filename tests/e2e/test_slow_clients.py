@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import wait_for
 from tests.e2e.conftest import LiveServer
+from tests.fixtures.slow_http import TricklingServer
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,9 @@ TRICKLE_S = 0.25  # well inside BODY_TIMEOUT_S: only the body's deadline can cut
 WAIT_S = 15.0  # far above every limit: a server that never times out fails the test
 
 
+IMAGE_FETCH_S = 2.5  # how long the pipelining test's first answer takes: over BODY_TIMEOUT_S
+
+
 @pytest.fixture(scope="module")
 def server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
     return module_server_factory(
@@ -30,7 +34,18 @@ def server(module_server_factory: Callable[..., LiveServer]) -> LiveServer:
         http_body_timeout_s=BODY_TIMEOUT_S,
         http_body_deadline_s=BODY_DEADLINE_S,
         http_max_header_bytes=16384,
+        # For the pipelining test's slow first answer: an image from a trickling loopback
+        # host, refused at this deadline.
+        allow_private_urls="true",
+        image_fetch_timeout_s=str(IMAGE_FETCH_S),
     )
+
+
+@pytest.fixture
+def trickling() -> Iterator[TricklingServer]:
+    host = TricklingServer(interval_s=0.5).start()
+    yield host
+    host.close()
 
 
 def connect(server: LiveServer) -> socket.socket:
@@ -122,3 +137,37 @@ def test_a_trickled_body_is_cut_off_at_its_deadline(server: LiveServer) -> None:
     wait_for(lambda: "to send its request body" in server.log(), 10, "the deadline's log line")
     assert httpx.get(server.base_url + "/v2/video/generations", timeout=10).status_code == 200
     assert "Traceback" not in server.log()
+
+
+def test_a_pipelined_request_is_not_timed_while_an_earlier_answer_is_sent(
+    server: LiveServer, trickling: TricklingServer
+) -> None:
+    """Two requests on one connection: a create that takes IMAGE_FETCH_S to answer (its image
+    trickles), then one whose body never comes. uvicorn reads nothing more until the first
+    answer is out, so the second's body clock starts only then: the first answer arrives
+    whole, first, and the 408 after it, never inside it."""
+    first = (
+        b'{"model": "klingai/v2-master-image-to-video", "prompt": "move", "image_url": "'
+        + trickling.url.encode()
+        + b'"}'
+    )
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /v2/video/generations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(first)).encode()
+            + b"\r\n\r\n"
+            + first
+            + b"POST /v2/video/generations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        answer = read_all(sock)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]  # the image that did not come
+    length = int(
+        next(
+            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        ).split(b":")[1]
+    )
+    assert b"image_url" in rest[:length]
+    assert rest[length:].startswith(b"HTTP/1.1 408"), answer  # then, on its own, the 408
