@@ -121,8 +121,8 @@ class OutboundPolicy:
     def check_address(self, address: str | IPAddress) -> None:
         """Raise `OutboundRefused` unless this server may connect to `address`."""
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if isinstance(ip, ipaddress.IPv6Address):
+            ip = _embedded_ipv4(ip) or ip  # ::ffff:127.0.0.1 is 127.0.0.1, and so on
         if any(ip in net for net in self._explicit):
             return
         if ip.is_unspecified or ip.is_multicast:
@@ -188,3 +188,17 @@ def _ascii_host(hostname: str) -> str:
         return idna.encode(hostname, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
         raise OutboundRefused(f"is not a valid URL: {hostname!r} is not a host name") from None
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one reaches by construction: IPv4-mapped (`::ffff:a.b.c.d`),
+    NAT64's well-known prefix (`64:ff9b::a.b.c.d`, which Python counts as global) and 6to4
+    (`2002:aabb:ccdd::`); None for any other."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour

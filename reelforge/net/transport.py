@@ -47,12 +47,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         addresses = await self.policy.addresses_of(host, port)  # all checked, or it raises
         failure: Exception | None = None
-        for address in addresses:  # in the resolver's order, as getaddrinfo's users do
+        for index, address in enumerate(addresses):  # in the resolver's order
             try:
                 stream = await self._inner.connect_tcp(
                     address,
                     port,
-                    timeout=timeout,
+                    timeout=_attempt_timeout(timeout, len(addresses) - index),
                     local_address=local_address,
                     socket_options=socket_options,
                 )
@@ -89,6 +89,19 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise
 
 
+def _attempt_timeout(timeout: float | None, left: int) -> float | None:
+    """The connect timeout of one address of `left` still to try. The addresses are tried
+    one after another (not raced, as anyio does for a host name), so a silent one must not
+    take the whole budget from those after it: each gets an equal share of what is left,
+    but at least `_MIN_ATTEMPT_S` (a slow but live peer still connects)."""
+    if timeout is None or left <= 1:
+        return timeout
+    return max(min(timeout, _MIN_ATTEMPT_S), timeout / left)
+
+
+_MIN_ATTEMPT_S = 2.0
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """`httpx.AsyncHTTPTransport` (HTTP/1.1, no proxy, no environment) over `GuardedBackend`;
     `limits` default to httpx's own."""
@@ -103,6 +116,13 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
         super().__init__(verify=ssl_context, trust_env=False, limits=limits)
+        # Fail loudly rather than guard nothing: should a new httpx no longer send requests
+        # through `_pool`, replacing it would silently leave httpx's own, unguarded pool.
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError(
+                "this httpx version's transport has no httpcore pool to guard; "
+                "reelforge.net.transport needs updating for it"
+            )
         # httpx takes no network backend, so its pool is rebuilt with the same options and
         # ours (`_pool` is the one attribute its request path uses).
         self._pool = httpcore.AsyncConnectionPool(

@@ -190,6 +190,8 @@ def job_at(job: Job, event: JobEvent) -> Job:
         job,
         status=status,
         progress=event.progress,
+        step=None,  # events keep no step count: today's would belong to a later moment
+        steps=None,
         result=job.result if status is JobStatus.SUCCEEDED else None,
         finished_at=job.finished_at if status.is_terminal else None,
         error_name=job.error_name if status is JobStatus.FAILED else None,

@@ -259,6 +259,8 @@ def job_at_event(job: Job, event: JobEvent) -> Job:
         job,
         status=event.status,
         progress=event.progress,
+        step=None,  # events keep no step count: the row's is of a later moment
+        steps=None,
         attempts=int(event.data.get("attempt", job.attempts)),
         result=None,
         error_name=None,

@@ -8,9 +8,12 @@ import asyncio
 import pytest
 
 from reelforge.net import OutboundPolicy, OutboundRefused
+from reelforge.net.transport import _attempt_timeout
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "2001:4860:4860::8888", "1.1.1.1"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2001:4860:4860::8888", "1.1.1.1", "64:ff9b::808:808"]
+)
 def test_public_addresses_are_reachable_by_default(address: str) -> None:
     OutboundPolicy().check_address(address)
 
@@ -21,6 +24,10 @@ def test_public_addresses_are_reachable_by_default(address: str) -> None:
         "127.0.0.1",
         "::1",
         "::ffff:127.0.0.1",
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1, which Python counts as global
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of the metadata address
         "10.0.0.8",
         "192.168.1.1",
         "172.16.5.5",
@@ -108,3 +115,14 @@ def test_resolution_checks_every_address() -> None:
     with pytest.raises(OutboundRefused, match="non-public"):
         asyncio.run(policy.resolve(target))
     assert asyncio.run(OutboundPolicy(["loopback"]).resolve(target))
+
+
+@pytest.mark.parametrize(
+    ("timeout", "left", "share"),
+    [(10.0, 1, 10.0), (10.0, 2, 5.0), (3.0, 3, 2.0), (1.0, 4, 1.0), (None, 3, None)],
+)
+def test_each_address_gets_a_share_of_the_connect_timeout(
+    timeout: float | None, left: int, share: float | None
+) -> None:
+    """Addresses are tried in turn: a silent first one leaves time for the next."""
+    assert _attempt_timeout(timeout, left) == share

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -9,7 +10,10 @@ import pytest
 
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.jobs import Job, JobStatus
+from reelforge.jobs.events import EventType, JobEvent
 from reelforge.jobs.result import JobResult
+from reelforge.service.streams import job_at
+from reelforge.webhooks.dispatcher import job_at_event
 from tests.conftest import make_spec
 
 RESULT = JobResult.model_validate(
@@ -147,3 +151,13 @@ def test_meta_always_lists_the_ignored_fields() -> None:
     )
     # The engine's keys cannot replace it.
     assert done["meta"]["ignored"] == ["enhance_prompt", "tail_image_url"]
+
+
+@pytest.mark.parametrize("at", [job_at, job_at_event])
+def test_a_past_event_shows_no_step_of_a_later_moment(
+    at: Callable[[Job, JobEvent], Job],
+) -> None:
+    now = make_job(JobStatus.RUNNING, progress=0.9, step=45, steps=50)
+    started = JobEvent(1, "j", "", EventType.STARTED, JobStatus.RUNNING, 0.0, {}, 1.7e9)
+    then = at(now, started)
+    assert (then.progress, then.step, then.steps) == (0.0, None, None)
