@@ -147,7 +147,8 @@ def build_files_router(
         FILES_PREFIX + "/{key:path}",
         tags=["files"],
         response_class=Response,
-        responses={200: _DOWNLOAD_ANSWER, **error_responses(400, 403, 404)},
+        # 503: the job database or the artifact store did not answer.
+        responses={200: _DOWNLOAD_ANSWER, **error_responses(400, 403, 404, 503)},
     )
     async def download(
         request: Request, key: str, expires: int = Query(...), signature: str = Query(...)
