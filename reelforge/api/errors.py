@@ -187,11 +187,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # that did not (a dependency, a new route), so an outage is never a 500.
     translated = translate_db_error(exc)
     if translated is not None:
-        return await _reelforge_error(request, translated)
-    log.error("request %s: unhandled error", request_id(request), exc_info=exc)
-    return error_response(
-        request, 500, f"internal server error; quote request id {request_id(request)}"
-    )
+        response = await _reelforge_error(request, translated)
+    else:
+        log.error("request %s: unhandled error", request_id(request), exc_info=exc)
+        response = error_response(
+            request, 500, f"internal server error; quote request id {request_id(request)}"
+        )
+    # Starlette answers an exception that escaped every middleware from outside them all,
+    # past the one that sets this header on every other answer.
+    response.headers["x-request-id"] = request_id(request)
+    return response
 
 
 def install_error_handlers(
