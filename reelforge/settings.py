@@ -345,8 +345,9 @@ class Settings(BaseSettings):
     docs: Literal["keyed", "public", "off"] = Field(
         default="keyed",
         description="Who may read the OpenAPI document (`/openapi.json`, which `/docs` "
-        "shows): `keyed` (like the API's own reads; the docs page sends the key the studio "
-        "keeps), `public` (anyone who reaches the port), `off` (no document, no docs page).",
+        "shows) and the model list (`/v1/models`): `keyed` (like the API's own reads; the docs "
+        "page sends the key the studio keeps), `public` (anyone who reaches the port), `off` "
+        "(no document, no docs page; `/v1/models` stays keyed).",
     )
     metrics: Literal["keyed", "public", "off"] = Field(
         default="keyed",

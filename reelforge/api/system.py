@@ -51,12 +51,19 @@ def build_system_router(ctx: ApiContext) -> APIRouter:
         }
         return JSONResponse(body, status_code=200 if live else 503)
 
+    # The model list documents what the API takes, so it follows the document's access rule:
+    # keyed like the API's reads, or open to anyone with REELFORGE_DOCS=public.
+    public_models = ctx.settings.docs == "public"
+
     @router.get(
         "/v1/models",
         response_model=None,
-        responses=answers(ModelList, "The served models.", 401, 403, 429, 503),
+        dependencies=[] if public_models else [Depends(ctx.auth.reader)],
+        responses=answers(
+            ModelList, "The served models.", *(() if public_models else (401, 403, 429)), 503
+        ),
     )
-    async def list_models(_tenant: str = Depends(ctx.auth.reader)) -> dict[str, Any]:
+    async def list_models() -> dict[str, Any]:
         live = await ctx.db.run(ctx.store.live_workers, ctx.settings.lease_seconds)
         return {
             "object": "list",

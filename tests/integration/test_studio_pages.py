@@ -186,8 +186,12 @@ def test_every_route_is_documented_with_its_schemas(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("docs", "without_key", "with_key", "page"),
-    [("keyed", 401, 200, 200), ("public", 200, 200, 200), ("off", 404, 404, 404)],
+    ("docs", "without_key", "with_key", "page", "models"),
+    [
+        ("keyed", 401, 200, 200, 401),
+        ("public", 200, 200, 200, 200),
+        ("off", 404, 404, 404, 401),
+    ],
 )
 def test_the_openapi_document_follows_the_docs_setting(
     app_settings: Settings,
@@ -196,9 +200,13 @@ def test_the_openapi_document_follows_the_docs_setting(
     without_key: int,
     with_key: int,
     page: int,
+    models: int,
 ) -> None:
     keyed = client_for(app_settings.model_copy(update={"api_keys": ["k1"], "docs": docs}), store)
     assert keyed.get("/openapi.json").status_code == without_key
+    # The model list, keyless, goes with the document (never closed: the studio needs it).
+    assert keyed.get("/v1/models").status_code == models
+    assert keyed.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
     answer = keyed.get("/openapi.json", headers={"Authorization": "Bearer k1"})
     assert answer.status_code == with_key
     assert keyed.get("/docs").status_code == page  # the page holds nothing secret
