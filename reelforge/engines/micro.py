@@ -80,10 +80,13 @@ class MicroEngine(Engine):
         reading = self._generator.canonicaliser.read(spec.prompt)
         conditioned = self._generator.canonicaliser.canonicalise(spec.prompt)
         text = encoder.encode([conditioned])
-        # Familiarity is the user's wording's, unless every attribute was read: then the
-        # model is given the canonical prompt of that scene and follows it.
+        # Familiarity is the user's wording's, unless every attribute was read from the
+        # vocabulary: then the model is given the canonical prompt of that scene and follows
+        # it. A guess from word embeddings does not count ("a red car driving to the left on
+        # a black road" may guess the car a square, and is still far from the world).
+        read_exactly = reading.scene is not None and set(reading.sources.values()) == {"word"}
         similarity = self._world.similarity(
-            text.pooled[0] if reading.scene is not None else encoder.embed([spec.prompt])[0]
+            text.pooled[0] if read_exactly else encoder.embed([spec.prompt])[0]
         )
         [frames] = self._generator.generate(
             [conditioned],

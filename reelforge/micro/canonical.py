@@ -12,13 +12,17 @@ canonical prompt:
    one, so "a dark blue disc ... on a grey background" is read as gray.
 2. A word the vocabulary lacks is compared, by its static input embedding in the model's own
    text encoder (all-MiniLM-L6-v2's word-piece embeddings, averaged over the word's pieces),
-   with each attribute value's centroid of the same embeddings of its synonyms. It is taken
-   when the best centroid is at least `FALLBACK_SIMILARITY` cosine-similar and ahead of the
-   runner-up by `FALLBACK_MARGIN`: "pyramid" is read as a triangle, "ball" as a circle.
-3. When shape, direction and background are read, the model gets the canonical prompt;
-   a colour not read keeps the prompt's own words in the colour's place ("a lime circle
-   moving left ..."), so the model's own reading of it decides. Otherwise the prompt is
-   passed on with only the recognised words replaced by their canonical ones.
+   with each attribute value's centroid of the same embeddings of its synonyms, in its place
+   in the sentence: the subject's last word (before the motion, as an "-ing" word, or the
+   direction or the background) is the shape, the words before it the colour. It is taken
+   when the best centroid is similar enough and ahead of the runner-up (`FALLBACK_GATES`):
+   "ball" is read as a circle, "tile" as a square.
+3. When direction and background are read, the model gets the canonical prompt of the
+   scene, a colour or shape not read keeping the prompt's own words in its place ("a lime
+   circle moving left on a black background"), so the model's own reading of that word
+   decides. Otherwise (or with no word in the colour's or shape's place) the prompt is
+   passed on as written: "a cat sleeping on a sofa" is not the world, and
+   `familiarity.py` warns about it.
 
 Why static embeddings, and why the fallback is gated: measured by leave-one-out over the
 vocabulary (each synonym classified from the others), the static embeddings' class centroids
@@ -100,6 +104,8 @@ class PromptCanonicaliser:
         self._centroids: dict[str, tuple[list[str], torch.Tensor]] = {}
 
     def read(self, prompt: str) -> PromptReading:
+        """The attributes `prompt` names; unknown words are placed (step 2 of the module
+        docstring) only when its direction and background were read."""
         words = _words(prompt)
         start = _background_start(words)
         values: dict[str, str | None] = dict.fromkeys(ATTRIBUTES)
@@ -131,6 +137,10 @@ class PromptCanonicaliser:
         # The subject (colour and shape) comes before the motion ("... ball drifting to the
         # left") and the background.
         end = min(at.get("direction", len(words)), at.get("verb", len(words)), start or len(words))
+        # Without a direction and a background the prompt is passed on as written, so
+        # unknown words are not worth placing.
+        if values["direction"] is None or values["background"] is None:
+            return PromptReading(values, sources)
         subject = [i for i in unknown if i < end]
         slot_words: dict[str, str] = {}
         if values["shape"] is None and subject:

@@ -317,3 +317,21 @@ def test_the_canonicaliser_keeps_words_it_cannot_read(canonicaliser: PromptCanon
     # Far from the world: passed on as written.
     for prompt in ("a cat sleeping on a sofa", "hello", "A cheerful white raccoon in a library"):
         assert canonicaliser.canonicalise(prompt) == prompt
+
+
+def test_engine_conditions_on_the_canonical_prompt_and_still_warns_far_prompts() -> None:
+    engine = MicroEngine(None, options={"steps": 2})
+    engine.load()
+
+    def meta(prompt: str) -> dict[str, object]:
+        spec = GenerationSpec(
+            model="reelforge/micro", prompt=prompt, width=32, height=32, num_frames=16, seed=1
+        )
+        return engine.generate(spec, None, lambda *_: None).meta
+
+    free_form = meta("please make a video of an amber cube plunging downwards on an ashen wall")
+    assert free_form["conditioned_prompt"] == "a yellow square moving down on a gray background"
+    assert "warnings" not in free_form
+    far = meta("a red car driving to the left on a black road")
+    assert far["warnings"] and far["prompt_similarity"] < 0.57  # type: ignore[operator]
+    assert "conditioned_prompt" not in meta("a red circle moving left on a black background")
