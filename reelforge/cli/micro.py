@@ -127,6 +127,11 @@ def add_command(commands: Any) -> None:
         "--guidance", type=float, default=None, help="classifier-free guidance (the engine's)"
     )
     scoring.add_argument("--no-paraphrases", action="store_true", help="canonical prompts only")
+    scoring.add_argument(
+        "--raw-prompts",
+        action="store_true",
+        help="condition the model on the prompts as written, without canonicalising them",
+    )
     scoring.set_defaults(handler=run_eval)
 
 
@@ -168,7 +173,9 @@ def run_eval(args: argparse.Namespace) -> int:
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     started = time.monotonic()
     reports = evaluate(
-        lambda prompts, seeds: generator.generate(prompts, seeds, steps=steps, guidance=guidance),
+        lambda prompts, seeds: generator.generate(
+            prompts, seeds, steps=steps, guidance=guidance, canonicalise=not args.raw_prompts
+        ),
         seeds_per_scene=args.seeds_per_scene,
         paraphrase=not args.no_paraphrases,
     )
@@ -176,6 +183,6 @@ def run_eval(args: argparse.Namespace) -> int:
         print(report.line())
     print(
         f"{time.monotonic() - started:.1f} s, {steps} steps, guidance {guidance:g}, "
-        f"checkpoint {args.checkpoint}"
+        f"{'raw' if args.raw_prompts else 'canonicalised'} prompts, checkpoint {args.checkpoint}"
     )
     return common.EXIT_OK

@@ -9,7 +9,9 @@ frame, so detail finer than that is lost.
 
 A prompt far from that world (by the model's own text encoder: see
 `reelforge.micro.familiarity`) still renders, with a warning in the clip's meta (`warnings`),
-which the worker logs and `reelforge generate` prints.
+which the worker logs and `reelforge generate` prints. The model is conditioned on the
+prompt's canonical form where its words can be read (`reelforge.micro.canonical`; the clip's
+meta says so in `conditioned_prompt`).
 
 Options (registry `options`): `steps` (denoising steps, default 20), `guidance_min` /
 `guidance_max` (what cfg_scale 0 and 1 map to, default 1..3, so 0.5 gives 2.0), `threads`
@@ -74,10 +76,20 @@ class MicroEngine(Engine):
         if image is not None:
             fitted = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
             first_frame = np.asarray(fitted, dtype=np.uint8)
-        text = self._generator.text_encoder.encode([spec.prompt])
-        similarity = self._world.similarity(text.pooled[0])
+        encoder = self._generator.text_encoder
+        reading = self._generator.canonicaliser.read(spec.prompt)
+        conditioned = self._generator.canonicaliser.canonicalise(spec.prompt)
+        text = encoder.encode([conditioned])
+        # Familiarity is the user's wording's, unless every attribute was read from the
+        # vocabulary: then the model is given the canonical prompt of that scene and follows
+        # it. A guess from word embeddings does not count ("a red car driving to the left on
+        # a black road" may guess the car a square, and is still far from the world).
+        read_exactly = reading.scene is not None and set(reading.sources.values()) == {"word"}
+        similarity = self._world.similarity(
+            text.pooled[0] if read_exactly else encoder.embed([spec.prompt])[0]
+        )
         [frames] = self._generator.generate(
-            [spec.prompt],
+            [conditioned],
             [spec.seed],
             steps=self._steps,
             guidance=guidance,
@@ -97,6 +109,8 @@ class MicroEngine(Engine):
             "image_conditioning": "first-frame replacement" if image is not None else "none",
             "prompt_similarity": round(similarity, 3),
         }
+        if conditioned != spec.prompt:
+            meta["conditioned_prompt"] = conditioned
         warning = far_from_world_warning(spec.prompt, similarity)
         if warning is not None:
             meta["warnings"] = [warning]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reelforge.micro.canonical import PromptCanonicaliser
 from reelforge.micro.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from reelforge.micro.diffusion import sample
 from reelforge.micro.network import MicroNet
@@ -36,6 +37,7 @@ class MicroGenerator:
         self.net = net
         self.record = record
         self.text_encoder = text_encoder or TextEncoder()
+        self.canonicaliser = PromptCanonicaliser(self.text_encoder)
         # From the checkpoint, not the world's constants: a checkpoint trained at another
         # size (the 64-pixel ones of earlier releases) still loads and samples.
         self.clip_size = net.config.clip_size
@@ -57,6 +59,7 @@ class MicroGenerator:
         first_frame: np.ndarray | None = None,
         on_step: Callable[[int, int], None] | None = None,
         text: TextFeatures | None = None,
+        canonicalise: bool = True,
     ) -> np.ndarray:
         """Clips (B, clip_frames, clip_size, clip_size, 3) uint8, one per prompt; `seeds[i]`
         fixes clip i.
@@ -65,9 +68,14 @@ class MicroGenerator:
         (image-to-video). A
         `negative_prompt` replaces the empty text as guidance's unconditional side, so
         guidance steers away from it. `text` is `prompts` already encoded (by
-        `text_encoder.encode`), for a caller that needed the embedding first.
+        `text_encoder.encode`), for a caller that needed the embedding first. Unless
+        `canonicalise` is False, the model is conditioned on each prompt's canonical form
+        (`canonicaliser.canonicalise`: "a crimson disc rising upward against gray" -> "a red
+        circle moving up on a gray background"), which it follows far more reliably.
         """
         if text is None:
+            if canonicalise:
+                prompts = [self.canonicaliser.canonicalise(prompt) for prompt in prompts]
             text = self.text_encoder.encode(list(prompts))
         if negative_prompt.strip():
             null_text = self.text_encoder.encode([negative_prompt])

@@ -111,6 +111,19 @@ class TextEncoder:
         return torch.cat(chunks)
 
     @torch.inference_mode()
+    def word_embeddings(self, words: Sequence[str]) -> torch.Tensor:
+        """The static input embeddings (N, 384) of `words`, each the mean over its word
+        pieces (no context, no transformer layer), unit length; what
+        `canonical.PromptCanonicaliser` compares unknown words by."""
+        tokenizer, model = self._model
+        table = model.get_input_embeddings().weight  # type: ignore[operator]
+        rows = []
+        for word in words:
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+            rows.append(table[torch.tensor(pieces, device=table.device)].float().mean(dim=0))
+        return F.normalize(torch.stack(rows), dim=-1).cpu()
+
+    @torch.inference_mode()
     def encode(self, prompts: Sequence[str], batch_size: int = 256) -> TextFeatures:
         tokenizer, model = self._model
         chunks = []

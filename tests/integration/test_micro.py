@@ -13,6 +13,7 @@ from reelforge.cli.main import main
 from reelforge.engines.micro import MicroEngine
 from reelforge.errors import GenerationError
 from reelforge.micro import evaluate
+from reelforge.micro.canonical import PromptCanonicaliser
 from reelforge.micro.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint, save_checkpoint
 from reelforge.micro.diffusion import sample
 from reelforge.micro.evaluate import read_clip
@@ -227,3 +228,110 @@ def test_attribute_projection_tells_every_attribute_apart() -> None:
         centres = torch.stack([block[labels == k].mean(dim=0) for k in range(len(names))])
         nearest = torch.cdist(block, centres).argmin(dim=1)
         assert torch.equal(nearest, labels), attribute
+
+
+def _held_out_words() -> set[str]:
+    """Every word of world.py's held-out phrases that none of its other phrases use."""
+    from reelforge.micro import world
+
+    held, seen = set(), set()
+    for table in (
+        world._COLOUR_WORDS,
+        world._SHAPE_WORDS,
+        world._DIRECTION_WORDS,
+        world._BACKGROUND_WORDS,
+    ):
+        for value, (training, held_out) in table.items():
+            seen |= set(_split(value)) | {w for phrase in training for w in _split(phrase)}
+            held |= {w for phrase in held_out for w in _split(phrase)}
+    seen |= {w for scene in all_scenes() for w in _split(canonical_prompt(scene))}
+    return held - seen
+
+
+def _split(text: str) -> list[str]:
+    return text.replace("-", " ").split()
+
+
+def test_the_vocabulary_and_the_canonicaliser_never_see_a_held_out_word() -> None:
+    from reelforge.micro.canonical import _FILLER
+    from reelforge.micro.vocabulary import SYNONYMS
+
+    held = _held_out_words()
+    assert {"crimson", "lemon", "ball", "pyramid", "drifting", "sinking", "slate"} <= held
+    for attribute, values in SYNONYMS.items():
+        for value, words in values.items():
+            assert words[0] == value, (attribute, value)
+            for entry in words:
+                assert not set(_split(entry)) & held, (attribute, value, entry)
+                # No compounds either ("clover" holds the held-out phrases' "over", by chance).
+                assert not any(h in entry.replace(" ", "") for h in held - {"over"}), entry
+    assert not _FILLER & held
+
+
+@pytest.fixture(scope="module")
+def canonicaliser() -> PromptCanonicaliser:
+    return PromptCanonicaliser(TextEncoder())
+
+
+def test_canonical_prompts_map_to_themselves(canonicaliser: PromptCanonicaliser) -> None:
+    for scene in all_scenes():
+        prompt = canonical_prompt(scene)
+        assert canonicaliser.read(prompt).scene == scene
+        assert canonicaliser.canonicalise(prompt) == prompt
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        # Free-form, in the held-out paraphrases' style, with words of no list of world.py.
+        (
+            "please make a video of a ruby orb gliding to the right over a jet-black backdrop",
+            Scene("red", "circle", "right", "black"),
+        ),
+        (
+            "an amber cube plunging downwards against a silver backdrop",
+            Scene("yellow", "square", "down", "gray"),
+        ),
+        ("a dark blue disc going up on a grey background", Scene("blue", "circle", "up", "gray")),
+        (
+            "show me a mint-green wedge heading leftwards in front of an ashen wall",
+            Scene("green", "triangle", "left", "gray"),
+        ),
+        # Unknown words read by the encoder's word embeddings.
+        ("a pearly rhombus climbing on black", Scene("white", "square", "up", "black")),
+    ],
+)
+def test_the_canonicaliser_reads_free_form_prompts(
+    canonicaliser: PromptCanonicaliser, prompt: str, expected: Scene
+) -> None:
+    assert canonicaliser.read(prompt).scene == expected
+    assert canonicaliser.canonicalise(prompt) == canonical_prompt(expected)
+
+
+def test_the_canonicaliser_keeps_words_it_cannot_read(canonicaliser: PromptCanonicaliser) -> None:
+    # A colour it cannot place stays the prompt's own word, in the canonical sentence.
+    assert (
+        canonicaliser.canonicalise("a tangerine box sliding to the left on a dark background")
+        == "a tangerine square moving left on a black background"
+    )
+    # Far from the world: passed on as written.
+    for prompt in ("a cat sleeping on a sofa", "hello", "A cheerful white raccoon in a library"):
+        assert canonicaliser.canonicalise(prompt) == prompt
+
+
+def test_engine_conditions_on_the_canonical_prompt_and_still_warns_far_prompts() -> None:
+    engine = MicroEngine(None, options={"steps": 2})
+    engine.load()
+
+    def meta(prompt: str) -> dict[str, object]:
+        spec = GenerationSpec(
+            model="reelforge/micro", prompt=prompt, width=32, height=32, num_frames=16, seed=1
+        )
+        return engine.generate(spec, None, lambda *_: None).meta
+
+    free_form = meta("please make a video of an amber cube plunging downwards on an ashen wall")
+    assert free_form["conditioned_prompt"] == "a yellow square moving down on a gray background"
+    assert "warnings" not in free_form
+    far = meta("a red car driving to the left on a black road")
+    assert far["warnings"] and far["prompt_similarity"] < 0.57  # type: ignore[operator]
+    assert "conditioned_prompt" not in meta("a red circle moving left on a black background")

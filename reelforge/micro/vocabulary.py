@@ -1,0 +1,95 @@
+"""The micro model's enlarged vocabulary: common English synonyms of each attribute value.
+
+`SYNONYMS` is what `canonical.PromptCanonicaliser` compares a prompt's words with. It was
+written as a user would word the world, from general English: the basic colour terms and
+their common shade names (the kind a thesaurus entry for "red" or "blue" lists, and the
+everyday X11/CSS colour names grouped by hue), everyday names for a round, four-sided and
+three-sided flat shape, direction adverbs and verbs of rising and falling, and words for a
+dark or grey backdrop. It holds the canonical word and the training paraphrase words of
+`world.py`, and none of the held-out words (nor any compound of them, nor the other words of
+the held-out phrases: "pitch", "slate", "drifting", "floating", "sinking", "backdrop"): those
+only the evaluator uses, so that `reelforge micro eval` measures what the encoder generalises.
+Multi-word entries are matched as word pairs; hyphens count as spaces.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ATTRIBUTES", "SYNONYMS"]
+
+ATTRIBUTES = ("colour", "shape", "direction", "background")
+
+_WORDS: dict[str, dict[str, str]] = {
+    "colour": {
+        "red": (
+            "red, scarlet, bright red, ruby, cherry, vermilion, carmine, cardinal, maroon, "
+            "burgundy, claret, cerise, garnet, rose, ruddy, reddish, blood red, brick red, fire "
+            "red, ruby red, cherry red, tomato red, wine red"
+        ),
+        "green": (
+            "green, emerald, bright green, jade, olive, mint, sage, moss, verdant, viridian, "
+            "greenish, pine, fern, shamrock, clover, grassy, leafy, forest green, grass green, "
+            "leaf green, kelly green, bottle green, sea green, apple green, pea green, jungle "
+            "green"
+        ),
+        "blue": (
+            "blue, azure, deep blue, navy, sapphire, cerulean, ultramarine, denim, cornflower, "
+            "bluish, sky blue, royal blue, baby blue, powder blue, steel blue, midnight blue, "
+            "navy blue, ocean blue, sea blue, electric blue, sapphire blue"
+        ),
+        "yellow": (
+            "yellow, golden, bright yellow, gold, amber, canary, mustard, saffron, sunflower, "
+            "butter, honey, buttercup, daffodil, dandelion, goldenrod, maize, blond, flaxen, "
+            "straw, yellowish, sunny, sunshine yellow"
+        ),
+        "white": (
+            "white, snow white, pale white, snowy, snow, milky, milk white, pearl, pearly, cream, "
+            "creamy, alabaster, chalk, chalky, whitish, frost, frosty, porcelain, linen, bone "
+            "white, off white, pure white, paper white"
+        ),
+        "purple": (
+            "purple, violet, deep purple, mauve, plum, magenta, amethyst, lilac, orchid, grape, "
+            "mulberry, aubergine, eggplant, purplish, heliotrope, fuchsia, royal purple, plum "
+            "purple, grape purple"
+        ),
+    },
+    "shape": {
+        "circle": (
+            "circle, disc, round dot, disk, dot, ring, orb, sphere, globe, round, spot, hoop, "
+            "bubble, circular, round shape, circular shape"
+        ),
+        "square": (
+            "square, block, box, cube, rectangle, quadrilateral, quad, boxy, squared, square "
+            "shape, boxy shape, four-sided shape"
+        ),
+        "triangle": (
+            "triangle, triangular shape, wedge, delta, trigon, arrowhead, triangular, three-sided "
+            "shape"
+        ),
+    },
+    "direction": {
+        "left": ("left, leftward, leftwards, westward, westwards"),
+        "right": ("right, rightward, rightwards, eastward, eastwards"),
+        "up": (
+            "up, upward, upwards, rising, ascending, climbing, lifting, soaring, skyward, going up"
+        ),
+        "down": (
+            "down, downward, downwards, falling, descending, dropping, plunging, plummeting, "
+            "going down"
+        ),
+    },
+    "background": {
+        "black": ("black, dark, ebony, jet, jet black, inky, coal, night, blackness"),
+        "gray": (
+            "gray, grey, silver, ash, ashen, pewter, smoky, greyish, grayish, dove grey, mid "
+            "grey, neutral grey"
+        ),
+    },
+}
+
+SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
+    attribute: {
+        value: tuple(word.strip() for word in words.split(",")) for value, words in values.items()
+    }
+    for attribute, values in _WORDS.items()
+}
+"""Per attribute, per value: its words, the canonical one first."""
