@@ -21,7 +21,7 @@ from reelforge.jobs import open_store
 from reelforge.settings import Settings
 from reelforge.startup import open_configured_storage
 from reelforge.storage import S3Storage, Storage
-from tests.conftest import weed_or_skip
+from tests.conftest import make_spec, weed_or_skip
 from tests.fixtures.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 
 KEY = "jobs/abc/video.mp4"
@@ -134,8 +134,10 @@ def test_the_api_answers_503_naming_the_store_while_it_is_down_and_serves_once_b
     store = open_store(Settings(data_dir=tmp_path).resolved_database_url)
     ctx = build_context(Settings(data_dir=tmp_path), store, storage, Registry.load())
     client = TestClient(create_app(ctx), base_url="http://127.0.0.1")
-    storage.put_bytes(KEY, b"video bytes", "video/mp4")
-    link = ctx.links.url("http://127.0.0.1", KEY)
+    # A file of a generation that exists: links die with their generation.
+    key = f"jobs/{store.create_job(make_spec()).id}/video.mp4"
+    storage.put_bytes(key, b"video bytes", "video/mp4")
+    link = ctx.links.url("http://127.0.0.1", key)
     try:
         weed.stop()
         down = client.get(link)
