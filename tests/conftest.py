@@ -21,7 +21,7 @@ from reelforge.jobs import JobStore, open_engine
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.jobs.schema import migrate
 from reelforge.spec import GenerationSpec
-from reelforge.storage import S3Storage
+from reelforge.storage import S3Storage, Storage, keys
 from tests.fixtures.seaweedfs import BUCKET, ENDPOINT_VARIABLE, SeaweedFS, find_weed, options_for
 from tests.worker_processes import Timeout, wait_until
 
@@ -184,6 +184,35 @@ def make_result(name: str) -> JobResult:
         ),
         preview=Artifact(key=f"jobs/{name}/preview.gif", size=1, content_type="image/gif"),
         thumbnail=Artifact(key=f"jobs/{name}/thumbnail.webp", size=1, content_type="image/webp"),
+        engine="testsrc",
+        timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
+    )
+
+
+PLACEHOLDER_MP4 = b"\x00\x00\x00\x18ftypmp42" + b"v" * 100
+
+
+def stored_result(
+    storage: Storage, job_id: str, *, video: bytes = PLACEHOLDER_MP4, run: str | None = None
+) -> JobResult:
+    """A worker's result for `job_id`, its three files really stored (of `run`, else the
+    job's own): `video` as the mp4 (a placeholder by default) and placeholder GIF and WebP."""
+    stored = [
+        storage.put_bytes(keys.output(job_id, name, run), data, content_type)
+        for name, data, content_type in (
+            ("video.mp4", video, "video/mp4"),
+            ("preview.gif", b"GIF89a" + b"p" * 50, "image/gif"),
+            ("thumbnail.webp", b"RIFF" + b"t" * 30, "image/webp"),
+        )
+    ]
+    video_file, preview, thumbnail = (
+        Artifact(key=s.key, size=s.size, content_type=c)
+        for s, c in zip(stored, ("video/mp4", "image/gif", "image/webp"), strict=True)
+    )
+    return JobResult(
+        video=VideoArtifact(**video_file.model_dump(), width=64, height=36, fps=24, frames=8),
+        preview=preview,
+        thumbnail=thumbnail,
         engine="testsrc",
         timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
     )

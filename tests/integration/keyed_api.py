@@ -13,10 +13,10 @@ from reelforge.api.app import build_context, create_app
 from reelforge.api.context import ApiContext
 from reelforge.engines import Registry
 from reelforge.jobs import JobStore
-from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.settings import Settings
-from reelforge.storage import keys, open_storage
+from reelforge.storage import open_storage
 from reelforge.tenancy.keys import KeyStore
+from tests.conftest import stored_result
 
 __all__ = [
     "I2V",
@@ -70,25 +70,7 @@ def finish_all(ctx: ApiContext) -> list[str]:
     Returns their ids."""
     finished = []
     while (lease := ctx.store.claim_next_job("w1", [T2V, I2V], lease_seconds=60)) is not None:
-        stored = [
-            ctx.storage.put_bytes(keys.output(lease.job_id, name), data, content_type)
-            for name, data, content_type in (
-                ("video.mp4", b"\x00\x00\x00\x18ftypmp42" + b"v" * 100, "video/mp4"),
-                ("preview.gif", b"GIF89a" + b"p" * 50, "image/gif"),
-                ("thumbnail.webp", b"RIFF" + b"t" * 30, "image/webp"),
-            )
-        ]
-        video, preview, thumbnail = (
-            Artifact(key=s.key, size=s.size, content_type=c)
-            for s, c in zip(stored, ("video/mp4", "image/gif", "image/webp"), strict=True)
-        )
-        result = JobResult(
-            video=VideoArtifact(**video.model_dump(), width=64, height=36, fps=24, frames=8),
-            preview=preview,
-            thumbnail=thumbnail,
-            engine="testsrc",
-            timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
-        )
+        result = stored_result(ctx.storage, lease.job_id)
         assert ctx.store.complete_job(lease, result)
         finished.append(lease.job_id)
     return finished

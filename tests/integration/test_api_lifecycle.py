@@ -17,10 +17,11 @@ from reelforge.api.app import build_context, create_app
 from reelforge.api.context import ApiContext
 from reelforge.engines import Registry
 from reelforge.jobs import JobStatus, JobStore, Lease, LeaseCheck, open_store
-from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
+from reelforge.jobs.result import JobResult
 from reelforge.jobs.schema import jobs
 from reelforge.settings import Settings
 from reelforge.storage import keys, open_storage
+from tests.conftest import stored_result
 from tests.integration.test_api_validation import I2V, T2V, data_uri, png_bytes
 
 PATH = "/v2/video/generations"
@@ -60,25 +61,7 @@ class Service:
         assert self.store.complete_job(lease, self.store_outputs(lease.job_id))
 
     def store_outputs(self, job_id: str) -> JobResult:
-        stored = [
-            self.ctx.storage.put_bytes(keys.output(job_id, name), data, content_type)
-            for name, data, content_type in (
-                ("video.mp4", b"\x00\x00\x00\x18ftypmp42" + b"v" * 100, "video/mp4"),
-                ("preview.gif", b"GIF89a" + b"p" * 50, "image/gif"),
-                ("thumbnail.webp", b"RIFF" + b"t" * 30, "image/webp"),
-            )
-        ]
-        video, preview, thumbnail = (
-            Artifact(key=s.key, size=s.size, content_type=c)
-            for s, c in zip(stored, ("video/mp4", "image/gif", "image/webp"), strict=True)
-        )
-        return JobResult(
-            video=VideoArtifact(**video.model_dump(), width=64, height=36, fps=24, frames=8),
-            preview=preview,
-            thumbnail=thumbnail,
-            engine="testsrc",
-            timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
-        )
+        return stored_result(self.ctx.storage, job_id)
 
     def files_of(self, job_id: str) -> list[Path]:
         """What storage holds for the job: its folders and the files in them."""

@@ -16,11 +16,10 @@ from reelforge.api.app import build_context, create_app
 from reelforge.api.context import ApiContext
 from reelforge.engines import Registry
 from reelforge.jobs import open_store
-from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.settings import Settings
-from reelforge.storage import ObjectStream, Storage, StoredObject, keys
+from reelforge.storage import ObjectStream, Storage, StoredObject
 from reelforge.storage.base import STREAM_CHUNK_BYTES
-from tests.conftest import S3Target
+from tests.conftest import S3Target, stored_result
 from tests.integration.test_openai_api import T2V, A, create
 
 VIDEO_BYTES = 3 * STREAM_CHUNK_BYTES + 12_345  # several chunks, the last a short one
@@ -85,28 +84,9 @@ def _finished_video(ctx: ApiContext, client: TestClient) -> tuple[str, str, byte
     assert lease is not None and lease.job_id == video_id
     data = secrets.token_bytes(VIDEO_BYTES)
     run = "r1"
-    video = ctx.storage.put_bytes(keys.output(video_id, "video.mp4", run), data, "video/mp4")
-    gif = ctx.storage.put_bytes(keys.output(video_id, "preview.gif", run), b"GIF89a", "image/gif")
-    thumb = ctx.storage.put_bytes(
-        keys.output(video_id, "thumbnail.webp", run), b"RIFF0000WEBP", "image/webp"
-    )
-    result = JobResult(
-        video=VideoArtifact(
-            key=video.key,
-            size=video.size,
-            content_type="video/mp4",
-            width=64,
-            height=36,
-            fps=24,
-            frames=16,
-        ),
-        preview=Artifact(key=gif.key, size=gif.size, content_type="image/gif"),
-        thumbnail=Artifact(key=thumb.key, size=thumb.size, content_type="image/webp"),
-        engine="testsrc",
-        timings=StageTimings(engine_s=0.1, encode_s=0.1, store_s=0.1),
-    )
+    result = stored_result(ctx.storage, video_id, video=data, run=run)
     assert ctx.store.complete_job(lease, result)
-    return video_id, video.key, data
+    return video_id, result.video.key, data
 
 
 def test_files_and_openai_content_stream_the_video_in_chunks(
