@@ -256,10 +256,11 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
     # text2video, image2video) goes before the OpenAI router, whose /v1/videos/{video_id}
     # would claim them; so does its error renderer's prefix (the first match wins).
     routers = [
-        # Kling's routes first: their literal `/v1/videos/text2video` and `.../image2video`
-        # must match before any dialect's `/v1/videos/{id}` (FastAPI takes the first match).
-        build_kling_router(ctx),
+        # The AI/ML API's first: its polls are the hottest path, and routes match in turn.
         build_aimlapi_router(ctx),
+        # Kling's before OpenAI's: their literal `/v1/videos/text2video` and `.../image2video`
+        # must match before `/v1/videos/{id}` (FastAPI takes the first match).
+        build_kling_router(ctx),
         build_openai_router(ctx),
         build_system_router(ctx),
         build_admin_router(ctx),
