@@ -101,7 +101,10 @@ class DatabaseGate:
             raise
         future.add_done_callback(self._finished)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+            # asyncio.timeout, not wait_for, which on Python 3.11 can drop a cancel that
+            # comes as the call finishes.
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.wrap_future(future)
         except TimeoutError:
             raise DatabaseUnavailable.no_answer_within(self.timeout_s) from None
         except ReelforgeError:

@@ -153,8 +153,12 @@ class WebhookDispatcher:
                     if claimed and len(self._sending) < self.concurrency:
                         continue  # a full batch: more may be due
                     self._wake.clear()
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel
+                    # that comes as the wake-up is set (a send ending), and shutdown then
+                    # waited for ever on a dispatcher that went on polling.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                        async with asyncio.timeout(self.poll_interval_s):
+                            await self._wake.wait()
         finally:
             for task in self._sending:
                 task.cancel()

@@ -271,3 +271,31 @@ def test_a_receiver_redirecting_to_a_forbidden_address_is_not_followed(
     [(delivery, [attempt])] = WebhookOutbox(sqlite_store.engine).deliveries_of(job_id)
     assert delivery.status is DeliveryStatus.FAILED
     assert attempt.status_code == 307 and "redirect" in (attempt.error or "")
+
+
+def test_a_cancel_that_comes_as_the_dispatcher_is_woken_stops_it(store: JobStore) -> None:
+    """Shutdown cancels the dispatcher; a send that ends in the same moment sets its wake-up.
+    Python 3.11's `asyncio.wait_for` dropped such a cancel and the dispatcher polled on for
+    ever (it hung a test run); each of these cancels must stop it."""
+
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(204)
+
+    async def main() -> list[bool]:
+        stopped = []
+        for _ in range(20):
+            hub = dispatcher(store, handler)
+            task = asyncio.create_task(hub.run())
+            async with asyncio.timeout(10):  # until it waits idle (a waiter on its wake-up)
+                while not hub._wake._waiters:  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.001)
+            hub._wake.set()  # what a finished send does, in the same step as the cancel
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=2)
+            stopped.append(bool(done))
+            if not done:  # old code: stop it for good, so the test ends
+                task.cancel()
+                await asyncio.wait({task}, timeout=2)
+        return stopped
+
+    assert all(asyncio.run(main()))
