@@ -73,6 +73,18 @@ CEILING_APP = textwrap.dedent(
     """
 )
 
+# Each poll names one of the given jobs at random, as many clients polling their own jobs
+# would: one job polled by every connection would let the server's caches (and PostgreSQL's
+# batched reads, which share a read of the same job) answer what no real load asks.
+WRK_POLLS = textwrap.dedent(
+    """
+    local ids = {%s}
+    request = function()
+      return wrk.format(nil, "%s" .. ids[math.random(#ids)])
+    end
+    """
+)
+
 WRK_POST = textwrap.dedent(
     """
     wrk.method = "POST"
@@ -93,9 +105,12 @@ def spec() -> GenerationSpec:
     )
 
 
-def fill(database_url: str, count: int, tenants: int = 1) -> tuple[str, str]:
+def fill(
+    database_url: str, count: int, tenants: int = 1, polled: int = 256
+) -> tuple[list[str], list[str]]:
     """Insert `count` jobs, half succeeded then half queued, spread over `tenants` tenants;
-    return a finished id and the last queued one's (the deepest in the queue)."""
+    return the ids of the first `polled` finished ones and of the last `polled` queued
+    ones (the deepest in the queue)."""
     store = open_store(database_url)
     now = time.time()
     spec_json = spec().model_dump_json()
@@ -148,7 +163,11 @@ def fill(database_url: str, count: int, tenants: int = 1) -> tuple[str, str]:
     with store.engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     store.engine.dispose()
-    return rows[0]["id"], rows[-1]["id"]
+    half = count // 2
+    return (
+        [row["id"] for row in rows[: min(polled, half)]],
+        [row["id"] for row in rows[max(half, count - polled) :]],
+    )
 
 
 @contextmanager
@@ -169,6 +188,13 @@ def process(args: list[str], env: dict[str, str], url: str) -> Iterator[None]:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _ceiling_script(script: Path, poll: str, work: Path) -> Path:
+    """`script`'s requests, sent to the ceiling's route."""
+    path = work / f"ceiling-{script.name}"
+    path.write_text(script.read_text().replace(f'"{poll}"', f'"/static?{poll.split("?")[1]}"'))
+    return path
 
 
 def _answers(url: str) -> bool:
@@ -217,12 +243,16 @@ def http_paths(name: str, database_url: str, args: argparse.Namespace, work: Pat
         "REELFORGE_MODELS_FILE": str(REGISTRY),
         "REELFORGE_LOG_LEVEL": "WARNING",
     }
-    poll = f"{base}/v2/video/generations?generation_id="
+    poll = "/v2/video/generations?generation_id="
     with process([sys.executable, "-m", "reelforge", "serve"], env, base + "/healthz"):
-        for job_id in (finished, queued):  # what wrk will ask must be answered, not 404
-            httpx.get(poll + job_id).raise_for_status()
-        body = httpx.get(poll + finished).content
+        for job_id in (*finished, *queued):  # what wrk will ask must be answered, not 404
+            httpx.get(base + poll + job_id).raise_for_status()
+        body = httpx.get(base + poll + finished[0]).content
         (work / "body.json").write_bytes(body)
+        scripts = {}
+        for kind, ids in (("finished", finished), ("queued", queued)):
+            scripts[kind] = work / f"poll-{kind}.lua"
+            scripts[kind].write_text(WRK_POLLS % (",".join(f'"{i}"' for i in ids), poll))
         post = work / "post.lua"
         post.write_text(WRK_POST % CREATE_BODY)
         ceiling_url = f"http://127.0.0.1:{ceiling_port}/static"
@@ -231,10 +261,12 @@ def http_paths(name: str, database_url: str, args: argparse.Namespace, work: Pat
             os.environ.copy(),
             ceiling_url,
         ):
+            # The ceiling is asked the same requests (its route ignores the query), through
+            # the same scripts, so that wrk's own work per request is the same on both sides.
             cases = {
-                "poll, finished": (poll + finished, None),
-                "poll, queued (last of the queue)": (poll + queued, None),
-                "create": (base + "/v2/video/generations", post),
+                f"poll, finished ({len(finished)} jobs)": (base, scripts["finished"], finished[0]),
+                f"poll, queued ({len(queued)} deepest)": (base, scripts["queued"], queued[-1]),
+                "create": (base + "/v2/video/generations", post, None),
             }
             results: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {
                 case: [] for case in cases
@@ -242,14 +274,20 @@ def http_paths(name: str, database_url: str, args: argparse.Namespace, work: Pat
             for round_ in range(args.rounds):
                 order = list(cases) if round_ % 2 == 0 else list(reversed(cases))
                 for case in order:
-                    url, script = cases[case]
-                    if script is None:
+                    url, script, first = cases[case]
+                    creates = first is None
+                    if first is not None:
                         # One request first, as steady traffic would have made: after the
-                        # other cases' rounds the server's caches for this job (its queue
-                        # position, ETA figures) have aged out, and wrk has no warm-up.
-                        httpx.get(url).raise_for_status()
+                        # other cases' rounds the server's caches for these jobs (queue
+                        # positions, ETA figures) have aged out, and wrk has no warm-up.
+                        httpx.get(base + poll + first).raise_for_status()
                     ours = wrk(url, args.seconds, args.connections, script)
-                    ceiling = wrk(ceiling_url, args.seconds, args.connections, script)
+                    ceiling = wrk(
+                        ceiling_url if creates else ceiling_url.removesuffix("/static"),
+                        args.seconds,
+                        args.connections,
+                        script if creates else _ceiling_script(script, poll, work),
+                    )
                     results[case].append((ours, ceiling))
     print(
         f"\n{name}, {args.jobs} jobs in the table, {args.connections} connections, "

@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from reelforge import __version__
 from reelforge.api.access import AccessMiddleware
 from reelforge.api.admin import build_admin_router
+from reelforge.api.aimlapi.poll import PollRoute
 from reelforge.api.aimlapi.render import render_generation
 from reelforge.api.aimlapi.router import DIALECT as AIMLAPI
+from reelforge.api.aimlapi.router import PATHS as AIMLAPI_PATHS
 from reelforge.api.aimlapi.router import build_aimlapi_router
 from reelforge.api.auth import Authenticator, Principal
 from reelforge.api.context import ApiContext
@@ -300,5 +302,8 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries its id
     for router in routers:
         app.include_router(router)
+    # Ahead of every router: the plain poll, answered without FastAPI's routing and
+    # dependency solving (`api.aimlapi.poll`).
+    app.router.routes.insert(0, PollRoute(ctx, AIMLAPI_PATHS))
     app.state.context = ctx
     return app

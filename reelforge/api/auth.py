@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -135,6 +136,11 @@ class _ScopeCheck:
         request: Request,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
     ) -> str:
+        return await self.authorize(request)
+
+    async def authorize(self, request: Request) -> str:
+        """The check itself, for a plain route that has no FastAPI dependencies
+        (`api.aimlapi.poll`)."""
         principal = self.auth.principal(request)
         if self.scope not in principal.scopes:
             raise Forbidden(f"this API key lacks the '{self.scope}' scope")
@@ -143,6 +149,7 @@ class _ScopeCheck:
         return principal.tenant
 
 
+@functools.lru_cache(maxsize=1024)  # a few clients' addresses, asked on every request
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

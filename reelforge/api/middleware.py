@@ -6,6 +6,7 @@ extra task and memory stream (a quarter of a poll's time in a profile).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import secrets
@@ -122,6 +123,7 @@ class LoopbackBrowserGuard:
         return None
 
 
+@functools.lru_cache(maxsize=1024)  # a few clients' addresses, asked on every request
 def is_loopback_host(hostname: str) -> bool:
     """`localhost` (and its subdomains, which resolve to loopback by RFC 6761) or a loopback
     address literal."""

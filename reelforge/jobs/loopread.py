@@ -24,13 +24,14 @@ thread) instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, any_, bindparam, select
 
 from reelforge.errors import DatabaseUnavailable
 from reelforge.jobs.db import connect_arguments
@@ -138,12 +139,16 @@ class PostgresLoopReader:
         connect_timeout_s: float,
         statement_timeout_s: float,
         connections: int = 4,
+        max_batch: int = 64,
         pause_after_failure_s: float = _OFF_AFTER_FAILURE_S,
     ) -> None:
+        """`connections`: at most that many queries at once; `max_batch`: jobs per query."""
         self.deadline_s = deadline_s
         self.pause_after_failure_s = pause_after_failure_s
         # SQLAlchemy's psycopg dialect compiles bound parameters as %(name)s, as psycopg takes.
-        self._sql = _select_sql(engine)
+        self._batch_sql = str(
+            select(jobs).where(jobs.c.id == any_(bindparam("ids"))).compile(dialect=engine.dialect)
+        )
         self._args, self._params = connect_arguments(
             engine, connect_timeout_s, statement_timeout_s + 1.0
         )
@@ -154,29 +159,37 @@ class PostgresLoopReader:
             None if own_timeout else f"SET statement_timeout = {round(statement_timeout_s * 1000)}"
         )
         self._idle: list[psycopg.AsyncConnection[dict[str, Any]]] = []
-        self._slots = asyncio.Semaphore(connections)
+        self._connections = connections
+        self._max_batch = max_batch
+        self._pending: dict[str, asyncio.Future[Job | None]] = {}  # by job id, not yet sent
+        self._running = 0  # batch tasks, at most one per connection
+        self._starting = False  # a batch task is started and has not taken its batch yet
         self._off_until = 0.0
-        # Every read in flight, held so that one past its deadline, left to finish (or fail)
-        # in the background, is not collected while pending.
-        self._in_flight: set[asyncio.Task[Job | None]] = set()
+        # Every batch in flight, held so that one past its deadline, left to finish (or
+        # fail) in the background, is not collected while pending.
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def get_job(self, job_id: str) -> Job | None:
         if not could_be_id(job_id):
             return None
         if time.monotonic() < self._off_until:
             raise LoopReadSkipped("the database failed recently")
-        read = asyncio.ensure_future(self._read(job_id))
-        self._in_flight.add(read)
-        read.add_done_callback(self._in_flight.discard)
+        waiter = self._pending.get(job_id)
+        if waiter is None:  # else a read of the same job is waiting to be sent: share it
+            waiter = asyncio.get_running_loop().create_future()
+            # Its failure is each waiter's to report; with none left (past the deadline)
+            # it is taken here, so that asyncio does not log it as never retrieved.
+            waiter.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._pending[job_id] = waiter
+            self._start_batch()
         # Not `wait_for`: cancelling a psycopg query waits up to 10 s for the server to
-        # confirm it, which a black-holed server never does. The read is left to end alone.
-        done, _ = await asyncio.wait({read}, timeout=self.deadline_s)
+        # confirm it, which a black-holed server never does. The batch is left to end alone.
+        done, _ = await asyncio.wait({waiter}, timeout=self.deadline_s)
         if not done:
-            read.cancel()
             self._off_until = time.monotonic() + self.pause_after_failure_s
             raise DatabaseUnavailable.no_answer_within(self.deadline_s)
         try:
-            return read.result()
+            return waiter.result()
         except (psycopg.Error, OSError) as exc:
             self._off_until = time.monotonic() + self.pause_after_failure_s
             # The others were opened to the same server and most likely broke with it (a
@@ -184,17 +197,64 @@ class PostgresLoopReader:
             await self._close_idle()
             raise LoopReadSkipped(str(exc)) from exc
 
-    async def _read(self, job_id: str) -> Job | None:
-        async with self._slots:
+    # Batches. Reads that arrive while every connection has a query in flight wait, and go
+    # out together as one `id = ANY(...)` query when a connection comes free: one round trip
+    # and one statement for the server instead of one per poll, which on a busy API (and
+    # its database on the same cores) was most of a poll's cost. A read only ever joins a
+    # query not yet sent, so it sees every commit made before it was asked. Written here:
+    # a DataLoader (aiodataloader) batches one loop tick, not "while the connections are
+    # busy", which is what bounds both the waiting and the number of queries.
+
+    def _start_batch(self) -> None:
+        """Starts a batch task for what is pending, if none is about to take it and a
+        connection is free."""
+        if self._starting or not self._pending or self._running >= self._connections:
+            return
+        self._starting = True
+        self._running += 1
+        task = asyncio.ensure_future(self._send_batches())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _send_batches(self) -> None:
+        try:
+            while True:
+                self._starting = False
+                if not self._pending:
+                    return
+                batch = dict(itertools.islice(self._pending.items(), self._max_batch))
+                for job_id in batch:
+                    del self._pending[job_id]
+                self._start_batch()  # more than one batch waits: another connection's
+                await self._read_batch(batch)
+        finally:
+            self._running -= 1
+            self._start_batch()
+
+    async def _read_batch(self, batch: dict[str, asyncio.Future[Job | None]]) -> None:
+        conn = None
+        try:
             conn = self._idle.pop() if self._idle else await self._connect()
-            try:
-                cursor = await conn.execute(self._sql, {"id": job_id})
-                row = await cursor.fetchone()
-            except BaseException:
+            cursor = await conn.execute(self._batch_sql, {"ids": list(batch)})
+            rows = {row["id"]: row for row in await cursor.fetchall()}
+        except BaseException as exc:
+            if conn is not None:
                 await conn.close()  # in an unknown state: never reused
-                raise
-            self._idle.append(conn)
-        return Job.from_mapping(row) if row is not None else None
+            for waiter in batch.values():
+                if waiter.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    waiter.cancel()
+                else:
+                    waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled (the reader closes) or exiting: not a read's failure
+            return
+        self._idle.append(conn)
+        for job_id, waiter in batch.items():
+            row = rows.get(job_id)
+            if not waiter.done():
+                waiter.set_result(Job.from_mapping(row) if row is not None else None)
 
     async def _connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         conn = await psycopg.AsyncConnection.connect(
@@ -211,4 +271,7 @@ class PostgresLoopReader:
     async def aclose(self) -> None:
         for task in list(self._in_flight):
             task.cancel()
+        for waiter in self._pending.values():
+            waiter.cancel()
+        self._pending.clear()
         await self._close_idle()

@@ -202,12 +202,14 @@ def test_after_a_server_restart_every_pooled_connection_is_replaced(postgres_url
     migrate(engine)
     store = JobStore(engine)
     job = store.create_job(make_spec())
-    reader = PostgresLoopReader(engine, **TIMEOUTS, pause_after_failure_s=0)
+    # One job per query: two reads at once take a connection each.
+    reader = PostgresLoopReader(engine, **TIMEOUTS, max_batch=1, pause_after_failure_s=0)
 
     async def scenario() -> None:
         try:
             # Two reads at once: two connections, both pooled afterwards.
-            await asyncio.gather(reader.get_job(job.id), reader.get_job(job.id))
+            other = store.create_job(make_spec())
+            await asyncio.gather(reader.get_job(job.id), reader.get_job(other.id))
             with engine.connect() as conn:  # what a restart does to every connection
                 killed = conn.exec_driver_sql(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -223,4 +225,44 @@ def test_after_a_server_restart_every_pooled_connection_is_replaced(postgres_url
             await reader.aclose()
 
     asyncio.run(scenario())
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_reads_asked_together_go_out_as_one_query_each_answered_with_its_own_job(
+    postgres_url: str,
+) -> None:
+    engine = open_engine(postgres_url)
+    migrate(engine)
+    store = JobStore(engine)
+    jobs = [store.create_job(make_spec()) for _ in range(20)]
+    reader = PostgresLoopReader(engine, **TIMEOUTS, connections=2)
+    batches: list[int] = []
+    send = reader._read_batch
+
+    async def counted(batch: dict[str, asyncio.Future[object]]) -> None:
+        batches.append(len(batch))
+        await send(batch)  # type: ignore[arg-type]
+
+    reader._read_batch = counted  # type: ignore[method-assign,assignment]
+    asked = [job.id for job in jobs] + ["no-such-job", jobs[0].id]
+
+    async def scenario() -> tuple[list[object], object]:
+        try:
+            together = list(await asyncio.gather(*(reader.get_job(job_id) for job_id in asked)))
+            store.request_cancel(jobs[1].id)
+            # Asked after that query went out: a query of its own, which sees the cancel.
+            return together, await reader.get_job(jobs[1].id)
+        finally:
+            await reader.aclose()
+
+    answers, later = asyncio.run(scenario())
+    assert answers[0] == store.get_job(jobs[0].id)
+    assert answers[2:20] == [store.get_job(job.id) for job in jobs[2:]]
+    assert answers[20] is None and answers[21] == answers[0]
+    # Asked in one turn of the loop: one query, for 21 distinct ids (the repeat shares).
+    assert batches == [21, 1]
+    assert later == store.get_job(jobs[1].id)
+    assert later is not None and later.status.value == "canceled"  # type: ignore[attr-defined]
+    assert answers[1] is not None and answers[1].status.value == "queued"  # type: ignore[attr-defined]
     engine.dispose()

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, JSONServerSentEvent, ServerSentEvent
 from starlette.background import BackgroundTask
 
+from reelforge.api.aimlapi.poll import answer_poll
 from reelforge.api.aimlapi.protocol import (
     CreateVideoRequest,
     parse_create_request,
@@ -104,12 +105,8 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
         # The OpenAPI document declares them (`_LIST_PARAMETERS`).
         query = request.query_params
         whose = await jobs_read_by(ctx, request, tenant)
-        generation_id = query.get("generation_id")
-        if generation_id is not None:
-            if not generation_id:
-                raise InvalidRequest(FieldError("generation_id", "must not be empty"))
-            view = await service.get(generation_id, whose)
-            return JSONResponse(render_view(ctx, view, str(request.base_url)))
+        if query.get("generation_id") is not None:  # a poll with `tenant=` (else PollRoute's)
+            return await answer_poll(ctx, request, whose)
         views, has_more = await service.list(
             whose,
             limit=bounded_int("limit", query.get("limit"), LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX),
