@@ -6,9 +6,12 @@ prints the median wall and CPU seconds (user + system, all threads: steadier tha
 on shared cores) and the ratios. Target: the media stage at most 0.8 s on 2 quiet cores.
 `--plain` adds the first-draft baseline (Pillow LANCZOS per frame, libx264 at its default
 preset on one thread, a palette per GIF frame); `--sizes` prints GIF and mp4 sizes of 10 s
-clips of the test pattern and of the shipped micro model's frames.
+clips of the test pattern and of the shipped micro model's frames; `--presets` times the
+media stage with each of REELFORGE_VIDEO_PRESET's x264 presets, with the mp4's size and its
+PSNR against the conformed frames, on the grainy clip and on the clean one.
 
     python benchmarks/media_encode.py [--frames 120] [--repeat 5] [--plain] [--sizes]
+        [--presets]
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.media_previous import previous_media_stage
 from reelforge.engines.testsrc import TestSourceEngine
-from reelforge.media import encode_outputs, probe_video
+from reelforge.media import VIDEO_PRESETS, conform_frames, encode_outputs, probe_video
 from reelforge.spec import GenerationSpec
 
 WIDTH, HEIGHT, FPS = 1280, 720, 24
@@ -129,12 +132,45 @@ def print_sizes() -> None:
                 )
 
 
+def psnr_db(video: Path, reference: np.ndarray) -> float:
+    """The mp4's PSNR against `reference` (its frames as RGB), over the whole clip."""
+    with av.open(str(video)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    error = decoded.astype(np.float32) - reference.astype(np.float32)
+    return float(10 * np.log10(255**2 / np.mean(error * error)))
+
+
+def print_presets(frames: int, repeat: int) -> None:
+    """The media stage per x264 preset: wall and CPU (interleaved medians), mp4 size, PSNR."""
+    for label, noise in (("grainy", True), ("clean", False)):
+        native = testsrc_clip(max(2, frames * 16 // FPS), noise=noise)
+        reference = conform_frames(native, WIDTH, HEIGHT, frames)
+        stages: dict[str, Stage] = {
+            preset: lambda out, p=preset, n=native: encode_outputs(
+                n, WIDTH, HEIGHT, frames, FPS, out, preset=p
+            )
+            for preset in VIDEO_PRESETS
+        }
+        results = interleaved(stages, repeat)
+        print(f"x264 presets, {label} clip, medians of {repeat} interleaved runs:")
+        for preset, (wall, cpu) in results.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                stages[preset](Path(tmp))
+                video = Path(tmp) / "video.mp4"
+                size, quality = video.stat().st_size, psnr_db(video, reference)
+            print(
+                f"  {preset:10s} wall {wall:.3f} s, CPU {cpu:.3f} s, mp4 {size / 1e3:6.0f} kB, "
+                f"PSNR {quality:.2f} dB"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--plain", action="store_true", help="also time the plain baseline")
     parser.add_argument("--sizes", action="store_true", help="GIF and mp4 sizes of 10 s clips")
+    parser.add_argument("--presets", action="store_true", help="each x264 preset's figures")
     args = parser.parse_args()
     native = native_clip(args.frames)
     frames = args.frames
@@ -165,6 +201,8 @@ def main() -> None:
     print("target: new wall <= 0.8 s on 2 quiet cores")
     if args.sizes:
         print_sizes()
+    if args.presets:
+        print_presets(frames, args.repeat)
 
 
 if __name__ == "__main__":

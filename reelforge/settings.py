@@ -153,6 +153,12 @@ class Settings(BaseSettings):
         description="CUDA's own variable (no REELFORGE_ prefix): the GPUs workers=auto and "
         "cuda:N choose from; unset means every GPU of the machine.",
     )
+    video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        default="ultrafast",
+        description="libx264's preset for the mp4 (quality is set apart, CRF 20): slower "
+        "presets make smaller files of flat content for more encoding time; ultrafast "
+        "keeps a 5 s 720p clip's media stage within 0.8 s on two cores.",
+    )
     drain_seconds: float = Field(
         default=60.0,
         ge=0,

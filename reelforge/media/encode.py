@@ -30,7 +30,14 @@ from reelforge.media.resize import (
 )
 from reelforge.media.yuv import YuvConverter
 
-__all__ = ["EncodedMedia", "encode_mp4", "encode_outputs", "encode_thumbnail"]
+__all__ = [
+    "DEFAULT_VIDEO_PRESET",
+    "VIDEO_PRESETS",
+    "EncodedMedia",
+    "encode_mp4",
+    "encode_outputs",
+    "encode_thumbnail",
+]
 
 VIDEO_FILE = "video.mp4"
 PREVIEW_FILE = "preview.gif"
@@ -38,10 +45,16 @@ THUMBNAIL_FILE = "thumbnail.webp"
 
 THUMBNAIL_MAX_WIDTH = 640
 
-# CRF 20 is visually lossless for generated video at 720p. "superfast" encodes a grainy 120-frame
-# 1280x720 clip in about 1.0 s on two cores against 1.6 s for "veryfast" (benchmarks/
-# media_encode.py), at a larger file; CRF, not the preset, sets the quality.
-_X264_OPTIONS = {"crf": "20", "preset": "superfast", "profile": "high"}
+# CRF 20 is visually lossless for generated video at 720p; CRF, not the preset, sets the
+# quality. The preset trades encoding time for file size (benchmarks/media_encode.py
+# --presets, a grainy 120-frame 1280x720 clip on two cores): "ultrafast" encodes it in
+# 0.6-0.75 s against 1.3-1.6 s for "superfast", at 0.2 dB less PSNR and a file of about the
+# same size (3.6 against 3.8 MB; on flat, clean content ultrafast's is twice as large, at
+# 170 against 70 kB). REELFORGE_VIDEO_PRESET chooses; ultrafast keeps the media stage
+# within 0.8 s.
+VIDEO_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+DEFAULT_VIDEO_PRESET = "ultrafast"
+_CRF = "20"
 
 
 @dataclass(frozen=True)
@@ -70,21 +83,32 @@ def _same_frame(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def encode_mp4(
-    native_frames: np.ndarray, width: int, height: int, num_frames: int, fps: float, path: Path
+    native_frames: np.ndarray,
+    width: int,
+    height: int,
+    num_frames: int,
+    fps: float,
+    path: Path,
+    preset: str = DEFAULT_VIDEO_PRESET,
 ) -> Path:
     """Write the `num_frames` x `width` x `height` output of `native_frames` as an H.264
-    (yuv420p) mp4 at `fps`, its index up front (`+faststart`).
+    (yuv420p) mp4 at `fps`, its index up front (`+faststart`), with libx264's `preset`.
 
     Output frame i shows native frame floor(i * T / num_frames), covered and centre-cropped
     (`resize.cover_plan`); frames already at the output size are only converted.
     """
     check_frames(native_frames)
     check_output(width, height, num_frames)
+    if preset not in VIDEO_PRESETS:
+        raise ValueError(f"unknown x264 preset {preset!r}; one of {', '.join(VIDEO_PRESETS)}")
+    options = {"crf": _CRF, "preset": preset}
+    if preset != "ultrafast":  # ultrafast codes baseline tools only; the others use High's
+        options["profile"] = "high"
     rate = _frame_rate(fps)
     converter = YuvConverter(native_frames.shape[2], native_frames.shape[1], width, height)
     path = Path(path)
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream("libx264", rate=rate, options=dict(_X264_OPTIONS))
+        stream = out.add_stream("libx264", rate=rate, options=options)
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
@@ -132,9 +156,10 @@ def encode_outputs(
     num_frames: int,
     fps: float,
     out_dir: Path,
+    preset: str = DEFAULT_VIDEO_PRESET,
 ) -> EncodedMedia:
     """Encode an engine's `native_frames` into `out_dir` as the exact output (`num_frames`
-    frames of `width` x `height` at `fps`): video, preview, thumbnail.
+    frames of `width` x `height` at `fps`): video (libx264's `preset`), preview, thumbnail.
 
     The thumbnail is the middle output frame: the first frame of a generation is often the
     least interesting (a still for image-to-video, the least-settled one for text-to-video).
@@ -153,9 +178,12 @@ def encode_outputs(
     middle = (num_frames // 2) * len(native_frames) // num_frames
     args = (native_frames, width, height, num_frames, fps)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="encode") as pool:
-        video = pool.submit(encode_mp4, *args, out_dir / VIDEO_FILE)
+        video = pool.submit(encode_mp4, *args, out_dir / VIDEO_FILE, preset)
         preview = pool.submit(encode_gif, *args, out_dir / PREVIEW_FILE)
-        still = conform_frames(native_frames[middle : middle + 1], width, height, 1)[0]
+        # Conformed straight to the thumbnail's size: the output frame's picture, without
+        # making it at the output size first only to shrink it.
+        small = fit_width(width, height, THUMBNAIL_MAX_WIDTH)
+        still = conform_frames(native_frames[middle : middle + 1], *small, 1)[0]
         thumbnail = encode_thumbnail(still, out_dir / THUMBNAIL_FILE)
         return EncodedMedia(
             video=video.result(),

@@ -135,7 +135,15 @@ def worker_loop(
         daemon=True,
     )
     noticed.start()
-    runner = JobRunner(store, storage, registry, engines, heartbeat, drain=drain)
+    runner = JobRunner(
+        store,
+        storage,
+        registry,
+        engines,
+        heartbeat,
+        drain=drain,
+        video_preset=settings.video_preset,
+    )
     log.info(
         "worker %s ready for %s on %s (%s)",
         worker_id,

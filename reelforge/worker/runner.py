@@ -28,7 +28,7 @@ from reelforge.errors import (
 from reelforge.jobs import JobStore, Lease, LeaseCheck, translate_db_error
 from reelforge.jobs.result import Artifact, JobResult, StageTimings, VideoArtifact
 from reelforge.logs import job_context, quiet_libraries
-from reelforge.media import encode_outputs
+from reelforge.media import DEFAULT_VIDEO_PRESET, encode_outputs
 from reelforge.storage import Storage, keys, storage_error
 from reelforge.worker.drain import DRAIN_REASON, Drain, Drained
 from reelforge.worker.heartbeat import Heartbeat
@@ -95,6 +95,7 @@ class JobRunner:
         heartbeat: Heartbeat,
         scratch_dir: Path | None = None,
         drain: Drain | None = None,
+        video_preset: str = DEFAULT_VIDEO_PRESET,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -103,6 +104,7 @@ class JobRunner:
         self.heartbeat = heartbeat
         self.scratch_dir = scratch_dir  # where videos are encoded; None: the system's temp
         self.drain = drain  # once overdue, the running job is handed back between steps
+        self.video_preset = video_preset  # libx264's, for every mp4 this runner encodes
 
     def run(self, lease: Lease) -> None:
         """Run one claimed job and record its outcome; never raises for a job's failure,
@@ -229,7 +231,13 @@ class JobRunner:
         with self._scratch(lease.job_id) as tmp:
             try:
                 media = encode_outputs(
-                    clip.frames, spec.width, spec.height, spec.num_frames, spec.fps, tmp
+                    clip.frames,
+                    spec.width,
+                    spec.height,
+                    spec.num_frames,
+                    spec.fps,
+                    tmp,
+                    preset=self.video_preset,
                 )
             except OSError as exc:
                 raise _storage_failure(storage_error(exc, _SCRATCH)) from exc

@@ -7,6 +7,7 @@ clip in RGB at the output size, then converted) is the reference they are compar
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import av
 import numpy as np
@@ -15,6 +16,8 @@ from PIL import Image, ImageSequence
 
 from reelforge.engines.testsrc import TestSourceEngine
 from reelforge.media import (
+    DEFAULT_VIDEO_PRESET,
+    VIDEO_PRESETS,
     conform_frames,
     encode_gif,
     encode_mp4,
@@ -23,6 +26,7 @@ from reelforge.media import (
     probe_video,
 )
 from reelforge.media.yuv import YuvConverter
+from reelforge.settings import Settings
 from reelforge.spec import GenerationSpec
 
 
@@ -280,10 +284,16 @@ def test_encode_outputs_writes_all_three_and_reports_the_format(tmp_path: Path) 
     info = probe_video(media.video)
     assert (info.width, info.height, info.num_frames) == (1280, 720, 120)
     assert media.preview.stat().st_size > 0
-    # The thumbnail is the middle output frame at the output size, shrunk to 640 wide.
-    middle = conform_frames(native, 1280, 720, 120)[60]
+    # The thumbnail is the middle output frame's picture, conformed straight to 640 wide...
+    middle = conform_frames(native, 640, 360, 120)[60]
     expected = encode_thumbnail(middle, tmp_path / "expected.webp")
     assert media.thumbnail.read_bytes() == expected.read_bytes()
+    # ...which is the output frame shrunk, give or take one resampling.
+    output_frame = Image.fromarray(conform_frames(native, 1280, 720, 120)[60])
+    shrunk = np.asarray(output_frame.resize((640, 360), Image.Resampling.LANCZOS))
+    with Image.open(media.thumbnail) as thumbnail:
+        pixels = np.asarray(thumbnail.convert("RGB")).astype(np.int16)
+    assert np.abs(pixels - shrunk).mean() < 3
 
 
 def _decoded(path: Path) -> np.ndarray:
@@ -323,8 +333,11 @@ def test_mp4_from_native_frames_matches_conform_then_encode(case: str, tmp_path:
     native, width, height = _native_for(case)
     num_frames = 12
     reference = conform_frames(native, width, height, num_frames)
-    new = _decoded(encode_mp4(native, width, height, num_frames, 24, tmp_path / "new.mp4"))
-    old = _decoded(encode_mp4(reference, width, height, num_frames, 24, tmp_path / "old.mp4"))
+    # At superfast: ultrafast codes without a deblocking filter, whose own noise between
+    # two near-equal pictures would hide what is checked here, the conversion.
+    args = (width, height, num_frames, 24)
+    new = _decoded(encode_mp4(native, *args, tmp_path / "new.mp4", preset="superfast"))
+    old = _decoded(encode_mp4(reference, *args, tmp_path / "old.mp4", preset="superfast"))
     difference = np.abs(new - old)
     # Scaling in YUV rather than RGB moves a level here and there (and so does x264's coding
     # of a slightly different picture); hard edges (the pattern's text) differ most.
@@ -390,3 +403,22 @@ def test_frames_at_the_output_size_are_converted_exactly_as_before() -> None:
         planes = zip(_planes(converter.convert(frame)), _planes(_old_yuv(frame)), strict=True)
         for new, old in planes:
             assert np.array_equal(new, old)
+
+
+def test_the_preset_chooses_the_encoder_tools_and_an_unknown_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    native = _moving_square(8, 180, 320)
+    profiles = {}
+    for preset in ("ultrafast", "superfast"):
+        path = encode_mp4(native, 640, 360, 12, 24, tmp_path / f"{preset}.mp4", preset=preset)
+        with av.open(str(path)) as container:
+            profiles[preset] = container.streams.video[0].profile
+    # The default codes baseline tools only (no CABAC, no B-frames); the others use High's.
+    assert profiles == {"ultrafast": "Constrained Baseline", "superfast": "High"}
+    assert encode_outputs.__defaults__ == (DEFAULT_VIDEO_PRESET,) == ("ultrafast",)
+    with pytest.raises(ValueError, match="unknown x264 preset 'placebo2'"):
+        encode_mp4(native, 640, 360, 12, 24, tmp_path / "x.mp4", preset="placebo2")
+    # REELFORGE_VIDEO_PRESET offers exactly the presets the encoder takes.
+    offered = get_args(Settings.model_fields["video_preset"].annotation)
+    assert offered == VIDEO_PRESETS and Settings().video_preset == DEFAULT_VIDEO_PRESET
