@@ -304,6 +304,6 @@ def create_app(ctx: ApiContext, metrics_dir: Path | None = None) -> FastAPI:
         app.include_router(router)
     # Ahead of every router: the plain poll, answered without FastAPI's routing and
     # dependency solving (`api.aimlapi.poll`).
-    app.router.routes.insert(0, PollRoute(ctx, AIMLAPI_PATHS))
+    app.router.routes[:0] = [PollRoute(ctx, path) for path in AIMLAPI_PATHS]
     app.state.context = ctx
     return app

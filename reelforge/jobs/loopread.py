@@ -217,11 +217,9 @@ class PostgresLoopReader:
         task.add_done_callback(self._in_flight.discard)
 
     async def _send_batches(self) -> None:
+        self._starting = False  # from here on, what is pending is this task's to take
         try:
-            while True:
-                self._starting = False
-                if not self._pending:
-                    return
+            while self._pending:
                 batch = dict(itertools.islice(self._pending.items(), self._max_batch))
                 for job_id in batch:
                     del self._pending[job_id]

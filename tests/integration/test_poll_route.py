@@ -23,6 +23,7 @@ from tests.conftest import stored_result
 from tests.integration.test_api_validation import LOOPBACK, T2V
 
 POLL = "/v2/video/generations"
+LEGACY = "/v2/generate/video/kling/generation"
 BOOTSTRAP = "rf-bootstrap-key-for-poll-tests"
 
 
@@ -44,14 +45,15 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def test_the_plain_poll_is_the_first_route_and_matches_only_a_plain_poll() -> None:
-    route = PollRoute(None, ("/v2/video/generations", "/legacy"))  # type: ignore[arg-type]
+    route = PollRoute(None, POLL)  # type: ignore[arg-type]
+    legacy = PollRoute(None, "/legacy")  # type: ignore[arg-type]
 
     def scope(method: str, path: str, query: bytes) -> dict[str, object]:
         return {"type": "http", "method": method, "path": path, "query_string": query}
 
     matched = [
         route.matches(scope("GET", POLL, b"generation_id=abc"))[0].name,
-        route.matches(scope("GET", "/legacy", b"generation_id="))[0].name,
+        legacy.matches(scope("GET", "/legacy", b"generation_id="))[0].name,
         route.matches(scope("GET", POLL, b"x=1&generation_id=abc"))[0].name,
     ]
     assert matched == ["FULL"] * 3
@@ -62,6 +64,7 @@ def test_the_plain_poll_is_the_first_route_and_matches_only_a_plain_poll() -> No
         scope("GET", POLL, b"not_generation_id=abc"),
         scope("POST", POLL, b"generation_id=abc"),
         scope("GET", POLL + "/abc", b"generation_id=abc"),
+        scope("GET", "/legacy", b"generation_id=abc"),  # another route's path
         {"type": "websocket", "path": POLL, "query_string": b"generation_id=abc"},
     ]
     assert [route.matches(s)[0].name for s in refused] == ["NONE"] * len(refused)
@@ -71,7 +74,8 @@ def test_it_answers_as_the_path_form_does_with_the_same_checks_and_errors(
     keyed: tuple[TestClient, JobStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     client, store = keyed
-    assert isinstance(client.app.router.routes[0], PollRoute)  # type: ignore[attr-defined]
+    first = client.app.router.routes[:2]  # type: ignore[attr-defined]
+    assert [(type(r), r.path) for r in first] == [(PollRoute, POLL), (PollRoute, LEGACY)]
     created = client.post(
         POLL, json={"model": T2V, "prompt": "a red circle"}, headers=bearer(BOOTSTRAP)
     )
@@ -88,8 +92,14 @@ def test_it_answers_as_the_path_form_does_with_the_same_checks_and_errors(
     assert plain.json()["status"] == "completed" and plain.json()["video"]["url"]
     assert plain.json() == path_form.json()  # links too: signed for the same minute
     assert plain.headers["x-request-id"]
+    legacy = client.get(LEGACY, params={"generation_id": job_id}, headers=bearer(BOOTSTRAP))
+    assert legacy.status_code == 200 and legacy.json() == plain.json()
     # The access log names the route template, as for every route.
     assert [r.route for r in caplog.records if r.name == "reelforge.access"] == [POLL]  # type: ignore[attr-defined]
+    with caplog.at_level(logging.INFO, logger="reelforge.access"):
+        caplog.clear()
+        client.get(LEGACY, params={"generation_id": job_id}, headers=bearer(BOOTSTRAP))
+    assert [r.route for r in caplog.records if r.name == "reelforge.access"] == [LEGACY]  # type: ignore[attr-defined]
 
     missing = client.get(POLL, params={"generation_id": job_id})
     assert missing.status_code == 401 and missing.json()["path"] == POLL

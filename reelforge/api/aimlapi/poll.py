@@ -46,13 +46,12 @@ async def answer_poll(ctx: ApiContext, request: Request, whose: str | None) -> J
 
 
 class PollRoute(BaseRoute):
-    """Matches a GET of one of `paths` whose query names `generation_id` and no `tenant`
-    (module docstring); `path` is the route template the access log and metrics show."""
+    """Matches a GET of `path` whose query names `generation_id` and no `tenant` (module
+    docstring); `path` is also the route template the access log and metrics show."""
 
-    def __init__(self, ctx: ApiContext, paths: tuple[str, ...]) -> None:
+    def __init__(self, ctx: ApiContext, path: str) -> None:
         self.ctx = ctx
-        self.paths = frozenset(paths)
-        self.path = paths[0]
+        self.path = path
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -61,7 +60,7 @@ class PollRoute(BaseRoute):
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        if path not in self.paths:
+        if path != self.path:
             return Match.NONE, {}
         query = scope.get("query_string", b"")
         if b"generation_id" not in query:  # the cheap test first: a list has none
@@ -82,4 +81,4 @@ class PollRoute(BaseRoute):
         raise NoMatchFound(name, path_params)  # nothing names it: FastAPI's route does
 
     def __repr__(self) -> str:
-        return f"PollRoute(paths={sorted(self.paths)!r})"
+        return f"PollRoute(path={self.path!r})"
