@@ -49,9 +49,10 @@ THUMBNAIL_MAX_WIDTH = 640
 # quality. The preset trades encoding time for file size (benchmarks/media_encode.py
 # --presets, a grainy 120-frame 1280x720 clip on two cores): "ultrafast" encodes it in
 # 0.6-0.75 s against 1.3-1.6 s for "superfast", at 0.2 dB less PSNR and a file of about the
-# same size (3.6 against 3.8 MB; on flat, clean content ultrafast's is twice as large, at
-# 170 against 70 kB). REELFORGE_VIDEO_PRESET chooses; ultrafast keeps the media stage
-# within 0.8 s.
+# same size (3.6 against 3.8 MB). On flat, clean content ultrafast's file is two to three
+# times as large (169 against 72 kB for 5 s of the test pattern), on the micro model's
+# blocky frames a third smaller. REELFORGE_VIDEO_PRESET chooses; ultrafast keeps the media
+# stage near 0.8 s on two cores.
 VIDEO_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 DEFAULT_VIDEO_PRESET = "ultrafast"
 _CRF = "20"
