@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import sqlite3
 import time
 from typing import Any, Protocol
@@ -45,6 +46,8 @@ __all__ = [
     "SqliteLoopReader",
     "loop_reader_for",
 ]
+
+log = logging.getLogger(__name__)
 
 _OFF_AFTER_FAILURE_S = 5.0
 """How long a PostgreSQL reader leaves reads to the database threads after a failure."""
@@ -214,20 +217,27 @@ class PostgresLoopReader:
         self._running += 1
         task = asyncio.ensure_future(self._send_batches())
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._batch_ended)
+
+    def _batch_ended(self, task: asyncio.Task[None]) -> None:
+        # Here, not in the task's own `finally`: a task cancelled before it ran (the reader
+        # closed) never runs its body, and would leave its slot and the flag taken for good.
+        self._in_flight.discard(task)
+        self._running -= 1
+        if task.cancelled():
+            self._starting = False  # at worst one task too many starts, and finds nothing
+        elif task.exception() is not None:  # taken, so asyncio does not log it as lost
+            log.error("a batch of job reads failed", exc_info=task.exception())
+        self._start_batch()
 
     async def _send_batches(self) -> None:
         self._starting = False  # from here on, what is pending is this task's to take
-        try:
-            while self._pending:
-                batch = dict(itertools.islice(self._pending.items(), self._max_batch))
-                for job_id in batch:
-                    del self._pending[job_id]
-                self._start_batch()  # more than one batch waits: another connection's
-                await self._read_batch(batch)
-        finally:
-            self._running -= 1
-            self._start_batch()
+        while self._pending:
+            batch = dict(itertools.islice(self._pending.items(), self._max_batch))
+            for job_id in batch:
+                del self._pending[job_id]
+            self._start_batch()  # more than one batch waits: another connection's
+            await self._read_batch(batch)
 
     async def _read_batch(self, batch: dict[str, asyncio.Future[Job | None]]) -> None:
         conn = None
@@ -250,16 +260,26 @@ class PostgresLoopReader:
             return
         self._idle.append(conn)
         for job_id, waiter in batch.items():
+            if waiter.done():
+                continue
             row = rows.get(job_id)
-            if not waiter.done():
-                waiter.set_result(Job.from_mapping(row) if row is not None else None)
+            try:
+                job = Job.from_mapping(row) if row is not None else None
+            except Exception as exc:  # a row this version cannot read fails its own read only
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(job)
 
     async def _connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         conn = await psycopg.AsyncConnection.connect(
             *self._args, autocommit=True, row_factory=dict_row, **self._params
         )
         if self._set_timeout is not None:
-            await conn.execute(self._set_timeout)
+            try:
+                await conn.execute(self._set_timeout)
+            except BaseException:
+                await conn.close()  # not pooled yet: nobody else would close it
+                raise
         return conn
 
     async def _close_idle(self) -> None:

@@ -154,6 +154,8 @@ class Job:
 # A job's spec never changes and its result is written once, and polls read the same few
 # jobs again and again: their parsed models (frozen) are kept by their JSON text, which
 # saves the validation of both on most reads (a third of turning a row into a `Job`).
+# Shared by every `Job` read from the same text, then: a result's `meta` dict (and the
+# lists in it) must be copied, never changed in place (renderers spread it into their own).
 @functools.lru_cache(maxsize=1024)
 def _parsed_spec(text: str) -> GenerationSpec:
     return GenerationSpec.model_validate_json(text)

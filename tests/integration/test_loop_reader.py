@@ -266,3 +266,40 @@ def test_reads_asked_together_go_out_as_one_query_each_answered_with_its_own_job
     assert later is not None and later.status.value == "canceled"  # type: ignore[attr-defined]
     assert answers[1] is not None and answers[1].status.value == "queued"  # type: ignore[attr-defined]
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_row_it_cannot_read_fails_its_own_read_only_and_a_closed_reader_reads_again(
+    postgres_url: str,
+) -> None:
+    engine = open_engine(postgres_url)
+    migrate(engine)
+    store = JobStore(engine)
+    good, bad, other = (store.create_job(make_spec()) for _ in range(3))
+    with engine.begin() as conn:  # what an older or newer version might have written
+        conn.exec_driver_sql("UPDATE jobs SET spec = '{\"broken\": 1}' WHERE id = %s", (bad.id,))
+    reader = PostgresLoopReader(engine, **TIMEOUTS)
+
+    async def together() -> list[object]:
+        reads = (reader.get_job(job_id) for job_id in (good.id, bad.id, other.id))
+        return list(await asyncio.gather(*reads, return_exceptions=True))
+
+    async def closed_while_a_batch_waits() -> None:
+        read = asyncio.ensure_future(reader.get_job(good.id))
+        await asyncio.sleep(0)  # the read is pending and its batch task not yet run
+        await reader.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+
+    async def again() -> object:
+        try:
+            return await reader.get_job(other.id)
+        finally:
+            await reader.aclose()
+
+    answers = asyncio.run(together())
+    assert answers[0] == store.get_job(good.id) and answers[2] == store.get_job(other.id)
+    assert isinstance(answers[1], ValueError)  # pydantic's ValidationError, for that job alone
+    asyncio.run(closed_while_a_batch_waits())
+    assert asyncio.run(again()) == store.get_job(other.id)  # not a 503 at the deadline
+    engine.dispose()

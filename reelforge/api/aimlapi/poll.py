@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import URLPath
-from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.routing import BaseRoute, Match, NoMatchFound, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from reelforge.api.aimlapi.render import render_generation
@@ -56,11 +56,7 @@ class PollRoute(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http" or scope["method"] != "GET":
             return Match.NONE, {}
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if path != self.path:
+        if get_route_path(scope) != self.path:
             return Match.NONE, {}
         query = scope.get("query_string", b"")
         if b"generation_id" not in query:  # the cheap test first: a list has none
