@@ -108,6 +108,12 @@ def test_it_answers_as_the_path_form_does_with_the_same_checks_and_errors(
     assert plain.json()["status"] == "completed" and plain.json()["video"]["url"]
     assert same_but_expiry(plain.json(), path_form.json())
     assert plain.headers["x-request-id"]
+    # Links are for the address the client used, whichever it was (kept per Host).
+    for host in ("reelforge.example:8443", "127.0.0.1:9", "reelforge.example:8443"):
+        elsewhere = client.get(
+            POLL, params={"generation_id": job_id}, headers={**bearer(BOOTSTRAP), "host": host}
+        )
+        assert elsewhere.json()["video"]["url"].startswith(f"http://{host}/files/")
     legacy = client.get(LEGACY, params={"generation_id": job_id}, headers=bearer(BOOTSTRAP))
     assert legacy.status_code == 200 and same_but_expiry(legacy.json(), plain.json())
     # The access log names the route template, as for every route.

@@ -28,15 +28,21 @@ from reelforge.errors import FieldError, InvalidRequest
 
 __all__ = ["PollRoute", "answer_poll"]
 
+_GENERATION_ID = "reelforge.generation_id"
+"""The scope key of the id `PollRoute.matches` read from the query, for its `handle`."""
 
-async def answer_poll(ctx: ApiContext, request: Request, whose: str | None) -> JSONResponse:
-    """The poll's answer: the generation named by `generation_id`, read as `whose` (the
-    caller's tenant, or another's for an admin) may."""
-    generation_id = request.query_params.get("generation_id")
+
+async def answer_poll(
+    ctx: ApiContext, request: Request, whose: str | None, generation_id: str | None = None
+) -> JSONResponse:
+    """The poll's answer: the generation named by `generation_id` (else the query's), read as
+    `whose` (the caller's tenant, or another's for an admin) may."""
+    if generation_id is None:
+        generation_id = request.query_params.get("generation_id")
     if not generation_id:
         raise InvalidRequest(FieldError("generation_id", "must not be empty"))
     view = await ctx.generations.get(generation_id, whose)
-    base = ctx.base_url(str(request.base_url))
+    base = ctx.base_url_of(request)
     body = render_generation(
         view.job, view.queue_position, lambda key: ctx.links.url(base, key), view.eta_s
     )
@@ -61,16 +67,18 @@ class PollRoute(BaseRoute):
         query = scope.get("query_string", b"")
         if b"generation_id" not in query:  # the cheap test first: a list has none
             return Match.NONE, {}
-        names = {name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)}
-        if "generation_id" not in names or "tenant" in names:
+        # As Starlette's `request.query_params` reads it: the last of repeated names wins.
+        params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+        if "generation_id" not in params or "tenant" in params:
             return Match.NONE, {}
         # What FastAPI's routing leaves for the access log and metrics: the route template.
-        return Match.FULL, {"route": self, "endpoint": answer_poll}
+        child = {"route": self, "endpoint": answer_poll, _GENERATION_ID: params["generation_id"]}
+        return Match.FULL, child
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         tenant = await self.ctx.auth.reader.authorize(request)
-        response = await answer_poll(self.ctx, request, tenant)
+        response = await answer_poll(self.ctx, request, tenant, scope[_GENERATION_ID])
         await response(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: object) -> URLPath:
