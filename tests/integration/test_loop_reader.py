@@ -228,13 +228,19 @@ def test_after_a_server_restart_every_pooled_connection_is_replaced(postgres_url
     engine.dispose()
 
 
-@pytest.mark.postgres
-def test_reads_asked_together_go_out_as_one_query_each_answered_with_its_own_job(
-    postgres_url: str,
-) -> None:
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[JobStore]:
     engine = open_engine(postgres_url)
     migrate(engine)
-    store = JobStore(engine)
+    yield JobStore(engine)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_reads_asked_together_go_out_as_one_query_each_answered_with_its_own_job(
+    postgres_store: JobStore,
+) -> None:
+    store, engine = postgres_store, postgres_store.engine
     jobs = [store.create_job(make_spec()) for _ in range(20)]
     reader = PostgresLoopReader(engine, **TIMEOUTS, connections=2)
     batches: list[int] = []
@@ -265,16 +271,13 @@ def test_reads_asked_together_go_out_as_one_query_each_answered_with_its_own_job
     assert later == store.get_job(jobs[1].id)
     assert later is not None and later.status.value == "canceled"  # type: ignore[attr-defined]
     assert answers[1] is not None and answers[1].status.value == "queued"  # type: ignore[attr-defined]
-    engine.dispose()
 
 
 @pytest.mark.postgres
 def test_a_row_it_cannot_read_fails_its_own_read_only_and_a_closed_reader_reads_again(
-    postgres_url: str,
+    postgres_store: JobStore,
 ) -> None:
-    engine = open_engine(postgres_url)
-    migrate(engine)
-    store = JobStore(engine)
+    store, engine = postgres_store, postgres_store.engine
     good, bad, other = (store.create_job(make_spec()) for _ in range(3))
     with engine.begin() as conn:  # what an older or newer version might have written
         conn.exec_driver_sql("UPDATE jobs SET spec = '{\"broken\": 1}' WHERE id = %s", (bad.id,))
@@ -302,4 +305,3 @@ def test_a_row_it_cannot_read_fails_its_own_read_only_and_a_closed_reader_reads_
     assert isinstance(answers[1], ValueError)  # pydantic's ValidationError, for that job alone
     asyncio.run(closed_while_a_batch_waits())
     assert asyncio.run(again()) == store.get_job(other.id)  # not a 503 at the deadline
-    engine.dispose()
