@@ -98,8 +98,10 @@ def add_command(commands: Any) -> None:
         description="""
             Generate every canonical prompt of the micro model's world, and one held-out
             paraphrase per scene, on seeds never used in training, and measure colour, shape
-            and direction of motion by pixel analysis: one line per prompt set, then the
-            time taken. About a minute on two CPU cores.
+            and direction of motion by pixel analysis; then every canonical prompt as a 10 s
+            clip, whose motion must go on through both halves and cross at least three
+            quarters of the frame. One line per prompt set, then the time taken. About two
+            minutes on two CPU cores.
         """,
         examples=[
             "reelforge micro eval",
@@ -126,7 +128,8 @@ def add_command(commands: Any) -> None:
     scoring.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance (the engine's)"
     )
-    scoring.add_argument("--no-paraphrases", action="store_true", help="canonical prompts only")
+    scoring.add_argument("--no-paraphrases", action="store_true", help="no held-out paraphrases")
+    scoring.add_argument("--no-long-clips", action="store_true", help="no 10 s clips")
     scoring.add_argument(
         "--raw-prompts",
         action="store_true",
@@ -173,11 +176,17 @@ def run_eval(args: argparse.Namespace) -> int:
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     started = time.monotonic()
     reports = evaluate(
-        lambda prompts, seeds: generator.generate(
-            prompts, seeds, steps=steps, guidance=guidance, canonicalise=not args.raw_prompts
+        lambda prompts, seeds, seconds: generator.generate(
+            prompts,
+            seeds,
+            steps=steps,
+            guidance=guidance,
+            canonicalise=not args.raw_prompts,
+            frames=generator.frames_for(seconds),
         ),
         seeds_per_scene=args.seeds_per_scene,
         paraphrase=not args.no_paraphrases,
+        long_clips=not args.no_long_clips,
     )
     for report in reports:
         print(report.line())

@@ -3,9 +3,10 @@
 It was trained (`reelforge micro train`) on a synthetic world of one shape moving across a
 plain background: six colours, three shapes, four directions, black or gray backgrounds (see
 `reelforge.micro.world`). Within that world it follows the prompt; outside it, it still renders
-a moving shape. Clips are 16 frames of 32x32, played over the requested duration; the media
-layer scales them to the exact output size. An input image is fitted to 32x32 as the first
-frame, so detail finer than that is lost.
+a moving shape. Clips are frames of 32x32: 16 for 5 s (or less), 32 for 10 s (the shape
+moves at one speed, half the frame per 5 s, so a 10 s clip shows twice the motion), played
+over the requested duration; the media layer scales them to the exact output size. An input
+image is fitted to 32x32 as the first frame, so detail finer than that is lost.
 
 A prompt far from that world (by the model's own text encoder: see
 `reelforge.micro.familiarity`) still renders, with a warning in the clip's meta (`warnings`),
@@ -69,7 +70,8 @@ class MicroEngine(Engine):
         self._world = WorldReference.build(self._generator.text_encoder)
 
     def generate(self, spec: GenerationSpec, image: Image.Image | None, on_step: OnStep) -> Clip:
-        size, frames_per_clip = self._generator.clip_size, self._generator.clip_frames
+        size = self._generator.clip_size
+        frames_per_clip = self._generator.frames_for(spec.seconds)
         low, high = self._guidance
         guidance = low + spec.cfg_scale * (high - low)
         first_frame = None
@@ -84,7 +86,10 @@ class MicroEngine(Engine):
         # vocabulary: then the model is given the canonical prompt of that scene and follows
         # it. A guess from word embeddings does not count ("a red car driving to the left on
         # a black road" may guess the car a square, and is still far from the world).
-        read_exactly = reading.scene is not None and set(reading.sources.values()) == {"word"}
+        read_exactly = reading.scene is not None and set(reading.sources.values()) <= {
+            "word",
+            "lexicon",
+        }
         similarity = self._world.similarity(
             text.pooled[0] if read_exactly else encoder.embed([spec.prompt])[0]
         )
@@ -97,6 +102,7 @@ class MicroEngine(Engine):
             first_frame=first_frame,
             on_step=on_step,
             text=text,
+            frames=frames_per_clip,
         )
         meta: dict[str, Any] = {
             # The synthetic world has no camera; a requested move is not rendered.

@@ -10,15 +10,18 @@ canonical prompt:
    first, so "a golden box rising upward against gray" is read exactly. A background word
    counts only after a background preposition ("on", "against", "atop", ...) when there is
    one, so "a dark blue disc ... on a grey background" is read as gray.
-2. A word the vocabulary lacks is compared, by its static input embedding in the model's own
-   text encoder (all-MiniLM-L6-v2's word-piece embeddings, averaged over the word's pieces),
+2. A colour word the vocabulary lacks is looked up in a colour-name lexicon
+   (`colournames.py`: "cobalt" is a blue, "lavender" a purple), as a phrase and word by word.
+3. Any other word the vocabulary lacks is compared, by its static input embedding in the
+   model's own text encoder (all-MiniLM-L6-v2's word-piece embeddings, averaged over the
+   word's pieces),
    with each attribute value's centroid of the same embeddings of its synonyms, in its place
    in the sentence: the subject's last word (before the motion, as an "-ing" word, or the
    direction or the background) is the shape, the words before it the colour. It is taken
    when the best centroid is similar enough and ahead of the runner-up (`FALLBACK_GATES`):
    "ball" is read as a circle, "tile" as a square.
-3. When direction and background are read, the model gets the canonical prompt of the
-   scene, a colour or shape not read keeping the prompt's own words in its place ("a lime
+4. When direction and background are read, the model gets the canonical prompt of the
+   scene, a colour or shape not read keeping the prompt's own words in its place ("a glossy
    circle moving left on a black background"), so the model's own reading of that word
    decides. Otherwise (or with no word in the colour's or shape's place) the prompt is
    passed on as written: "a cat sleeping on a sofa" is not the world, and
@@ -29,7 +32,8 @@ vocabulary (each synonym classified from the others), the static embeddings' cla
 beat the pooled embedding of the word alone and nearest-synonym matching (colour 75 % against
 67 %, shape 88 % against 79 %). Colour is where the encoder is weakest: it places "lemon"
 next to "grape" and "cobalt" next to "sapphire" and "carmine" alike, so a wrong guess would
-override a prompt the model might have read right; the gate leaves such words alone.
+override a prompt the model might have read right; the gate leaves such words alone, and the
+lexicon, which reads 93.9 % of the vocabulary's colour words right, comes first.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from reelforge.micro.colournames import lexicon_colour
 from reelforge.micro.vocabulary import ATTRIBUTES, SYNONYMS
 from reelforge.micro.world import Scene
 
@@ -74,7 +79,8 @@ _FILLER = frozenset(_FILLER_WORDS.split())
 @dataclass(frozen=True)
 class PromptReading:
     """What the canonicaliser read in one prompt: per attribute its value or None, how
-    (`sources`: "word" from the vocabulary, "embedding" from the fallback), and the prompt's
+    (`sources`: "word" from the vocabulary, "lexicon" from the colour-name lexicon,
+    "embedding" from the fallback), and the prompt's
     own words in the colour's and the shape's place (`slot_words`), for attributes not read."""
 
     values: dict[str, str | None]
@@ -104,7 +110,7 @@ class PromptCanonicaliser:
         self._centroids: dict[str, tuple[list[str], torch.Tensor]] = {}
 
     def read(self, prompt: str) -> PromptReading:
-        """The attributes `prompt` names; unknown words are placed (step 2 of the module
+        """The attributes `prompt` names; unknown words are placed (steps 2 and 3 of the module
         docstring) only when its direction and background were read."""
         words = _words(prompt)
         start = _background_start(words)
@@ -153,11 +159,11 @@ class PromptCanonicaliser:
         colour_candidates = [i for i in subject if i < at.get("shape", end)]
         if values["colour"] is None and colour_candidates:
             slot_words["colour"] = " ".join(words[i] for i in colour_candidates)
-            for i in colour_candidates:
-                guess = self._nearest("colour", words[i])
-                if guess is not None:
-                    values["colour"], sources["colour"] = guess, "embedding"
-                    break
+            values["colour"], sources["colour"] = self._read_colour(
+                [words[i] for i in colour_candidates]
+            )
+            if values["colour"] is None:
+                del sources["colour"]
         return PromptReading(values, sources, slot_words)
 
     def canonicalise(self, prompt: str) -> str:
@@ -179,6 +185,21 @@ class PromptCanonicaliser:
             f"{article} {colour} {values['shape']} moving {values['direction']} "
             f"on a {values['background']} background"
         )
+
+    def _read_colour(self, candidates: list[str]) -> tuple[str | None, str]:
+        """The world colour the subject's unknown words before its shape name, and how: the
+        whole phrase ("cobalt blue"), then each word, in a colour-name lexicon; failing that,
+        the first word whose embedding is clearly near one colour's synonyms."""
+        phrases = [" ".join(candidates), *candidates] if len(candidates) > 1 else candidates
+        for phrase in phrases:
+            colour = lexicon_colour(phrase)
+            if colour is not None:
+                return colour, "lexicon"
+        for word in candidates:
+            guess = self._nearest("colour", word)
+            if guess is not None:
+                return guess, "embedding"
+        return None, ""
 
     def _nearest(self, attribute: str, word: str) -> str | None:
         """The value of `attribute` whose synonyms' centroid `word` is nearest, if clearly so

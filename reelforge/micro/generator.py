@@ -17,6 +17,7 @@ from reelforge.micro.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from reelforge.micro.diffusion import sample
 from reelforge.micro.network import MicroNet
 from reelforge.micro.text import TextEncoder, TextFeatures
+from reelforge.micro.world import clip_frames_for
 
 __all__ = ["DEFAULT_GUIDANCE", "MicroGenerator"]
 
@@ -42,6 +43,16 @@ class MicroGenerator:
         # size (the 64-pixel ones of earlier releases) still loads and samples.
         self.clip_size = net.config.clip_size
         self.clip_frames = net.config.clip_frames
+        # Checkpoints trained on 10 s clips too draw longer requests frame for frame; older
+        # ones only ever drew `clip_frames`.
+        self.draws_long_clips = float(record.get("train", {}).get("long_share", 0.0)) > 0
+
+    def frames_for(self, seconds: float) -> int:
+        """Native frames to draw for a clip of `seconds` (`world.clip_frames_for`), or the
+        checkpoint's one length when it was trained on no other."""
+        if not self.draws_long_clips:
+            return self.clip_frames
+        return clip_frames_for(seconds, self.net.config.frames_per_token)
 
     @classmethod
     def from_checkpoint(cls, path: Path = SHIPPED_CHECKPOINT) -> MicroGenerator:
@@ -60,9 +71,10 @@ class MicroGenerator:
         on_step: Callable[[int, int], None] | None = None,
         text: TextFeatures | None = None,
         canonicalise: bool = True,
+        frames: int | None = None,
     ) -> np.ndarray:
-        """Clips (B, clip_frames, clip_size, clip_size, 3) uint8, one per prompt; `seeds[i]`
-        fixes clip i.
+        """Clips (B, frames, clip_size, clip_size, 3) uint8, one per prompt; `seeds[i]` fixes
+        clip i; `frames` defaults to `clip_frames` (a 5 s clip's; see `frames_for`).
 
         `first_frame` (clip_size, clip_size, 3) uint8 pins every clip's first frame
         (image-to-video). A
@@ -84,7 +96,7 @@ class MicroGenerator:
         noise = torch.stack(
             [
                 torch.randn(
-                    (3, self.clip_frames, self.clip_size, self.clip_size),
+                    (3, frames or self.clip_frames, self.clip_size, self.clip_size),
                     generator=torch.Generator().manual_seed(int(seed) % 2**63),
                 )
                 for seed in seeds

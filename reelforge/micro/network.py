@@ -84,10 +84,14 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-def coordinate_features(grid: tuple[int, int, int]) -> torch.Tensor:
+def coordinate_features(grid: tuple[int, int, int], base_frames: int | None = None) -> torch.Tensor:
     """(1, 23, T, H, W): where each token is, as fixed features.
 
     Per axis (frame, row, column) the coordinate u in [-1, 1] and sin/cos(pi k u), k = 1, 2;
+    the frame's u is measured from the clip's middle in units of half a `base_frames`-token
+    clip (the 5 s clip's, which spans -1..1), so that a longer clip's tokens reach further
+    out (a 10 s clip's -2.1..2.1) and each token's time from the middle means the same
+    whatever the clip's length; the shape's place depends on nothing else;
     then the products of the frame's odd features (u, sin(pi u)) with the rows' and columns'.
     Those products are what motion needs: "right" and "left" put the shape at the same
     places, in opposite order, so only a feature odd in both time and space tells them apart
@@ -95,6 +99,10 @@ def coordinate_features(grid: tuple[int, int, int]) -> torch.Tensor:
     along but not the sign).
     """
     axes = [torch.linspace(-1.0, 1.0, size) for size in grid]
+    base = base_frames or grid[0]
+    axes[0] = (
+        (torch.arange(grid[0], dtype=torch.float32) - (grid[0] - 1) / 2) * 2 / max(1, base - 1)
+    )
     frame, row, column = torch.meshgrid(*axes, indexing="ij")
     features = []
     for u in (frame, row, column):
@@ -185,7 +193,8 @@ class CrossAttention(nn.Module):
 
 
 class MicroNet(nn.Module):
-    """Predicts the clean clip x0 for a noisy clip (B, 3, 16, 32, 32) in [-1, 1]."""
+    """Predicts the clean clip x0 for a noisy clip (B, 3, T, 32, 32) in [-1, 1]: T is 16 for
+    a 5 s clip, the trained length, or any other even count (32 for 10 s)."""
 
     # Buffers (fixed, saved with the weights), declared for the type checker.
     coordinates: torch.Tensor
@@ -269,7 +278,7 @@ class MicroNet(nn.Module):
         time = self.time_mlp(timestep_embedding(t, self.config.cond_dim))
         attributes = (text.pooled - self.text_mean) @ self.attribute_projection
         cond = F.silu(time + self.text_mlp(torch.cat([text.pooled, attributes], dim=1)))
-        h = self.stem(self.pack(x)) + self.position(self.coordinates)
+        h = self.stem(self.pack(x)) + self.position(self._coordinates(x.shape[2]))
 
         skips = []
         for index, (block, cross) in enumerate(zip(self.down_blocks, self.down_cross, strict=True)):
@@ -287,6 +296,16 @@ class MicroNet(nn.Module):
             h = block(torch.cat([h, skip], dim=1), cond)
 
         return self.unpack(self.head(F.silu(self.head_norm(h))))
+
+    def _coordinates(self, frames: int) -> torch.Tensor:
+        """The coordinate features of a clip of `frames` frames: the buffer's for the trained
+        length, computed for another (a 10 s clip's)."""
+        tokens = frames // self.config.frames_per_token
+        if tokens == self.coordinates.shape[2]:
+            return self.coordinates
+        grid = (tokens, *self.coordinates.shape[3:])
+        base = self.coordinates.shape[2]
+        return coordinate_features(grid, base).to(self.coordinates.device)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, 3*k*p*p, T/k, H/p, W/p), losslessly."""

@@ -23,8 +23,10 @@ from reelforge.micro.checkpoint import save_checkpoint
 from reelforge.micro.diffusion import diffusion_loss
 from reelforge.micro.network import MicroNet, MicroNetConfig
 from reelforge.micro.text import TextEncoder, TextFeatures
+from reelforge.micro.vocabulary import vocabulary_paraphrase
 from reelforge.micro.world import (
     BACKGROUNDS,
+    CLIP_FRAMES,
     COLOURS,
     DIRECTIONS,
     SHAPES,
@@ -40,7 +42,7 @@ __all__ = ["TrainConfig", "train"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 4000
+    steps: int = 4500
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_steps: int = 100
@@ -49,6 +51,11 @@ class TrainConfig:
     """Share of prompts replaced by the empty embedding, which classifier-free guidance needs."""
     canonical_share: float = 0.4
     """Share of prompts given canonically; the rest are training-vocabulary paraphrases."""
+    vocabulary_paraphrases: int = 24
+    """Paraphrases per scene drawn from the whole vocabulary (`vocabulary.SYNONYMS`), on top
+    of the world's sixteen training ones."""
+    long_share: float = 0.4
+    """Share of steps that train on 10 s clips (twice the frames, at half the batch)."""
     shape_weight: float = 9.0
     """Extra loss weight on pixels the shape covers."""
     halo_band: int = 2
@@ -63,10 +70,17 @@ class TrainConfig:
 class PromptBank:
     """Every training prompt of every scene, embedded once."""
 
-    def __init__(self, scenes: list[Scene], encoder: TextEncoder) -> None:
+    def __init__(
+        self, scenes: list[Scene], encoder: TextEncoder, vocabulary: int = 0, seed: int = 0
+    ) -> None:
         self.scenes = scenes
         self.canonical = [canonical_prompt(scene) for scene in scenes]
-        self.paraphrases = [paraphrases(scene, held_out=False) for scene in scenes]
+        rng = np.random.default_rng([seed, 1])  # a stream of its own: batches are unchanged
+        self.paraphrases = [
+            paraphrases(scene, held_out=False)
+            + [vocabulary_paraphrase(scene, rng) for _ in range(vocabulary)]
+            for scene in scenes
+        ]
         # One row per prompt: every scene's canonical prompt, then its paraphrases in order.
         flat = self.canonical + [p for group in self.paraphrases for p in group]
         self.features = encoder.encode(flat)
@@ -91,7 +105,7 @@ def train(
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
-    bank = PromptBank(all_scenes(), TextEncoder())
+    bank = PromptBank(all_scenes(), TextEncoder(), config.vocabulary_paraphrases, config.seed)
     mean, projection = fit_attribute_projection(bank)
     net_config = replace(net_config or MicroNetConfig(), attribute_dim=projection.shape[1])
     net = MicroNet(net_config)
@@ -105,7 +119,8 @@ def train(
     started = time.monotonic()
     smoothed_loss = None
     for step in range(1, config.steps + 1):
-        clips, weights, texts = _batch(bank, config, rng)
+        long = rng.random() < config.long_share
+        clips, weights, texts = _batch(bank, config, rng, long=long)
         loss = diffusion_loss(net, clips, texts, weights, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,13 +202,15 @@ def _lr_factor(config: TrainConfig):  # type: ignore[no-untyped-def]
 
 
 def _batch(
-    bank: PromptBank, config: TrainConfig, rng: np.random.Generator
+    bank: PromptBank, config: TrainConfig, rng: np.random.Generator, *, long: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, TextFeatures]:
-    """A fresh batch: clips (B, 3, T, H, W) in [-1, 1], loss weights, prompt features."""
+    """A fresh batch: clips (B, 3, T, H, W) in [-1, 1], loss weights, prompt features; with
+    `long`, half as many 10 s clips (`CLIP_FRAMES` x 2 frames) as 5 s ones."""
     clips, weights, texts = [], [], []
-    for _ in range(config.batch_size):
+    frames_per_clip = CLIP_FRAMES * 2 if long else CLIP_FRAMES
+    for _ in range(config.batch_size // 2 if long else config.batch_size):
         index = int(rng.integers(len(bank.scenes)))
-        frames, coverage = render_clip(bank.scenes[index], rng)
+        frames, coverage = render_clip(bank.scenes[index], rng, frames=frames_per_clip)
         clips.append(frames)
         weights.append(coverage)
         draw = rng.random()

@@ -14,7 +14,14 @@ Multi-word entries are matched as word pairs; hyphens count as spaces.
 
 from __future__ import annotations
 
-__all__ = ["ATTRIBUTES", "SYNONYMS"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from reelforge.micro.world import Scene
+
+__all__ = ["ATTRIBUTES", "SYNONYMS", "vocabulary_paraphrase"]
 
 ATTRIBUTES = ("colour", "shape", "direction", "background")
 
@@ -93,3 +100,35 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
     for attribute, values in _WORDS.items()
 }
 """Per attribute, per value: its words, the canonical one first."""
+
+
+# Verbs of motion for direction words that are not verbs themselves ("moving leftward");
+# none of the evaluator's held-out ones ("drifting", "floating", "sinking").
+_MOTION_VERBS = ("moving", "sliding", "gliding", "heading", "travelling", "going")
+_BACKGROUND_PHRASES = ("on a {} background", "against {}", "on {}", "against a {} background")
+
+
+def vocabulary_paraphrase(scene: Scene, rng: np.random.Generator, *, keep: float = 0.5) -> str:
+    """One random wording of `scene` from `SYNONYMS`: each attribute keeps its canonical word
+    with probability `keep` (so the trainer sees what the canonicaliser hands the model when
+    it reads all but one word of a prompt: canonical words around an unread one), else takes
+    a random synonym; the motion and background are phrased in one of a few ways."""
+
+    def word(attribute: str) -> str:
+        words = SYNONYMS[attribute][getattr(scene, attribute)]
+        return words[0] if rng.random() < keep else words[int(rng.integers(len(words)))]
+
+    colour, shape, direction, background = (word(a) for a in ATTRIBUTES)
+    if direction.endswith("ing") or direction.startswith("going "):
+        motion = direction  # "rising", "going up"
+    else:
+        verb = _MOTION_VERBS[int(rng.integers(len(_MOTION_VERBS)))]
+        to_the = direction in ("left", "right") and rng.random() < 0.5
+        motion = f"{verb} to the {direction}" if to_the else f"{verb} {direction}"
+    place = _BACKGROUND_PHRASES[int(rng.integers(len(_BACKGROUND_PHRASES)))]
+    place = place.replace("a {}", f"{_article(background)} {{}}").format(background)
+    return f"{_article(colour)} {colour} {shape} {motion} {place}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"

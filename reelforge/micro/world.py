@@ -18,13 +18,16 @@ import numpy as np
 __all__ = [
     "BACKGROUNDS",
     "CLIP_FRAMES",
+    "CLIP_SECONDS",
     "CLIP_SIZE",
     "COLOURS",
     "DIRECTIONS",
+    "LONGEST_CLIP_SECONDS",
     "SHAPES",
     "Scene",
     "all_scenes",
     "canonical_prompt",
+    "clip_frames_for",
     "paraphrases",
     "render_clip",
 ]
@@ -32,7 +35,12 @@ __all__ = [
 CLIP_SIZE = 32
 """Native frame side in pixels (square; the media layer crops to the requested ratio)."""
 CLIP_FRAMES = 16
-"""Native frames per clip, played over the requested duration."""
+"""Native frames of a 5 s clip, played over the requested duration; a longer request gets
+proportionally more frames (`clip_frames_for`), so that 10 s show 10 s of motion."""
+CLIP_SECONDS = 5
+"""The duration `CLIP_FRAMES` frames stand for."""
+# How far the shape moves per frame, as a share of the frame: half the frame per 5 s clip.
+_STEP = 0.5 / (CLIP_FRAMES - 1)
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -117,6 +125,19 @@ def paraphrases(scene: Scene, *, held_out: bool) -> list[str]:
     return prompts
 
 
+LONGEST_CLIP_SECONDS = 10
+"""The longest clip the model draws frame for frame (it is trained on 5 s and 10 s clips);
+a longer request shows the 10 s clip's frames over its duration."""
+
+
+def clip_frames_for(seconds: float, frames_per_token: int = 2) -> int:
+    """Native frames for a clip of `seconds`: `CLIP_FRAMES` per `CLIP_SECONDS`, rounded to a
+    whole number of the model's tokens (`frames_per_token` frames each), from a 5 s clip's
+    (a 2 s request gets those, shown faster) to a 10 s clip's (`LONGEST_CLIP_SECONDS`)."""
+    clips = min(max(seconds, CLIP_SECONDS), LONGEST_CLIP_SECONDS) / CLIP_SECONDS
+    return round(clips * CLIP_FRAMES / frames_per_token) * frames_per_token
+
+
 def render_clip(
     scene: Scene,
     rng: np.random.Generator,
@@ -125,7 +146,9 @@ def render_clip(
     frames: int = CLIP_FRAMES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one clip of `scene`: the shape crosses the middle of the frame, from one side to
-    the other, with a slightly varied size and path.
+    the other, with a slightly varied size and path. It moves at one speed whatever the
+    clip's length: half the frame over `CLIP_FRAMES` frames (a 5 s clip), from one edge to
+    the other over twice as many (10 s), its path centred on the frame either way.
 
     The variation is kept small on purpose. With starting points spread over the frame, the
     best guess of a clip from the prompt alone (what the model must produce from pure noise)
@@ -140,12 +163,12 @@ def render_clip(
     Returns (frames uint8 (T, H, W, 3), foreground coverage float32 (T, H, W) in 0..1).
     """
     radius = rng.uniform(0.13, 0.14) * size  # half the shape's extent
-    travel = 0.5 * size  # distance covered over the clip
     dx, dy = DIRECTIONS[scene.direction]
     # Along the motion axis the path is centred on the frame, across it the shape stays in
     # the middle, each give or take a sixty-fourth of the frame.
     jitter = size * _PLACE_JITTER
-    along = size / 2 + rng.uniform(-jitter, jitter) + np.linspace(-travel / 2, travel / 2, frames)
+    steps = np.arange(frames) - (frames - 1) / 2
+    along = size / 2 + rng.uniform(-jitter, jitter) + steps * _STEP * size
     across = np.full(frames, size / 2 + rng.uniform(-jitter, jitter))
     if dx:
         centres_x = along if dx > 0 else size - along

@@ -31,6 +31,7 @@ from reelforge.micro.world import (
     Scene,
     all_scenes,
     canonical_prompt,
+    clip_frames_for,
     paraphrases,
     render_clip,
 )
@@ -65,6 +66,33 @@ def test_render_clip_is_seeded_and_moves_the_right_way() -> None:
     np.testing.assert_array_equal(a, b)
     rows = [np.nonzero(frame)[0].mean() for frame in coverage]
     assert rows[-1] < rows[0] - 10  # "up" is towards row 0
+
+
+def test_a_10_s_clip_moves_at_the_same_speed_twice_as_far() -> None:
+    assert [clip_frames_for(s) for s in (1, 5, 6, 10, 12)] == [16, 16, 20, 32, 32]
+    scene = Scene("red", "circle", "right", "black")
+    _, short_cover = render_clip(scene, np.random.default_rng(3))
+    long, long_cover = render_clip(scene, np.random.default_rng(3), frames=32)
+    assert long.shape == (32, CLIP_SIZE, CLIP_SIZE, 3)
+
+    def centres(coverage: np.ndarray) -> np.ndarray:
+        columns = np.arange(CLIP_SIZE)
+        return (coverage.sum(axis=1) * columns).sum(axis=1) / coverage.sum(axis=(1, 2))
+
+    # The middle frames of the long clip are the short clip's path, frame for frame.
+    np.testing.assert_allclose(np.diff(centres(long_cover))[12:18].mean(), 16 / 15, rtol=0.02)
+    np.testing.assert_allclose(np.diff(centres(short_cover)).mean(), 16 / 15, rtol=0.02)
+    assert centres(long_cover)[-1] - centres(long_cover)[0] > 1.6 * 16
+
+
+def test_evaluator_reads_10_s_clips_and_tells_a_slowed_5_s_clip_apart() -> None:
+    rng = np.random.default_rng(2)
+    for scene in all_scenes()[::5]:
+        long, _ = render_clip(scene, rng, frames=32)
+        assert all(read_clip(long).matches_long(scene).values()), scene
+        short, _ = render_clip(scene, rng)
+        slowed = read_clip(short.repeat(2, axis=0))  # each frame shown twice as long
+        assert slowed.matches(scene)["direction"] and not slowed.matches_long(scene)["direction"]
 
 
 def test_evaluator_reads_every_rendered_scene_correctly() -> None:
@@ -126,6 +154,21 @@ def test_sampling_pins_the_first_frame_and_is_seeded() -> None:
     assert not torch.allclose(again[:, :, 0], image)
 
 
+def test_the_network_draws_clips_of_any_even_length() -> None:
+    """A 10 s clip (32 frames) goes through the network trained at 16; the trained length's
+    coordinate features are the stored ones, a longer clip's reach further out in time."""
+    torch.manual_seed(0)
+    net = MicroNet(MicroNetConfig(channels=(16, 32), cond_dim=32, groups=8)).eval()
+    text = TextFeatures.empty(1)
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 32, CLIP_SIZE, CLIP_SIZE), torch.tensor([0.5]), text)
+    assert out.shape == (1, 3, 32, CLIP_SIZE, CLIP_SIZE)
+    assert net._coordinates(CLIP_FRAMES) is net.coordinates
+    times = net._coordinates(32)[0, 0, :, 0, 0]
+    torch.testing.assert_close(times[4:12], net.coordinates[0, 0, :, 0, 0])  # the same times
+    assert float(times.max()) == pytest.approx(15 / 7)
+
+
 def test_shipped_checkpoint_is_small_and_self_describing() -> None:
     assert SHIPPED_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
     net, record = load_checkpoint(SHIPPED_CHECKPOINT)
@@ -164,6 +207,12 @@ def test_engine_renders_a_seeded_clip_and_stops_when_asked() -> None:
     assert clip.fps == pytest.approx(CLIP_FRAMES / 5)
     assert steps[-1] == (20, 20)
     np.testing.assert_array_equal(engine.generate(spec, None, lambda *_: None).frames, clip.frames)
+    ten = engine.generate(spec.model_copy(update={"num_frames": 240}), None, lambda *_: None)
+    assert ten.frames.shape[0] == 32 and ten.meta["native_frames"] == 32
+    assert ten.fps == pytest.approx(clip.fps)  # twice the frames, not the same ones slowed
+    scene = Scene("green", "triangle", "down", "black")
+    assert ten.meta.get("conditioned_prompt") is None
+    assert read_clip(ten.frames).matches_long(scene)["direction"]
 
     calls = 0
 
@@ -308,11 +357,36 @@ def test_the_canonicaliser_reads_free_form_prompts(
     assert canonicaliser.canonicalise(prompt) == canonical_prompt(expected)
 
 
+def test_the_canonicaliser_reads_colour_names_through_the_lexicon(
+    canonicaliser: PromptCanonicaliser,
+) -> None:
+    reading = canonicaliser.read("a cobalt orb gliding to the right on black")
+    assert reading.scene == Scene("blue", "circle", "right", "black")
+    assert reading.sources["colour"] == "lexicon"
+    # Unsaturated and light reads as white.
+    assert canonicaliser.read("an eggshell orb going up on black").values["colour"] == "white"
+
+
+def test_every_vocabulary_paraphrase_is_read_exactly(canonicaliser: PromptCanonicaliser) -> None:
+    """What the trainer shows the model in paraphrase (`vocabulary_paraphrase`) is what the
+    canonicaliser reads word for word, and it holds no held-out word."""
+    from reelforge.micro.vocabulary import vocabulary_paraphrase
+
+    rng = np.random.default_rng(4)
+    held = _held_out_words()
+    for scene in all_scenes():
+        for _ in range(4):
+            prompt = vocabulary_paraphrase(scene, rng)
+            assert not set(_split(prompt)) & held, prompt
+            reading = canonicaliser.read(prompt)
+            assert reading.scene == scene and set(reading.sources.values()) == {"word"}, prompt
+
+
 def test_the_canonicaliser_keeps_words_it_cannot_read(canonicaliser: PromptCanonicaliser) -> None:
     # A colour it cannot place stays the prompt's own word, in the canonical sentence.
     assert (
-        canonicaliser.canonicalise("a tangerine box sliding to the left on a dark background")
-        == "a tangerine square moving left on a black background"
+        canonicaliser.canonicalise("a glossy box sliding to the left on a dark background")
+        == "a glossy square moving left on a black background"
     )
     # Far from the world: passed on as written.
     for prompt in ("a cat sleeping on a sofa", "hello", "A cheerful white raccoon in a library"):
