@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from reelforge.micro.colournames import lexicon_colour
 from reelforge.micro.vocabulary import ATTRIBUTES, SYNONYMS
-from reelforge.micro.world import Scene
+from reelforge.micro.world import Scene, article
 
 if TYPE_CHECKING:
     import torch
@@ -180,9 +180,8 @@ class PromptCanonicaliser:
                     return prompt
                 values[attribute] = reading.slot_words[attribute]
         colour = str(values["colour"])
-        article = "an" if colour[0] in "aeiou" else "a"
         return (
-            f"{article} {colour} {values['shape']} moving {values['direction']} "
+            f"{article(colour)} {colour} {values['shape']} moving {values['direction']} "
             f"on a {values['background']} background"
         )
 

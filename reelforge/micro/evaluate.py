@@ -20,7 +20,9 @@ from torch.nn import functional as F
 
 from reelforge.micro.world import (
     BACKGROUNDS,
+    CLIP_SECONDS,
     COLOURS,
+    LONGEST_CLIP_SECONDS,
     Scene,
     all_scenes,
     canonical_prompt,
@@ -217,16 +219,18 @@ def evaluate(
     `ClipReading.matches_long`."""
     scenes = all_scenes()
     canonical = [(scene, canonical_prompt(scene)) for scene in scenes]
-    sets: list[tuple[str, list[tuple[Scene, str]], float]] = [("canonical", canonical, 5.0)]
+    sets: list[tuple[str, list[tuple[Scene, str]], float]] = [
+        ("canonical", canonical, CLIP_SECONDS)
+    ]
     if paraphrase:
         rng = np.random.default_rng(first_seed)
         held_out = []
         for scene in scenes:
             options = paraphrases(scene, held_out=True)
             held_out.append((scene, options[int(rng.integers(len(options)))]))
-        sets.append(("held-out paraphrases", held_out, 5.0))
+        sets.append(("held-out paraphrases", held_out, CLIP_SECONDS))
     if long_clips:
-        sets.append(("canonical, 10 s", canonical, 10.0))
+        sets.append(("canonical, 10 s", canonical, LONGEST_CLIP_SECONDS))
 
     reports = []
     seed = first_seed
@@ -240,6 +244,10 @@ def evaluate(
             clips = generate([prompt for _, prompt in chunk], seeds, seconds)
             for (scene, _), clip in zip(chunk, clips, strict=True):
                 reading = read_clip(clip)
-                report.add(reading.matches_long(scene) if seconds > 5 else reading.matches(scene))
+                report.add(
+                    reading.matches_long(scene)
+                    if seconds > CLIP_SECONDS
+                    else reading.matches(scene)
+                )
         reports.append(report)
     return reports

@@ -29,10 +29,12 @@ from reelforge.micro.world import (
     CLIP_FRAMES,
     COLOURS,
     DIRECTIONS,
+    LONGEST_CLIP_SECONDS,
     SHAPES,
     Scene,
     all_scenes,
     canonical_prompt,
+    clip_frames_for,
     paraphrases,
     render_clip,
 )
@@ -205,9 +207,9 @@ def _batch(
     bank: PromptBank, config: TrainConfig, rng: np.random.Generator, *, long: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, TextFeatures]:
     """A fresh batch: clips (B, 3, T, H, W) in [-1, 1], loss weights, prompt features; with
-    `long`, half as many 10 s clips (`CLIP_FRAMES` x 2 frames) as 5 s ones."""
+    `long`, half as many 10 s clips (twice the frames) as 5 s ones."""
     clips, weights, texts = [], [], []
-    frames_per_clip = CLIP_FRAMES * 2 if long else CLIP_FRAMES
+    frames_per_clip = clip_frames_for(LONGEST_CLIP_SECONDS) if long else CLIP_FRAMES
     for _ in range(config.batch_size // 2 if long else config.batch_size):
         index = int(rng.integers(len(bank.scenes)))
         frames, coverage = render_clip(bank.scenes[index], rng, frames=frames_per_clip)

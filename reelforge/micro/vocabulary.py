@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from reelforge.micro.world import article
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -126,9 +128,5 @@ def vocabulary_paraphrase(scene: Scene, rng: np.random.Generator, *, keep: float
         to_the = direction in ("left", "right") and rng.random() < 0.5
         motion = f"{verb} to the {direction}" if to_the else f"{verb} {direction}"
     place = _BACKGROUND_PHRASES[int(rng.integers(len(_BACKGROUND_PHRASES)))]
-    place = place.replace("a {}", f"{_article(background)} {{}}").format(background)
-    return f"{_article(colour)} {colour} {shape} {motion} {place}"
-
-
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    place = place.replace("a {}", f"{article(background)} {{}}").format(background)
+    return f"{article(colour)} {colour} {shape} {motion} {place}"

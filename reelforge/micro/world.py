@@ -26,6 +26,7 @@ __all__ = [
     "SHAPES",
     "Scene",
     "all_scenes",
+    "article",
     "canonical_prompt",
     "clip_frames_for",
     "paraphrases",
@@ -110,6 +111,11 @@ def canonical_prompt(scene: Scene) -> str:
     )
 
 
+def article(word: str) -> str:
+    """The indefinite article before `word` ("an amber", "a red"), by its first letter."""
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def paraphrases(scene: Scene, *, held_out: bool) -> list[str]:
     """Every paraphrase of `scene` from the training vocabulary, or from held-out words only."""
     part = 1 if held_out else 0
@@ -120,8 +126,7 @@ def paraphrases(scene: Scene, *, held_out: bool) -> list[str]:
         _DIRECTION_WORDS[scene.direction][part],
         _BACKGROUND_WORDS[scene.background][part],
     ):
-        article = "an" if colour[0] in "aeiou" else "a"
-        prompts.append(f"{article} {colour} {shape} {motion} {background}")
+        prompts.append(f"{article(colour)} {colour} {shape} {motion} {background}")
     return prompts
 
 
