@@ -64,11 +64,11 @@ _WORDS: dict[str, dict[str, str]] = {
     "shape": {
         "circle": (
             "circle, disc, round dot, disk, dot, ring, orb, sphere, globe, round, spot, hoop, "
-            "bubble, circular, round shape, circular shape"
+            "bubble, circular, spherical, round shape, circular shape"
         ),
         "square": (
-            "square, block, box, cube, rectangle, quadrilateral, quad, boxy, squared, square "
-            "shape, boxy shape, four-sided shape"
+            "square, block, box, cube, rectangle, quadrilateral, quad, boxy, squared, "
+            "rectangular, square shape, boxy shape, four-sided shape"
         ),
         "triangle": (
             "triangle, triangular shape, wedge, delta, trigon, arrowhead, triangular, three-sided "
