@@ -18,7 +18,13 @@ from fastapi import Request
 
 from reelforge.errors import FieldError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["MAX_JSON_DEPTH", "is_json_content_type", "parse_json", "read_json_body"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "body_too_large",
+    "is_json_content_type",
+    "parse_json",
+    "read_json_body",
+]
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted (the deepest real body has 3 levels)."""
@@ -34,23 +40,39 @@ def is_json_content_type(value: str) -> bool:
     )
 
 
-async def read_json_body(request: Request, max_bytes: int) -> Any:
+async def read_json_body(
+    request: Request, max_bytes: int, *, image_field: str | None = None
+) -> Any:
     """Return the parsed JSON body: 415 unless declared JSON, 413 past `max_bytes`, 400 naming
-    `body` if it is not strict JSON."""
+    `body` if it is not strict JSON. On a route that takes an input image in `image_field`,
+    the 413 names that field (`body_too_large`)."""
     if not is_json_content_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaType(
             "body: send the request body as JSON, with the header 'Content-Type: application/json'"
         )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"body: request body is larger than {max_bytes} bytes")
+        raise body_too_large(max_bytes, image_field)
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > max_bytes:
-            raise PayloadTooLarge(f"body: request body is larger than {max_bytes} bytes")
+            raise body_too_large(max_bytes, image_field)
         chunks.append(chunk)
     return parse_json(b"".join(chunks))
+
+
+def body_too_large(max_bytes: int, image_field: str | None) -> PayloadTooLarge:
+    """The 413 for a body past `max_bytes`. Where the route takes an input image, nothing
+    else in a create body comes near the limit, so it names the image's field: an upload
+    that large is an image too large, which the user fixes by sending a smaller one."""
+    if image_field is None:
+        return PayloadTooLarge(f"body: request body is larger than {max_bytes} bytes")
+    return PayloadTooLarge(
+        f"{image_field}: image too large (the request body is larger than {max_bytes} "
+        "bytes; send a smaller image, or a link to it)",
+        field=image_field,
+    )
 
 
 def parse_json(raw: bytes) -> Any:

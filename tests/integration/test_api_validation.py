@@ -134,7 +134,8 @@ def test_text_over_2500_characters_is_named_and_2500_is_taken(
         ("not base64 at all!", "base64"),
         (data_uri(b"this is plain text, not a picture"), "decodable image"),
         ("ftp://example.com/a.png", "scheme"),
-        ("http://127.0.0.1:9/cat.png", "non-public address"),
+        # A loopback refusal names the setting that allows it.
+        ("http://127.0.0.1:9/cat.png", "REELFORGE_ALLOW_PRIVATE_URLS (or"),
         ("http://[::1]/cat.png", "non-public address"),
         ("http://169.254.169.254/latest/meta-data", "cloud metadata address"),
         ("http://10.0.0.8/cat.png", "non-public address"),
@@ -154,7 +155,21 @@ def test_bad_image_url_is_named(
 
 def test_oversized_inline_image_is_413(client: TestClient, store: JobStore) -> None:
     body = {"model": I2V, "image_url": data_uri(b"\x89PNG" + b"0" * 250_000)}
-    assert_rejected(client.post("/v2/video/generations", json=body), 413, "image_url", store)
+    error = assert_rejected(
+        client.post("/v2/video/generations", json=body), 413, "image_url", store
+    )
+    assert "image_url: image too large (more than 200000 bytes)" in error["message"]
+
+
+def test_an_image_past_the_body_limit_is_too_large_not_a_body_error(
+    client: TestClient, store: JobStore
+) -> None:
+    # 350 kB of image, 467 kB as a data URI: past the 400 kB body limit, before the image's.
+    body = {"model": I2V, "prompt": "x", "image_url": data_uri(b"\x89PNG" + b"0" * 350_000)}
+    error = assert_rejected(
+        client.post("/v2/video/generations", json=body), 413, "image_url", store
+    )
+    assert error["message"].startswith("image_url: image too large (the request body is larger")
 
 
 def test_image_over_pixel_limit_is_refused(app_parts: tuple[Settings, JobStore]) -> None:
@@ -180,7 +195,8 @@ def test_non_object_json_names_body(client: TestClient, store: JobStore) -> None
 
 def test_oversized_body_is_413(client: TestClient, store: JobStore) -> None:
     body = {"model": T2V, "prompt": "x", "padding": "y" * 500_000}
-    assert_rejected(client.post("/v2/video/generations", json=body), 413, "body", store)
+    error = assert_rejected(client.post("/v2/video/generations", json=body), 413, "body", store)
+    assert "the request body is larger than 400000 bytes" in error["message"]
 
 
 def test_several_bad_fields_are_all_named(client: TestClient, store: JobStore) -> None:

@@ -253,3 +253,16 @@ def test_kling_keys_alone_close_the_ai_ml_api_to_keyless_callers(
     generation = {"model": "klingai/v2-master-text-to-video", "prompt": "p"}
     assert kling_only.post("/v2/video/generations", json=generation).status_code == 401
     assert kling_only.post(T2V, json={"prompt": "p"}, headers=signed()).status_code == 200
+
+
+def test_an_image_past_the_body_limit_is_named_as_too_large(
+    tmp_path: Path, store: JobStore
+) -> None:
+    client = make_client(tmp_path, store, max_body_bytes=4_000)
+    big = {"model_name": "kling-v2-master", "image": "A" * 5_000}
+    answer = client.post(I2V, json=big, headers=signed())
+    assert_kling_error(answer, 413, 1200, "image: image too large (the request body is larger")
+    # Text-to-video takes no image: there, the body is what is too large.
+    answer = client.post(T2V, json={"prompt": "x" * 5_000}, headers=signed())
+    assert_kling_error(answer, 413, 1200, "body: request body is larger than 4000 bytes")
+    assert queued(store) == 0

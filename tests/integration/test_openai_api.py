@@ -200,6 +200,16 @@ def test_bad_multipart_fields_are_named(client: TestClient, ctx: ApiContext) -> 
         headers=A,
     )
     assert_openai_error(too_big, 413, "input_reference")
+    assert "image too large" in too_big.json()["error"]["message"]
+    # Past the body limit (16 MiB) an upload is still an image too large, not a body error.
+    past_the_body = client.post(
+        "/v1/videos",
+        data={"prompt": "x"},
+        files={"input_reference": ("a.png", b"\x00" * (16 * 1024 * 1024 + 1), "image/png")},
+        headers=A,
+    )
+    assert_openai_error(past_the_body, 413, "input_reference")
+    assert "input_reference: image too large" in past_the_body.json()["error"]["message"]
     for fields, param in (({"seconds": "3"}, "seconds"), ({"size": "1x1"}, "size"), ({}, "prompt")):
         answer = client.post(
             "/v1/videos",

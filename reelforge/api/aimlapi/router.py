@@ -85,7 +85,7 @@ def build_aimlapi_router(ctx: ApiContext) -> APIRouter:
     service = ctx.generations
 
     async def create_generation(request: Request, tenant: str = Depends(ctx.auth.generator)) -> Any:
-        body = await read_json_body(request, ctx.settings.max_body_bytes)
+        body = await read_json_body(request, ctx.settings.max_body_bytes, image_field="image_url")
         parsed, spec = parse_create_request(body, ctx.registry)
         webhook, webhook_field = webhook_subscription(parsed)
         submission = Submission(

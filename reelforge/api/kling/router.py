@@ -73,8 +73,10 @@ def build_kling_router(ctx: ApiContext, models: KlingModels | None = None) -> AP
         return [id_ for id_ in ctx.registry.ids if models.kind_of(id_, image_models) == kind]
 
     def add_routes(kind: TaskKind, path: str) -> None:
+        image = "image" if kind == "image2video" else None
+
         async def create_task(request: Request, tenant: str = Depends(auth.generator)) -> Any:
-            body = await read_json_body(request, ctx.settings.max_body_bytes)
+            body = await read_json_body(request, ctx.settings.max_body_bytes, image_field=image)
             submission = parse_create_request(body, kind, ctx.registry, models)
             view = await service.create(submission, tenant=tenant, dialect=DIALECT)
             return envelope(request, render_view(ctx, view, str(request.base_url)))

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from reelforge.api.body import is_json_content_type, read_json_body
+from reelforge.api.body import body_too_large, is_json_content_type, read_json_body
 from reelforge.api.context import ApiContext
 from reelforge.api.files import stored_response
 from reelforge.api.openai.protocol import parse_create, parse_remix
@@ -241,7 +241,9 @@ async def _read_create_body(request: Request, ctx: ApiContext) -> tuple[dict[str
     """The create body as a dict of fields, and an uploaded `input_reference` (base64)."""
     content_type = request.headers.get("content-type", "")
     if is_json_content_type(content_type):
-        parsed = await read_json_body(request, ctx.settings.max_body_bytes)
+        parsed = await read_json_body(
+            request, ctx.settings.max_body_bytes, image_field="input_reference"
+        )
         if not isinstance(parsed, dict):
             raise InvalidRequest(FieldError("body", "must be a JSON object"))
         return parsed, None
@@ -274,10 +276,11 @@ async def _read_create_body(request: Request, ctx: ApiContext) -> tuple[dict[str
 
 
 def _capped(request: Request, max_bytes: int) -> Any:
-    """A `receive` that replays the request body and refuses one past `max_bytes` (413)."""
+    """A `receive` that replays the request body and refuses one past `max_bytes` (413, naming
+    `input_reference`, the one form field that can be that large)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"body: request body is larger than {max_bytes} bytes")
+        raise body_too_large(max_bytes, "input_reference")
     total = 0
 
     async def receive() -> Any:
@@ -285,7 +288,7 @@ def _capped(request: Request, max_bytes: int) -> Any:
         message = await request.receive()
         total += len(message.get("body", b""))
         if total > max_bytes:
-            raise PayloadTooLarge(f"body: request body is larger than {max_bytes} bytes")
+            raise body_too_large(max_bytes, "input_reference")
         return message
 
     return receive
