@@ -8,6 +8,7 @@ only when a worker builds one, so the API process never imports torch.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import tomllib
 from collections.abc import Iterable
@@ -330,13 +331,20 @@ def _relative_to(checkpoint: str | None, base_dir: Path | None) -> str | None:
     return checkpoint
 
 
-def _check_engine_name(name: str, where: str) -> None:
+def _check_engine_name(name: str, where: str, *, catalog_too: bool = False) -> None:
     """Fail at start-up on an unknown engine, without importing it (the API process never
-    imports engines: they pull in torch)."""
-    if name not in ENGINES and ":" not in name:
-        raise RegistryError(
-            f"{where}: unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}"
-        )
+    imports engines: they pull in torch); a near name (`catalog_too`: of a catalog model as
+    well, where one may be given) is suggested."""
+    if name in ENGINES or ":" in name:
+        return
+    known = [*ENGINES, *catalog.CATALOG] if catalog_too else list(ENGINES)
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    kind = "engine or catalog model" if catalog_too else "engine"
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    models = "; catalog models: `reelforge models list`" if catalog_too else ""
+    raise RegistryError(
+        f"{where}: unknown {kind} {name!r}{hint} (engines: {', '.join(sorted(ENGINES))}{models})"
+    )
 
 
 def parse_override(text: str, models_dir: Path | None = None) -> ModelEntry:
@@ -354,5 +362,5 @@ def parse_override(text: str, models_dir: Path | None = None) -> ModelEntry:
             model_id.strip(), engine.strip(), checkpoint.strip() or None, models_dir=models_dir
         )
     if engine not in ENGINES:  # import paths contain ':' and so belong in a registry file
-        _check_engine_name(engine, f"--model {text!r}")
+        _check_engine_name(engine, f"--model {text!r}", catalog_too=True)
     return ModelEntry(model_id.strip(), engine.strip(), checkpoint.strip() or None)

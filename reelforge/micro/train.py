@@ -4,8 +4,9 @@ Every batch is rendered fresh (`world.render_clip`), so there is no data set to 
 are the canonical sentence or a training-vocabulary paraphrase, embedded once up front. The
 loss weights the moving shape's pixels and a band around them (see
 `diffusion.diffusion_loss`); an exponential moving average of the weights is what gets saved.
-The defaults reproduce the shipped checkpoint on two CPU cores in about 26 minutes (4000
-steps of 32 clips, 82 clips/s on the development machine); `--steps 2` is the suite's smoke run.
+The defaults reproduce the shipped checkpoint on two CPU cores in about 40 minutes (4500
+steps of 32 clips, 40 % of them 10 s clips at half the batch); `--steps 2` is the suite's
+smoke run.
 """
 
 from __future__ import annotations

@@ -145,10 +145,11 @@ def worker_loop(
         video_preset=settings.video_preset,
     )
     log.info(
-        "worker %s ready for %s on %s (%s)",
+        "worker %s ready for %s on %s%s (%s)",
         worker_id,
         ", ".join(models),
         label,
+        _torch_threads(),
         _how_woken(notifications, wake, settings.poll_interval_s),
     )
     try:
@@ -206,6 +207,13 @@ def _report_draining(drain: Drain, heartbeat: Heartbeat, stopped: threading.Even
         if drain.wait(0.5):
             heartbeat.report_state()
             return
+
+
+def _torch_threads() -> str:
+    """ ", N torch thread(s)" as the engines left torch's intra-op pool (the micro engine sets
+    one per worker); empty when no engine imported torch."""
+    torch = sys.modules.get("torch")
+    return "" if torch is None else f", {torch.get_num_threads()} torch thread(s)"
 
 
 def _device_label(device: WorkerDevice) -> str:

@@ -1,6 +1,7 @@
-"""Configuration mistakes fail fast: `serve` exits with one line naming the fix before it
-binds a port, and a worker that cannot load its model says why in `/healthz`, is not
-restarted in a loop, and creates for that model answer 503 instead of queueing forever."""
+"""Configuration mistakes fail fast: `serve` (and a lone `worker`) exits with one line naming
+the fix before it binds a port, and a worker that cannot load its model says why in
+`/healthz`, is not restarted in a loop, and creates for that model answer 503 instead of
+queueing forever."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ T2V = "klingai/v2-master-text-to-video"
 
 
 def run_serve(tmp_path: Path, *args: str, **settings: str) -> tuple[int, str, float]:
+    return run_command(tmp_path, "serve", *args, **settings)
+
+
+def run_command(
+    tmp_path: Path, command: str, *args: str, **settings: str
+) -> tuple[int, str, float]:
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
@@ -32,7 +39,7 @@ def run_serve(tmp_path: Path, *args: str, **settings: str) -> tuple[int, str, fl
     }
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "reelforge", "serve", *args],
+        [sys.executable, "-m", "reelforge", command, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -44,7 +51,14 @@ def run_serve(tmp_path: Path, *args: str, **settings: str) -> tuple[int, str, fl
 @pytest.mark.parametrize(
     ("args", "settings", "expected"),
     [
-        (["--model", f"{T2V}=nosuchengine"], {}, "unknown engine 'nosuchengine'"),
+        (["--model", f"{T2V}=nosuchengine"], {}, "unknown engine or catalog model 'nosuchengine'"),
+        # A misspelt catalog name: the near one, and where the catalog is listed.
+        (
+            ["--model", f"{T2V}=wan2.2-ti2v-5bb"],
+            {},
+            "did you mean 'wan2.2-ti2v-5b'? (engines: hunyuan, ltx, micro, testsrc, wan; "
+            "catalog models: `reelforge models list`)",
+        ),
         (["--model", f"{T2V}=wan2.2-ti2v-5b"], {}, "reelforge models pull wan2.2-ti2v-5b"),
         (["--models-file", "/nonexistent/models.toml"], {}, "/nonexistent/models.toml"),
         ([], {"storage_url": "gopher://videos"}, "unsupported storage URL"),
@@ -66,6 +80,23 @@ def test_configuration_error_is_one_line_before_binding(
     assert len(errors) == 1 and expected in errors[0], stderr
     assert "Traceback" not in stderr
     assert "Uvicorn running" not in stderr and elapsed < 30
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (f"{T2V}=nosuchengine", "unknown engine or catalog model 'nosuchengine'"),
+        (f"{T2V}=wan2.2-ti2v-5b", "run: reelforge models pull wan2.2-ti2v-5b"),
+    ],
+)
+def test_a_lone_worker_fails_in_one_line_on_a_model_it_cannot_serve(
+    tmp_path: Path, model: str, expected: str
+) -> None:
+    code, stderr, _ = run_command(tmp_path, "worker", "--model", model)
+    assert code == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("reelforge: error:")]
+    assert len(errors) == 1 and expected in errors[0], stderr
+    assert "Traceback" not in stderr
 
 
 def test_a_worker_that_cannot_load_says_why_and_is_not_restarted(

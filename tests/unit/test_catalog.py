@@ -123,8 +123,8 @@ def test_registry_file_names_a_catalog_model_with_overrides(
     path.write_text(f'[models."{T2V}"]\ncatalog = "wan2.2-t2v-a14b"\noptions = {{ steps = 8 }}\n')
     entry = Registry.load(path, models_dir=models_dir).get(T2V)
     assert entry is not None
-    # Not downloaded: the entry names the repository, which the engine refuses at load with
-    # a hint to pull it, so the server still starts and says what is missing.
+    # Not downloaded: the entry names the repository (`serve` then refuses to start, naming
+    # `reelforge models pull`, which test_configuration_errors checks).
     assert (entry.engine, entry.checkpoint) == ("wan", "Wan-AI/Wan2.2-T2V-A14B-Diffusers")
     assert entry.options["steps"] == 8
     assert entry.options["flow_shift"] == 12.0

@@ -402,6 +402,16 @@ def test_wait_follows_with_the_progress_bar_and_exits_0_once_completed(
     assert "`reelforge download gen_7`" in captured.err
 
 
+def test_wait_prints_the_engines_warnings_to_stderr(
+    fake_server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_server.states = [{**COMPLETED, "meta": {"warnings": ["far from the model's world"]}}]
+    assert main(["wait", "gen_7", *FAST]) == 0
+    captured = capsys.readouterr()
+    assert "reelforge: warning: far from the model's world\n" in captured.err
+    assert captured.out == "gen_7: completed\n"
+
+
 @pytest.mark.parametrize(
     ("state", "argv", "code", "message"),
     [
@@ -684,9 +694,15 @@ def test_help_keeps_descriptions_and_examples_as_written(wide_terminal: None) ->
     assert "\n  reelforge cancel 3f6c2a9e-...\n" in cancel_help
     micro_help = parsers["reelforge micro"].format_help()
     assert (
-        "\n  reelforge micro train --out my-micro.safetensors      # about 26 min on 2 CPU cores\n"
+        "\n  reelforge micro train --out my-micro.safetensors      # about 40 min on 2 CPU cores\n"
         in micro_help
     )
+    # The help's default steps are the trainer's.
+    from reelforge.micro.train import TrainConfig
+
+    train_help = parsers["reelforge micro train"].format_help()
+    assert f"optimiser steps ({TrainConfig.steps})" in train_help
+    assert f"the default {TrainConfig.steps} steps" in train_help
     # Sub-actions are listed with what they do.
     models_help = parsers["reelforge models"].format_help()
     assert "download a catalog model (resumable, verified)" in models_help
