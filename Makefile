@@ -65,9 +65,10 @@ scale-demo: $(VENV)/.installed
 test: $(VENV)/.installed sdk-env openai-env fuzz-env
 	$(BIN)/python -m pytest
 
-# Everything not marked slow (no server processes, no diffusers pipelines): the inner loop.
+# Everything not marked slow (no reelforge server processes, no diffusers pipelines): the
+# inner loop, one pytest process per core (at most 4).
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto --maxprocesses=4
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check reelforge tests benchmarks scripts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,3 +90,33 @@ def test_image_to_video_starts_from_the_image(server: LiveServer, tmp_path: Path
     # The centre of the first frame is the picture's yellow square, the corner its gray.
     assert np.abs(first[480, 480] - (240, 220, 40)).max() < 40
     assert np.abs(first[40, 40] - (128, 128, 128)).max() < 40
+
+
+def test_a_prompt_far_from_the_world_is_warned_about_in_the_answer_and_on_the_cli(
+    server: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reelforge.cli.main import main as cli_main
+
+    prompt = "A red fox in the snow"
+    out = tmp_path / "fox.mp4"
+    code = cli_main(["generate", prompt, "-o", str(out), "--base-url", server.base_url])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.splitlines() == [str(out)] and out.stat().st_size > 0
+    [warning] = [line for line in captured.err.splitlines() if "reelforge: warning:" in line]
+    assert f"'{prompt}' is far from" in warning
+
+    # The same warning is in the generation's `meta.warnings`, for any client.
+    final = wait_terminal(server, create(server, {"model": T2V, "prompt": prompt})["id"], 120)
+    assert final["status"] == "completed", final
+    assert [f"reelforge: warning: {w}" for w in final["meta"]["warnings"]] == [warning]
+    # A prompt of the world gets none.
+    known = {"model": T2V, "prompt": "a golden box rising on a gray background"}
+    assert "warnings" not in wait_terminal(server, create(server, known)["id"], 120)["meta"]
+
+
+def test_the_worker_logs_its_device_and_torch_threads(server: LiveServer) -> None:
+    # `device auto` as configured in the API process; the worker says what it resolved to.
+    assert server.log_path is not None  # log() is only its tail
+    log = server.log_path.read_text(errors="replace")
+    assert re.search(r"worker \S+ ready for .* on cpu, 1 torch thread\(s\) ", log), log[-3000:]

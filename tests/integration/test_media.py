@@ -262,7 +262,8 @@ def test_gif_of_a_10_s_9_16_clip_is_smaller_than_its_mp4(content: str, tmp_path:
     # The test pattern is the hard case: flat stripes that H.264 codes in almost nothing.
     native = _testsrc_clip(720, 1280, 240) if content == "testsrc" else _smooth_clip(16, 32, 3)
     media = encode_outputs(native, 720, 1280, 240, 24, tmp_path)
-    assert media.preview.stat().st_size < 0.8 * media.video.stat().st_size
+    # Well under: at most half the mp4 (measured: 0.21x for the pattern, 0.19x smooth).
+    assert media.preview.stat().st_size < 0.5 * media.video.stat().st_size
 
 
 def test_thumbnail_is_a_webp_at_most_640_wide(tmp_path: Path) -> None:
