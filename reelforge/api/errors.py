@@ -135,7 +135,8 @@ async def _reelforge_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidRequest):
         errors = exc.errors
     elif exc.field is not None:
-        errors = [FieldError(exc.field, exc.message)]
+        # The field is named in `field`; its message, "image_url: image too large ...", need not.
+        errors = [FieldError(exc.field, exc.message.removeprefix(f"{exc.field}: "))]
     headers = None
     if isinstance(exc, ServiceUnavailable | TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after_s)}

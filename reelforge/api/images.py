@@ -64,7 +64,9 @@ class ImagePolicy:
         return InvalidRequest(FieldError(self.field, problem))
 
     def too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"{self.field}: image too large (more than {self.max_bytes} bytes)")
+        return PayloadTooLarge(
+            f"{self.field}: image too large (more than {self.max_bytes} bytes)", field=self.field
+        )
 
 
 class ImageIntake:

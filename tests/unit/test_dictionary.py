@@ -24,9 +24,22 @@ def test_definitions_come_most_common_sense_first_without_examples() -> None:
     assert senses[0] == "a flat metal piece (usually a disc) used as money"
     # The usage examples after the definition are dropped.
     assert all(";" not in sense and '"' not in sense for sense in definitions("ball"))
-    assert definitions("bricks") == definitions("brick") != ()
+    # Regular plurals: "-s" first ("cubes" is no "cub"), then "-es" ("boxes").
+    for plural, singular in (("bricks", "brick"), ("cubes", "cube"), ("boxes", "box")):
+        assert definitions(plural) == definitions(singular) != ()
+    assert definitions("cones")[0] == "any cone-shaped artifact"
     assert definitions("Kaiser Roll") == definitions("kaiser_roll") != ()
-    assert definitions("xyzzy") == ()
+    assert definitions("xyzzy") == definitions("") == definitions("  ") == ()
+
+
+def test_the_index_is_searched_from_its_first_entry_to_its_last() -> None:
+    """Every entry is found by the binary search, first and last included, and a word
+    between two entries is not."""
+    lines = (wordnet_root() / "index.noun").read_bytes().decode("latin-1").splitlines()
+    lemmas = [line.split(" ", 1)[0] for line in lines if line and not line.startswith(" ")]
+    for lemma in (lemmas[0], lemmas[1], lemmas[len(lemmas) // 2], lemmas[-2], lemmas[-1]):
+        assert definitions(lemma) != (), lemma
+    assert definitions(lemmas[len(lemmas) // 2] + "qqq") == ()
 
 
 def test_every_shape_word_the_dictionary_reads_is_read_right_when_left_out() -> None:
@@ -42,7 +55,7 @@ def test_every_shape_word_the_dictionary_reads_is_read_right_when_left_out() -> 
             reading = _canonicaliser(vocabulary).shape_by_definition(word)
             assert reading in (shape, None), word
             answered += reading is not None
-    # 19 of the 30 are read; a dictionary that read none would pass the loop above.
+    # 19 of the 28 are read; a dictionary that read none would pass the loop above.
     assert answered >= 15
 
 
