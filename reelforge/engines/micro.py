@@ -80,7 +80,7 @@ class MicroEngine(Engine):
             first_frame = np.asarray(fitted, dtype=np.uint8)
         encoder = self._generator.text_encoder
         reading = self._generator.canonicaliser.read(spec.prompt)
-        conditioned = self._generator.canonicaliser.canonicalise(spec.prompt)
+        conditioned = self._generator.canonicaliser.canonicalise(spec.prompt, reading)
         text = encoder.encode([conditioned])
         # Familiarity is the user's wording's, unless every attribute was read from the
         # vocabulary: then the model is given the canonical prompt of that scene and follows

@@ -187,11 +187,12 @@ class PromptCanonicaliser:
                 del sources["colour"]
         return PromptReading(values, sources, slot_words)
 
-    def canonicalise(self, prompt: str) -> str:
+    def canonicalise(self, prompt: str, reading: PromptReading | None = None) -> str:
         """The prompt the micro model is best conditioned on for `prompt`: the canonical
         prompt of the scene read, with the prompt's own words for a colour or shape not read;
-        `prompt` itself when direction, background or both of those are not read."""
-        reading = self.read(prompt)
+        `prompt` itself when direction, background or both of those are not read. `reading`
+        is `read(prompt)`, for a caller that has it already."""
+        reading = self.read(prompt) if reading is None else reading
         values = dict(reading.values)
         if values["direction"] is None or values["background"] is None:
             return prompt

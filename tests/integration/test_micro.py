@@ -303,7 +303,7 @@ def _split(text: str) -> list[str]:
 
 def test_the_vocabulary_and_the_canonicaliser_never_see_a_held_out_word() -> None:
     from reelforge.micro.canonical import _FILLER
-    from reelforge.micro.vocabulary import SYNONYMS
+    from reelforge.micro.vocabulary import DEFINITION_SHAPE_WORDS, SYNONYMS
 
     held = _held_out_words()
     assert {"crimson", "lemon", "ball", "pyramid", "drifting", "sinking", "slate"} <= held
@@ -315,6 +315,8 @@ def test_the_vocabulary_and_the_canonicaliser_never_see_a_held_out_word() -> Non
                 # No compounds either ("clover" holds the held-out phrases' "over", by chance).
                 assert not any(h in entry.replace(" ", "") for h in held - {"over"}), entry
     assert not _FILLER & held
+    definition_words = {w for words in DEFINITION_SHAPE_WORDS.values() for w in words}
+    assert not any(h in word for h in held for word in definition_words)
 
 
 @pytest.fixture(scope="module")
