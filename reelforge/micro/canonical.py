@@ -57,8 +57,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from reelforge.micro.colournames import lexicon_colour
-from reelforge.micro.dictionary import definitions
-from reelforge.micro.vocabulary import ATTRIBUTES, DEFINITION_SHAPE_WORDS, SYNONYMS
+from reelforge.micro.dictionary import definitions, singular_forms
+from reelforge.micro.vocabulary import (
+    ATTRIBUTES,
+    DEFINITION_SHAPE_WORDS,
+    SYNONYMS,
+    Vocabulary,
+)
 from reelforge.micro.world import Scene, article
 
 if TYPE_CHECKING:
@@ -72,11 +77,7 @@ __all__ = [
     "FALLBACK_GATES",
     "PromptCanonicaliser",
     "PromptReading",
-    "Vocabulary",
 ]
-
-Vocabulary = dict[str, dict[str, tuple[str, ...]]]
-"""Per attribute, per value: its words (`vocabulary.SYNONYMS`'s form)."""
 
 FALLBACK_GATES: dict[str, tuple[float, float]] = {"colour": (0.30, 0.02), "shape": (0.0, 0.02)}
 """Per attribute, (least cosine similarity to the best centroid, least lead over the
@@ -240,8 +241,8 @@ class PromptCanonicaliser:
         the vocabulary's words or `DEFINITION_SHAPE_WORDS` ("a flat metal piece (usually a
         disc)" -> circle); None when no sense does, or the first that does names two ("small
         circular or square cases of dough")."""
+        entries = self._definition_entries
         for definition in definitions(word):
-            entries = self._definition_entries
             words = [_singular(w, entries) for w in _words(definition)]
             named = {
                 entry[1]
@@ -300,13 +301,8 @@ def _words(text: str) -> list[str]:
 
 def _singular(word: str, entries: Mapping[tuple[str, ...], object]) -> str:
     """`word`, or its singular when only that is an entry ("squares" -> "square", "boxes"
-    -> "box")."""
-    if (word,) in entries or not word.endswith("s"):
-        return word
-    for singular in (word[:-1], word[:-2] if word.endswith("es") else word):
-        if (singular,) in entries:
-            return singular
-    return word
+    -> "box"), by the dictionary's rule for plurals."""
+    return next((form for form in singular_forms(word) if (form,) in entries), word)
 
 
 def _is_participle(word: str) -> bool:

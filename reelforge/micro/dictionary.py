@@ -24,7 +24,7 @@ import mmap
 from functools import cache, lru_cache
 from pathlib import Path
 
-__all__ = ["definitions", "wordnet_root"]
+__all__ = ["definitions", "singular_forms", "wordnet_root"]
 
 
 def wordnet_root() -> Path:
@@ -48,7 +48,7 @@ def definitions(word: str) -> tuple[str, ...]:
     key = "_".join(word.lower().split())
     if not key:
         return ()
-    for form in _singular_forms(key):
+    for form in singular_forms(key):
         line = _sorted_line_starting(index, form + " n ")
         if line is None:
             continue
@@ -64,9 +64,9 @@ def definitions(word: str) -> tuple[str, ...]:
     return ()
 
 
-def _singular_forms(word: str) -> list[str]:
-    """`word`, then what a regular plural's singular would be: "cubes" -> "cube", then for
-    "boxes" (no "boxe") -> "box"."""
+def singular_forms(word: str) -> list[str]:
+    """`word`, then what a regular plural's singular would be, in the order to try them:
+    "cubes" -> "cube" (not "cub"), then for "boxes" (no "boxe") -> "box"."""
     forms = [word]
     if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
         forms.append(word[:-1])

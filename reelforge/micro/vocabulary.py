@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 
     from reelforge.micro.world import Scene
 
-__all__ = ["ATTRIBUTES", "DEFINITION_SHAPE_WORDS", "SYNONYMS", "vocabulary_paraphrase"]
+__all__ = [
+    "ATTRIBUTES",
+    "DEFINITION_SHAPE_WORDS",
+    "SYNONYMS",
+    "Vocabulary",
+    "vocabulary_paraphrase",
+]
 
 ATTRIBUTES = ("colour", "shape", "direction", "background")
 
@@ -107,13 +113,16 @@ its paraphrases from it: a word added there changes the training prompts, and so
 one-word shape synonyms are read by their definitions (each left out in turn, all right),
 and 34 rather than 28 of 45 everyday objects are read right, definitions then embeddings."""
 
-SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
+Vocabulary = dict[str, dict[str, tuple[str, ...]]]
+"""Per attribute, per value: its words, the canonical one first."""
+
+SYNONYMS: Vocabulary = {
     attribute: {
         value: tuple(word.strip() for word in words.split(",")) for value, words in values.items()
     }
     for attribute, values in _WORDS.items()
 }
-"""Per attribute, per value: its words, the canonical one first."""
+"""The micro world's vocabulary: what the canonicaliser reads and the trainer words from."""
 
 
 # Verbs of motion for direction words that are not verbs themselves ("moving leftward");

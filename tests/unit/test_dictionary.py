@@ -7,10 +7,10 @@ import copy
 
 import pytest
 
-from reelforge.micro.canonical import PromptCanonicaliser, Vocabulary
+from reelforge.micro.canonical import PromptCanonicaliser
 from reelforge.micro.dictionary import definitions, wordnet_root
 from reelforge.micro.text import TextEncoder
-from reelforge.micro.vocabulary import SYNONYMS
+from reelforge.micro.vocabulary import SYNONYMS, Vocabulary
 
 
 def _canonicaliser(vocabulary: Vocabulary = SYNONYMS) -> PromptCanonicaliser:
